@@ -1,0 +1,167 @@
+//! An event as the platform reports it, parsed and validated from the ingest
+//! body with errors that name the offending field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{FieldError, FieldErrorKind, check_id};
+use crate::time::Timestamp;
+use crate::trigger::{Trigger, known_triggers};
+
+/// One order line: the unit of per-order-line delivery (order bumps are lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub id: String,
+    pub product_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub tenant_id: String,
+    #[serde(rename = "type")]
+    pub trigger: Trigger,
+    pub occurred_at: Timestamp,
+    pub payment_page_id: Option<String>,
+    pub upsell_id: Option<String>,
+    pub first_payment: bool,
+    pub lines: Vec<Line>,
+    /// The object receivers get, kept byte for byte as ingested.
+    pub data: Box<RawValue>,
+}
+
+/// The wire shape, every field optional so that a missing one is reported by
+/// name rather than as a generic parse failure.
+#[derive(Deserialize)]
+struct EventInput {
+    id: Option<String>,
+    tenant_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    occurred_at: Option<String>,
+    payment_page_id: Option<String>,
+    upsell_id: Option<String>,
+    first_payment: Option<bool>,
+    lines: Option<Vec<LineInput>>,
+    data: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct LineInput {
+    id: Option<String>,
+    product_id: Option<String>,
+}
+
+fn required<T>(field: &str, v: Option<T>) -> Result<T, FieldError> {
+    v.ok_or_else(|| FieldError::invalid(field, "is required"))
+}
+
+fn optional_id(field: &str, v: Option<String>) -> Result<Option<String>, FieldError> {
+    if let Some(v) = &v {
+        check_id(field, v)?;
+    }
+    Ok(v)
+}
+
+impl Event {
+    /// Parses an ingest body. Unknown fields are ignored so producers can send
+    /// more than Hookline reads.
+    pub fn from_json(body: &[u8]) -> Result<Event, FieldError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let input: EventInput = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path == "?" { "body".to_owned() } else { path };
+            FieldError::invalid(field, e.into_inner().to_string())
+        })?;
+
+        let id = required("id", input.id)?;
+        check_id("id", &id)?;
+        let tenant_id = required("tenant_id", input.tenant_id)?;
+        check_id("tenant_id", &tenant_id)?;
+        let kind = required("type", input.kind)?;
+        let trigger = kind.parse::<Trigger>().map_err(|_| FieldError {
+            kind: FieldErrorKind::UnknownType,
+            field: "type".into(),
+            message: format!("unknown event type {kind:?}; expected one of {}", known_triggers()),
+        })?;
+        let occurred_at = required("occurred_at", input.occurred_at)?;
+        let occurred_at = Timestamp::parse_rfc3339(&occurred_at).ok_or_else(|| {
+            FieldError::invalid("occurred_at", "must be an RFC 3339 timestamp such as 2026-11-29T12:00:00Z")
+        })?;
+        let payment_page_id = optional_id("payment_page_id", input.payment_page_id)?;
+        let upsell_id = optional_id("upsell_id", input.upsell_id)?;
+        let data = required("data", input.data)?;
+
+        let raw_lines = input.lines.unwrap_or_default();
+        if raw_lines.len() > 1000 {
+            return Err(FieldError::invalid("lines", "must have at most 1000 lines"));
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(raw_lines.len());
+        for (i, l) in raw_lines.into_iter().enumerate() {
+            let id_field = format!("lines[{i}].id");
+            let id = required(&id_field, l.id)?;
+            check_id(&id_field, &id)?;
+            let product_field = format!("lines[{i}].product_id");
+            let product_id = required(&product_field, l.product_id)?;
+            check_id(&product_field, &product_id)?;
+            // Line ids make delivery ids; a repeat would collapse two deliveries.
+            if lines.iter().any(|seen| seen.id == id) {
+                return Err(FieldError::invalid(id_field, format!("repeats line id {id:?}")));
+            }
+            lines.push(Line { id, product_id });
+        }
+
+        Ok(Event {
+            id,
+            tenant_id,
+            trigger,
+            occurred_at,
+            payment_page_id,
+            upsell_id,
+            first_payment: input.first_payment.unwrap_or(true),
+            lines,
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{ "id": "evt_123", "tenant_id": "shop_1", "type": "order.paid",
+        "occurred_at": "2026-11-29T12:00:00Z", "payment_page_id": "page_9", "upsell_id": null,
+        "lines": [ { "id": "line_1", "product_id": "prod_1" } ], "data": { "amount": 10 }, "extra": 1 }"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let e = Event::from_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(e.trigger, Trigger::OrderPaid);
+        assert!(e.first_payment);
+        assert_eq!(e.payment_page_id.as_deref(), Some("page_9"));
+        assert_eq!(e.upsell_id, None);
+        assert_eq!(e.lines.len(), 1);
+        assert_eq!(e.data.get(), r#"{ "amount": 10 }"#);
+    }
+
+    fn err(body: &str) -> FieldError {
+        Event::from_json(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        assert_eq!(err("{").field, "body");
+        assert_eq!(err(&GOOD.replace(r#""id": "evt_123", "#, "")).field, "id");
+        let e = err(&GOOD.replace("order.paid", "order.refunded"));
+        assert_eq!((e.kind, e.field.as_str()), (FieldErrorKind::UnknownType, "type"));
+        assert_eq!(err(&GOOD.replace("2026-11-29T12:00:00Z", "today")).field, "occurred_at");
+        assert_eq!(err(&GOOD.replace(r#""product_id": "prod_1""#, r#""product_id": 5"#)).field, "lines[0].product_id");
+        assert_eq!(err(&GOOD.replace(r#", "data": { "amount": 10 }"#, "")).field, "data");
+        let twice = GOOD.replace(
+            r#"{ "id": "line_1", "product_id": "prod_1" }"#,
+            r#"{ "id": "line_1", "product_id": "prod_1" }, { "id": "line_1", "product_id": "prod_2" }"#,
+        );
+        assert_eq!(err(&twice).field, "lines[1].id");
+        assert_eq!(err(&GOOD.replace("shop_1", "")).field, "tenant_id");
+    }
+}

@@ -1,0 +1,281 @@
+//! Which deliveries an event makes: the Plug&Pay matching rules, one place.
+
+use sha2::{Digest, Sha256};
+
+use crate::event::{Event, Line};
+use crate::rule::{Rule, Scope};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDelivery {
+    pub id: String,
+    pub rule_id: String,
+    pub line: Option<Line>,
+}
+
+/// The delivery id, and so the `webhook-id`: the same for the same event,
+/// rule and line whatever is retried, redriven or replayed. Hex keeps it free
+/// of `.`, which separates the signed parts.
+pub fn delivery_id(tenant_id: &str, event_id: &str, rule_id: &str, line_id: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    for part in [tenant_id, event_id, rule_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    if let Some(line) = line_id {
+        h.update([1]);
+        h.update(line.as_bytes());
+    }
+    format!("msg_{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// Does `rule` want `event`, and for which lines? `None` when it does not
+/// fire; otherwise the lines it concerns (a product rule: only its product's).
+fn matched_lines<'e>(rule: &Rule, event: &'e Event) -> Option<Vec<&'e Line>> {
+    if !rule.enabled || rule.tenant_id != event.tenant_id || rule.trigger != event.trigger {
+        return None;
+    }
+    if rule.first_payment_only && !event.first_payment {
+        return None;
+    }
+    let all = || event.lines.iter().collect::<Vec<_>>();
+    match &rule.scope {
+        Scope::Universal => Some(all()),
+        Scope::Product { id } => {
+            let lines: Vec<&Line> = event.lines.iter().filter(|l| &l.product_id == id).collect();
+            (!lines.is_empty()).then_some(lines)
+        }
+        Scope::PaymentPage { id } => (event.payment_page_id.as_ref() == Some(id)).then(all),
+        Scope::Upsell { id } => (event.upsell_id.as_ref() == Some(id)).then(all),
+    }
+}
+
+/// The deliveries `event` makes across `rules`: one per matching rule, or one
+/// per matching line for a per-order-line rule. A per-line rule on an event
+/// without lines still gets the event once, rather than nothing.
+pub fn plan(event: &Event, rules: &[Rule]) -> Vec<PlannedDelivery> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let Some(lines) = matched_lines(rule, event) else {
+            continue;
+        };
+        let one = |line: Option<&Line>| PlannedDelivery {
+            id: delivery_id(&event.tenant_id, &event.id, &rule.id, line.map(|l| l.id.as_str())),
+            rule_id: rule.id.clone(),
+            line: line.cloned(),
+        };
+        if rule.per_order_line && !lines.is_empty() {
+            out.extend(lines.into_iter().map(|l| one(Some(l))));
+        } else {
+            out.push(one(None));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::time::Timestamp;
+    use crate::trigger::Trigger;
+
+    fn event(trigger: Trigger, lines: &[(&str, &str)]) -> Event {
+        Event {
+            id: "evt_1".into(),
+            tenant_id: "shop".into(),
+            trigger,
+            occurred_at: Timestamp::default(),
+            payment_page_id: Some("page_1".into()),
+            upsell_id: None,
+            first_payment: true,
+            lines: lines
+                .iter()
+                .map(|(id, p)| Line { id: (*id).into(), product_id: (*p).into() })
+                .collect(),
+            data: RawValue::from_string("{}".into()).unwrap(),
+        }
+    }
+
+    fn rule(id: &str, trigger: Trigger, scope: Scope, per_line: bool) -> Rule {
+        Rule {
+            id: id.into(),
+            tenant_id: "shop".into(),
+            name: id.into(),
+            trigger,
+            url: "https://example.com".into(),
+            scope,
+            per_order_line: per_line,
+            first_payment_only: false,
+            enabled: true,
+            created_at: Timestamp::default(),
+        }
+    }
+
+    fn product(id: &str) -> Scope {
+        Scope::Product { id: id.into() }
+    }
+
+    fn lines_of(plan: &[PlannedDelivery], rule: &str) -> Vec<Option<String>> {
+        plan.iter()
+            .filter(|d| d.rule_id == rule)
+            .map(|d| d.line.as_ref().map(|l| l.id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn order_bump() {
+        let e = event(Trigger::OrderPaid, &[("l_main", "prod_main"), ("l_bump", "prod_bump")]);
+        let rules = [
+            rule("bump", Trigger::OrderPaid, product("prod_bump"), false),
+            rule("uni_lines", Trigger::OrderPaid, Scope::Universal, true),
+            rule("bump_lines", Trigger::OrderPaid, product("prod_bump"), true),
+            rule("uni", Trigger::OrderPaid, Scope::Universal, false),
+            rule("other", Trigger::OrderPaid, product("prod_x"), false),
+            rule("invoice", Trigger::InvoiceCreated, Scope::Universal, false),
+        ];
+        let p = plan(&e, &rules);
+        assert_eq!(lines_of(&p, "bump"), vec![None]);
+        assert_eq!(
+            lines_of(&p, "uni_lines"),
+            vec![Some("l_main".into()), Some("l_bump".into())]
+        );
+        assert_eq!(lines_of(&p, "bump_lines"), vec![Some("l_bump".into())]);
+        assert_eq!(lines_of(&p, "uni"), vec![None]);
+        assert!(lines_of(&p, "other").is_empty());
+        assert!(lines_of(&p, "invoice").is_empty());
+    }
+
+    #[test]
+    fn upsell_invoice_fires_upsell_and_universal_rules() {
+        let mut e = event(Trigger::InvoiceCreated, &[("l1", "prod_up")]);
+        e.upsell_id = Some("up_1".into());
+        let rules = [
+            rule("upsell", Trigger::InvoiceCreated, Scope::Upsell { id: "up_1".into() }, false),
+            rule("other_upsell", Trigger::InvoiceCreated, Scope::Upsell { id: "up_2".into() }, false),
+            rule("uni_a", Trigger::InvoiceCreated, Scope::Universal, false),
+            rule("uni_b", Trigger::InvoiceCreated, Scope::Universal, false),
+            rule("uni_paid", Trigger::OrderPaid, Scope::Universal, false),
+        ];
+        let fired: Vec<_> = plan(&e, &rules).into_iter().map(|d| d.rule_id).collect();
+        assert_eq!(fired, ["upsell", "uni_a", "uni_b"]);
+    }
+
+    #[test]
+    fn payment_page_and_first_payment_only() {
+        let mut e = event(Trigger::OrderPaid, &[]);
+        let mut first_only = rule("first", Trigger::OrderPaid, Scope::Universal, false);
+        first_only.first_payment_only = true;
+        let rules = [
+            rule("page", Trigger::OrderPaid, Scope::PaymentPage { id: "page_1".into() }, false),
+            rule("page2", Trigger::OrderPaid, Scope::PaymentPage { id: "page_2".into() }, false),
+            first_only,
+        ];
+        let fired = |e: &Event| plan(e, &rules).into_iter().map(|d| d.rule_id).collect::<Vec<_>>();
+        assert_eq!(fired(&e), ["page", "first"]);
+        e.first_payment = false;
+        assert_eq!(fired(&e), ["page"]);
+    }
+
+    #[test]
+    fn disabled_and_foreign_rules_never_fire() {
+        let e = event(Trigger::OrderPaid, &[]);
+        let mut off = rule("off", Trigger::OrderPaid, Scope::Universal, false);
+        off.enabled = false;
+        let mut foreign = rule("foreign", Trigger::OrderPaid, Scope::Universal, false);
+        foreign.tenant_id = "other_shop".into();
+        assert!(plan(&e, &[off, foreign]).is_empty());
+    }
+
+    #[test]
+    fn delivery_ids_are_stable_and_dot_free() {
+        let a = delivery_id("t", "e", "r", Some("l"));
+        assert_eq!(a, delivery_id("t", "e", "r", Some("l")));
+        assert_ne!(a, delivery_id("t", "e", "r", None));
+        // Separators keep ("ab","c") and ("a","bc") apart.
+        assert_ne!(delivery_id("t", "ab", "c", None), delivery_id("t", "a", "bc", None));
+        assert!(a.starts_with("msg_") && !a.contains('.') && a.len() == 36);
+    }
+
+    fn arb_scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![
+            Just(Scope::Universal),
+            (0..4u8).prop_map(|p| Scope::Product { id: format!("p{p}") }),
+            (0..3u8).prop_map(|p| Scope::PaymentPage { id: format!("page{p}") }),
+            (0..3u8).prop_map(|p| Scope::Upsell { id: format!("up{p}") }),
+        ]
+    }
+
+    fn arb_rule() -> impl Strategy<Value = Rule> {
+        (0..6usize, arb_scope(), any::<bool>(), any::<bool>(), any::<bool>(), 0..2u8).prop_map(
+            |(t, scope, per_line, first_only, enabled, tenant)| Rule {
+                tenant_id: if tenant == 0 { "shop".into() } else { "other".into() },
+                first_payment_only: first_only,
+                enabled,
+                ..rule("r", Trigger::ALL[t], scope, per_line)
+            },
+        )
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        (
+            0..6usize,
+            proptest::collection::vec(0..4u8, 0..6),
+            proptest::option::of(0..3u8),
+            proptest::option::of(0..3u8),
+            any::<bool>(),
+        )
+            .prop_map(|(t, products, page, upsell, first)| {
+                let mut e = event(Trigger::ALL[t], &[]);
+                e.lines = products
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Line { id: format!("l{i}"), product_id: format!("p{p}") })
+                    .collect();
+                e.payment_page_id = page.map(|p| format!("page{p}"));
+                e.upsell_id = upsell.map(|u| format!("up{u}"));
+                e.first_payment = first;
+                e
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn fan_out_properties(event in arb_event(), rules in proptest::collection::vec(arb_rule(), 0..8)) {
+            let rules: Vec<Rule> = rules.into_iter().enumerate()
+                .map(|(i, r)| Rule { id: format!("r{i}"), ..r })
+                .collect();
+            let planned = plan(&event, &rules);
+
+            let mut ids: Vec<&str> = planned.iter().map(|d| d.id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), planned.len(), "duplicate delivery ids");
+
+            for d in &planned {
+                let rule = rules.iter().find(|r| r.id == d.rule_id).unwrap();
+                prop_assert_eq!(rule.trigger, event.trigger);
+                prop_assert_eq!(&rule.tenant_id, &event.tenant_id);
+                prop_assert!(rule.enabled);
+                if let Some(line) = &d.line {
+                    prop_assert!(rule.per_order_line);
+                    prop_assert!(event.lines.contains(line), "line not in the order");
+                    if let Scope::Product { id } = &rule.scope {
+                        prop_assert_eq!(&line.product_id, id);
+                    }
+                }
+            }
+
+            for rule in &rules {
+                let fired = planned.iter().filter(|d| d.rule_id == rule.id).count();
+                let expected = match matched_lines(rule, &event) {
+                    None => 0,
+                    Some(l) if rule.per_order_line && !l.is_empty() => l.len(),
+                    Some(_) => 1,
+                };
+                prop_assert_eq!(fired, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Integration rules: which events a merchant wants, and where to send them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{FieldError, FieldErrorKind, check_id};
+use crate::target::TargetPolicy;
+use crate::time::Timestamp;
+use crate::trigger::{Trigger, known_triggers};
+
+/// What a rule is about: everything of its trigger, or one product, payment
+/// page or one-click upsell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Scope {
+    Universal,
+    Product { id: String },
+    PaymentPage { id: String },
+    Upsell { id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    #[serde(skip)]
+    pub tenant_id: String,
+    pub name: String,
+    pub trigger: Trigger,
+    pub url: String,
+    pub scope: Scope,
+    pub per_order_line: bool,
+    pub first_payment_only: bool,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+}
+
+/// A rule as a merchant posts it; `id`, tenant and time are Hookline's.
+#[derive(Debug, Clone)]
+pub struct RuleDraft {
+    pub name: String,
+    pub trigger: Trigger,
+    pub url: String,
+    pub scope: Scope,
+    pub per_order_line: bool,
+    pub first_payment_only: bool,
+    pub enabled: bool,
+}
+
+/// Any subset of a rule's fields, as PATCH takes them.
+#[derive(Debug, Clone, Default)]
+pub struct RulePatch {
+    pub name: Option<String>,
+    pub trigger: Option<Trigger>,
+    pub url: Option<String>,
+    pub scope: Option<Scope>,
+    pub per_order_line: Option<bool>,
+    pub first_payment_only: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+impl Rule {
+    pub fn new(id: String, tenant_id: String, draft: RuleDraft, created_at: Timestamp) -> Rule {
+        Rule {
+            id,
+            tenant_id,
+            name: draft.name,
+            trigger: draft.trigger,
+            url: draft.url,
+            scope: draft.scope,
+            per_order_line: draft.per_order_line,
+            first_payment_only: draft.first_payment_only,
+            enabled: draft.enabled,
+            created_at,
+        }
+    }
+
+    pub fn apply(&mut self, patch: RulePatch) {
+        let RulePatch { name, trigger, url, scope, per_order_line, first_payment_only, enabled } = patch;
+        if let Some(v) = name {
+            self.name = v;
+        }
+        if let Some(v) = trigger {
+            self.trigger = v;
+        }
+        if let Some(v) = url {
+            self.url = v;
+        }
+        if let Some(v) = scope {
+            self.scope = v;
+        }
+        if let Some(v) = per_order_line {
+            self.per_order_line = v;
+        }
+        if let Some(v) = first_payment_only {
+            self.first_payment_only = v;
+        }
+        if let Some(v) = enabled {
+            self.enabled = v;
+        }
+    }
+}
+
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, FieldError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(FieldError::invalid("body", "must be a JSON object")),
+        Err(e) => Err(FieldError::invalid("body", format!("is not valid JSON: {e}"))),
+    }
+}
+
+fn string(field: &str, v: &Value) -> Result<String, FieldError> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| FieldError::invalid(field, "must be a string"))
+}
+
+fn boolean(field: &str, v: &Value) -> Result<bool, FieldError> {
+    v.as_bool().ok_or_else(|| FieldError::invalid(field, "must be true or false"))
+}
+
+fn name(v: &Value) -> Result<String, FieldError> {
+    let s = string("name", v)?;
+    if s.trim().is_empty() || s.len() > 200 {
+        return Err(FieldError::invalid("name", "must be 1 to 200 bytes and not blank"));
+    }
+    Ok(s)
+}
+
+fn trigger(v: &Value) -> Result<Trigger, FieldError> {
+    let s = string("trigger", v)?;
+    s.parse().map_err(|_| FieldError {
+        kind: FieldErrorKind::UnknownType,
+        field: "trigger".into(),
+        message: format!("unknown trigger {s:?}; expected one of {}", known_triggers()),
+    })
+}
+
+fn scope(v: &Value) -> Result<Scope, FieldError> {
+    let scope: Scope = serde_json::from_value(v.clone()).map_err(|_| {
+        FieldError::invalid(
+            "scope",
+            r#"must be {"type":"universal"} or {"type":"product"|"payment_page"|"upsell","id":"..."}"#,
+        )
+    })?;
+    match &scope {
+        Scope::Universal => {}
+        Scope::Product { id } | Scope::PaymentPage { id } | Scope::Upsell { id } => {
+            check_id("scope.id", id)?
+        }
+    }
+    Ok(scope)
+}
+
+fn url(v: &Value, policy: &TargetPolicy) -> Result<String, FieldError> {
+    let s = string("url", v)?;
+    policy
+        .check_url(&s)
+        .map(|u| u.to_string())
+        .map_err(|e| FieldError::invalid("url", e.to_string()))
+}
+
+impl RuleDraft {
+    /// Reads a POST body: `name`, `trigger`, `url` required; `scope` defaults
+    /// to universal, the options to false and `enabled` to true.
+    pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {
+        let map = object(body)?;
+        let need = |f: &str| map.get(f).filter(|v| !v.is_null()).ok_or_else(|| FieldError::invalid(f, "is required"));
+        let opt_bool = |f: &str, default: bool| match map.get(f) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => boolean(f, v),
+        };
+        Ok(RuleDraft {
+            name: name(need("name")?)?,
+            trigger: trigger(need("trigger")?)?,
+            url: url(need("url")?, policy)?,
+            scope: match map.get("scope") {
+                None | Some(Value::Null) => Scope::Universal,
+                Some(v) => scope(v)?,
+            },
+            per_order_line: opt_bool("per_order_line", false)?,
+            first_payment_only: opt_bool("first_payment_only", false)?,
+            enabled: opt_bool("enabled", true)?,
+        })
+    }
+}
+
+impl RulePatch {
+    /// Reads a PATCH body. Fields Hookline owns (`id`) or does not know are
+    /// refused by name, so a typo does not silently change nothing.
+    pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RulePatch, FieldError> {
+        let map = object(body)?;
+        let mut patch = RulePatch::default();
+        for (k, v) in &map {
+            match k.as_str() {
+                "name" => patch.name = Some(name(v)?),
+                "trigger" => patch.trigger = Some(trigger(v)?),
+                "url" => patch.url = Some(url(v, policy)?),
+                "scope" => patch.scope = Some(scope(v)?),
+                "per_order_line" => patch.per_order_line = Some(boolean(k, v)?),
+                "first_payment_only" => patch.first_payment_only = Some(boolean(k, v)?),
+                "enabled" => patch.enabled = Some(boolean(k, v)?),
+                _ => return Err(FieldError::invalid(k.as_str(), "cannot be changed")),
+            }
+        }
+        Ok(patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> TargetPolicy {
+        TargetPolicy { allow_private: false }
+    }
+
+    #[test]
+    fn draft_defaults_and_shape() {
+        let d = RuleDraft::from_json(
+            br#"{"name":"n","trigger":"order.paid","url":"https://example.com/hook"}"#,
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(d.scope, Scope::Universal);
+        assert!(d.enabled && !d.per_order_line && !d.first_payment_only);
+        let rule = Rule::new("rul_1".into(), "t".into(), d, Timestamp::from_millis(0));
+        let json = serde_json::to_value(&rule).unwrap();
+        assert_eq!(json["scope"], serde_json::json!({"type":"universal"}));
+        assert!(json.get("tenant_id").is_none());
+    }
+
+    #[test]
+    fn draft_errors_name_fields() {
+        let p = policy();
+        let e = |b: &str| RuleDraft::from_json(b.as_bytes(), &p).unwrap_err();
+        assert_eq!(e(r#"{"trigger":"order.paid","url":"https://e.com"}"#).field, "name");
+        let t = e(r#"{"name":"n","trigger":"order.x","url":"https://e.com"}"#);
+        assert_eq!((t.field.as_str(), t.kind), ("trigger", FieldErrorKind::UnknownType));
+        assert_eq!(e(r#"{"name":"n","trigger":"order.paid","url":"ftp://e.com"}"#).field, "url");
+        assert_eq!(e(r#"{"name":"n","trigger":"order.paid","url":"http://10.0.0.1/"}"#).field, "url");
+        assert_eq!(
+            e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","scope":{"type":"product"}}"#).field,
+            "scope"
+        );
+        assert_eq!(
+            e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","enabled":"yes"}"#).field,
+            "enabled"
+        );
+    }
+
+    #[test]
+    fn patch_applies_subset_and_refuses_unknown() {
+        let p = policy();
+        let patch = RulePatch::from_json(br#"{"enabled":false,"scope":{"type":"upsell","id":"u1"}}"#, &p).unwrap();
+        let mut rule = Rule::new(
+            "r".into(),
+            "t".into(),
+            RuleDraft::from_json(br#"{"name":"n","trigger":"order.paid","url":"https://e.com"}"#, &p).unwrap(),
+            Timestamp::default(),
+        );
+        rule.apply(patch);
+        assert!(!rule.enabled);
+        assert_eq!(rule.scope, Scope::Upsell { id: "u1".into() });
+        assert_eq!(rule.name, "n");
+        assert_eq!(RulePatch::from_json(br#"{"id":"x"}"#, &p).unwrap_err().field, "id");
+    }
+}

@@ -1,0 +1,84 @@
+//! The six business events a merchant can hook a rule to.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Trigger {
+    #[serde(rename = "order.paid")]
+    OrderPaid,
+    #[serde(rename = "invoice.created")]
+    InvoiceCreated,
+    #[serde(rename = "subscription.ended")]
+    SubscriptionEnded,
+    #[serde(rename = "affiliate.accepted")]
+    AffiliateAccepted,
+    #[serde(rename = "affiliate.rejected")]
+    AffiliateRejected,
+    #[serde(rename = "affiliate.stopped")]
+    AffiliateStopped,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 6] = [
+        Trigger::OrderPaid,
+        Trigger::InvoiceCreated,
+        Trigger::SubscriptionEnded,
+        Trigger::AffiliateAccepted,
+        Trigger::AffiliateRejected,
+        Trigger::AffiliateStopped,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::OrderPaid => "order.paid",
+            Trigger::InvoiceCreated => "invoice.created",
+            Trigger::SubscriptionEnded => "subscription.ended",
+            Trigger::AffiliateAccepted => "affiliate.accepted",
+            Trigger::AffiliateRejected => "affiliate.rejected",
+            Trigger::AffiliateStopped => "affiliate.stopped",
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown trigger {0:?}")]
+pub struct UnknownTrigger(pub String);
+
+impl FromStr for Trigger {
+    type Err = UnknownTrigger;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Trigger::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownTrigger(s.to_owned()))
+    }
+}
+
+/// The message listing what is accepted, for errors that name a bad trigger.
+pub fn known_triggers() -> String {
+    Trigger::ALL.map(Trigger::as_str).join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in Trigger::ALL {
+            assert_eq!(t.as_str().parse::<Trigger>().unwrap(), t);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        assert!("order.refunded".parse::<Trigger>().is_err());
+    }
+}
