@@ -1,0 +1,184 @@
+//! Sends delivery attempts over HTTP: reqwest with rustls, kept-alive
+//! connections, connect and total timeouts, no redirects, no proxies, and a
+//! resolver that refuses non-public addresses at connect time (so a hostname
+//! that later resolves to 127.0.0.1 or 169.254.169.254 gets nowhere).
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use hookline_core::delivery::{RESPONSE_BODY_CAP, Received, Sent};
+use hookline_core::ports::{OutgoingRequest, Sender};
+use hookline_core::target::TargetPolicy;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Host;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub policy: TargetPolicy,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self { policy: TargetPolicy::default(), connect_timeout: Duration::from_secs(5), timeout: Duration::from_secs(15) }
+    }
+}
+
+pub struct HttpSender {
+    client: reqwest::Client,
+    policy: TargetPolicy,
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+impl HttpSender {
+    pub fn new(config: SenderConfig) -> Result<Self, BuildError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .dns_resolver(Arc::new(FilteringResolver { policy: config.policy }))
+            .build()?;
+        Ok(Self { client, policy: config.policy, timeout: config.timeout })
+    }
+
+    async fn exchange(&self, request: OutgoingRequest) -> Result<Received, String> {
+        let url = reqwest::Url::parse(&request.url).map_err(|e| format!("invalid URL: {e}"))?;
+        // An IP literal never reaches the resolver, so it is checked here.
+        let literal = match url.host() {
+            Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            self.policy.check_ip(ip).map_err(|e| format!("refused: {e}"))?;
+        }
+        let mut builder = self.client.post(url).body(request.body);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = builder.send().await.map_err(|e| describe(&e, self.timeout))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        while body.len() < RESPONSE_BODY_CAP {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                // The status already decided the attempt; a broken body only shortens the log.
+                Err(_) => break,
+            }
+        }
+        body.truncate(RESPONSE_BODY_CAP);
+        Ok(Received { status, body: String::from_utf8_lossy(&body).into_owned(), retry_after })
+    }
+}
+
+#[async_trait]
+impl Sender for HttpSender {
+    async fn send(&self, request: OutgoingRequest) -> Sent {
+        let started = Instant::now();
+        let result = self.exchange(request).await;
+        Sent { result, elapsed: started.elapsed() }
+    }
+}
+
+/// A one-line reason for the attempt log, our resolver's refusal included
+/// (reqwest wraps it a few levels down).
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let mut parts = Vec::new();
+    let mut source: Option<&(dyn StdError + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(refusal) = s.downcast_ref::<Refused>() {
+            return format!("refused: {refusal}");
+        }
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    if e.is_connect() {
+        format!("connection failed: {}", parts.last().map_or("unknown error", String::as_str))
+    } else {
+        format!("request failed: {}", parts.join(": "))
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to non-public addresses ({detail})")]
+struct Refused {
+    host: String,
+    detail: String,
+}
+
+/// Resolves with the system resolver and drops every address the policy
+/// refuses; the connector only ever sees what is left.
+struct FilteringResolver {
+    policy: TargetPolicy,
+}
+
+impl Resolve for FilteringResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = Vec::new();
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match policy.check_ip(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused.push(e.to_string());
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let detail = if refused.is_empty() { "no addresses".to_owned() } else { refused.join("; ") };
+                return Err(Box::new(Refused { host, detail }) as Box<dyn StdError + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
