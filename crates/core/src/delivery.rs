@@ -157,12 +157,21 @@ pub struct AttemptPolicy {
 
 impl AttemptPolicy {
     pub fn new(schedule: RetrySchedule) -> Self {
-        Self { schedule, user_agent: format!("hookline/{}", env!("CARGO_PKG_VERSION")) }
+        Self {
+            schedule,
+            user_agent: format!("hookline/{}", env!("CARGO_PKG_VERSION")),
+        }
     }
 
     /// Signs and sends one attempt and decides what happens next. `jitter` is
     /// a uniform draw from `[0, 1)` that spreads retries.
-    pub async fn attempt(&self, job: &DeliveryJob, sender: &dyn Sender, clock: &dyn Clock, jitter: f64) -> Settlement {
+    pub async fn attempt(
+        &self,
+        job: &DeliveryJob,
+        sender: &dyn Sender,
+        clock: &dyn Clock,
+        jitter: f64,
+    ) -> Settlement {
         let at = clock.now();
         let settle = |attempt: Attempt, outcome| Settlement {
             delivery_id: job.delivery_id.clone(),
@@ -175,16 +184,25 @@ impl AttemptPolicy {
             Target::Gone(why) => return settle(failed(at, (*why).to_owned()), Outcome::Dead),
         };
         if job.keys.0.is_empty() {
-            return settle(failed(at, "the tenant has no webhook key".into()), Outcome::Dead);
+            return settle(
+                failed(at, "the tenant has no webhook key".into()),
+                Outcome::Dead,
+            );
         }
         let body = self.body_and_headers(job, at);
-        let request = OutgoingRequest { url: url.clone(), headers: body.1, body: body.0 };
+        let request = OutgoingRequest {
+            url: url.clone(),
+            headers: body.1,
+            body: body.0,
+        };
         let sent = sender.send(request).await;
         let duration_ms = u64::try_from(sent.elapsed.as_millis()).unwrap_or(u64::MAX);
         let (attempt, ok, retry_after) = match sent.result {
             Ok(r) => {
                 let ok = (200..300).contains(&r.status);
-                let honoured = matches!(r.status, 429 | 503).then_some(r.retry_after).flatten();
+                let honoured = matches!(r.status, 429 | 503)
+                    .then_some(r.retry_after)
+                    .flatten();
                 let attempt = Attempt {
                     at,
                     status_code: Some(r.status),
@@ -194,12 +212,22 @@ impl AttemptPolicy {
                 };
                 (attempt, ok, honoured)
             }
-            Err(error) => (Attempt { duration_ms, ..failed(at, error) }, false, None),
+            Err(error) => (
+                Attempt {
+                    duration_ms,
+                    ..failed(at, error)
+                },
+                false,
+                None,
+            ),
         };
         let outcome = if ok {
             Outcome::Succeeded
         } else {
-            match self.schedule.next_delay(job.receive_count, retry_after, jitter) {
+            match self
+                .schedule
+                .next_delay(job.receive_count, retry_after, jitter)
+            {
                 Some(delay) => Outcome::RetryAt(clock.now().saturating_add(delay)),
                 None => Outcome::Dead,
             }
@@ -207,7 +235,11 @@ impl AttemptPolicy {
         settle(attempt, outcome)
     }
 
-    fn body_and_headers(&self, job: &DeliveryJob, at: Timestamp) -> (Vec<u8>, Vec<(&'static str, String)>) {
+    fn body_and_headers(
+        &self,
+        job: &DeliveryJob,
+        at: Timestamp,
+    ) -> (Vec<u8>, Vec<(&'static str, String)>) {
         let body = job.body();
         let ts = at.as_secs();
         let signature = job.keys.signature_header(&job.delivery_id, ts, &body);
@@ -223,7 +255,13 @@ impl AttemptPolicy {
 }
 
 fn failed(at: Timestamp, error: String) -> Attempt {
-    Attempt { at, status_code: None, duration_ms: 0, error: Some(error), response_body: None }
+    Attempt {
+        at,
+        status_code: None,
+        duration_ms: 0,
+        error: Some(error),
+        response_body: None,
+    }
 }
 
 /// The longest a receiver's answer is kept in the attempt log.

@@ -47,7 +47,10 @@ pub fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
         return Err(FieldError::invalid(field, "must be at most 200 bytes"));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(FieldError::invalid(field, "must not contain control characters"));
+        return Err(FieldError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

@@ -70,7 +70,11 @@ impl Event {
         let de = &mut serde_json::Deserializer::from_slice(body);
         let input: EventInput = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." || path == "?" { "body".to_owned() } else { path };
+            let field = if path == "." || path == "?" {
+                "body".to_owned()
+            } else {
+                path
+            };
             FieldError::invalid(field, e.into_inner().to_string())
         })?;
 
@@ -82,11 +86,17 @@ impl Event {
         let trigger = kind.parse::<Trigger>().map_err(|_| FieldError {
             kind: FieldErrorKind::UnknownType,
             field: "type".into(),
-            message: format!("unknown event type {kind:?}; expected one of {}", known_triggers()),
+            message: format!(
+                "unknown event type {kind:?}; expected one of {}",
+                known_triggers()
+            ),
         })?;
         let occurred_at = required("occurred_at", input.occurred_at)?;
         let occurred_at = Timestamp::parse_rfc3339(&occurred_at).ok_or_else(|| {
-            FieldError::invalid("occurred_at", "must be an RFC 3339 timestamp such as 2026-11-29T12:00:00Z")
+            FieldError::invalid(
+                "occurred_at",
+                "must be an RFC 3339 timestamp such as 2026-11-29T12:00:00Z",
+            )
         })?;
         let payment_page_id = optional_id("payment_page_id", input.payment_page_id)?;
         let upsell_id = optional_id("upsell_id", input.upsell_id)?;
@@ -106,7 +116,10 @@ impl Event {
             check_id(&product_field, &product_id)?;
             // Line ids make delivery ids; a repeat would collapse two deliveries.
             if lines.iter().any(|seen| seen.id == id) {
-                return Err(FieldError::invalid(id_field, format!("repeats line id {id:?}")));
+                return Err(FieldError::invalid(
+                    id_field,
+                    format!("repeats line id {id:?}"),
+                ));
             }
             lines.push(Line { id, product_id });
         }
@@ -153,10 +166,22 @@ mod tests {
         assert_eq!(err("{").field, "body");
         assert_eq!(err(&GOOD.replace(r#""id": "evt_123", "#, "")).field, "id");
         let e = err(&GOOD.replace("order.paid", "order.refunded"));
-        assert_eq!((e.kind, e.field.as_str()), (FieldErrorKind::UnknownType, "type"));
-        assert_eq!(err(&GOOD.replace("2026-11-29T12:00:00Z", "today")).field, "occurred_at");
-        assert_eq!(err(&GOOD.replace(r#""product_id": "prod_1""#, r#""product_id": 5"#)).field, "lines[0].product_id");
-        assert_eq!(err(&GOOD.replace(r#", "data": { "amount": 10 }"#, "")).field, "data");
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (FieldErrorKind::UnknownType, "type")
+        );
+        assert_eq!(
+            err(&GOOD.replace("2026-11-29T12:00:00Z", "today")).field,
+            "occurred_at"
+        );
+        assert_eq!(
+            err(&GOOD.replace(r#""product_id": "prod_1""#, r#""product_id": 5"#)).field,
+            "lines[0].product_id"
+        );
+        assert_eq!(
+            err(&GOOD.replace(r#", "data": { "amount": 10 }"#, "")).field,
+            "data"
+        );
         let twice = GOOD.replace(
             r#"{ "id": "line_1", "product_id": "prod_1" }"#,
             r#"{ "id": "line_1", "product_id": "prod_1" }, { "id": "line_1", "product_id": "prod_2" }"#,

@@ -15,7 +15,12 @@ pub struct PlannedDelivery {
 /// The delivery id, and so the `webhook-id`: the same for the same event,
 /// rule and line whatever is retried, redriven or replayed. Hex keeps it free
 /// of `.`, which separates the signed parts.
-pub fn delivery_id(tenant_id: &str, event_id: &str, rule_id: &str, line_id: Option<&str>) -> String {
+pub fn delivery_id(
+    tenant_id: &str,
+    event_id: &str,
+    rule_id: &str,
+    line_id: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     for part in [tenant_id, event_id, rule_id] {
         h.update(part.as_bytes());
@@ -59,7 +64,12 @@ pub fn plan(event: &Event, rules: &[Rule]) -> Vec<PlannedDelivery> {
             continue;
         };
         let one = |line: Option<&Line>| PlannedDelivery {
-            id: delivery_id(&event.tenant_id, &event.id, &rule.id, line.map(|l| l.id.as_str())),
+            id: delivery_id(
+                &event.tenant_id,
+                &event.id,
+                &rule.id,
+                line.map(|l| l.id.as_str()),
+            ),
             rule_id: rule.id.clone(),
             line: line.cloned(),
         };
@@ -92,7 +102,10 @@ mod tests {
             first_payment: true,
             lines: lines
                 .iter()
-                .map(|(id, p)| Line { id: (*id).into(), product_id: (*p).into() })
+                .map(|(id, p)| Line {
+                    id: (*id).into(),
+                    product_id: (*p).into(),
+                })
                 .collect(),
             data: RawValue::from_string("{}".into()).unwrap(),
         }
@@ -126,7 +139,10 @@ mod tests {
 
     #[test]
     fn order_bump() {
-        let e = event(Trigger::OrderPaid, &[("l_main", "prod_main"), ("l_bump", "prod_bump")]);
+        let e = event(
+            Trigger::OrderPaid,
+            &[("l_main", "prod_main"), ("l_bump", "prod_bump")],
+        );
         let rules = [
             rule("bump", Trigger::OrderPaid, product("prod_bump"), false),
             rule("uni_lines", Trigger::OrderPaid, Scope::Universal, true),
@@ -152,8 +168,18 @@ mod tests {
         let mut e = event(Trigger::InvoiceCreated, &[("l1", "prod_up")]);
         e.upsell_id = Some("up_1".into());
         let rules = [
-            rule("upsell", Trigger::InvoiceCreated, Scope::Upsell { id: "up_1".into() }, false),
-            rule("other_upsell", Trigger::InvoiceCreated, Scope::Upsell { id: "up_2".into() }, false),
+            rule(
+                "upsell",
+                Trigger::InvoiceCreated,
+                Scope::Upsell { id: "up_1".into() },
+                false,
+            ),
+            rule(
+                "other_upsell",
+                Trigger::InvoiceCreated,
+                Scope::Upsell { id: "up_2".into() },
+                false,
+            ),
             rule("uni_a", Trigger::InvoiceCreated, Scope::Universal, false),
             rule("uni_b", Trigger::InvoiceCreated, Scope::Universal, false),
             rule("uni_paid", Trigger::OrderPaid, Scope::Universal, false),
@@ -168,11 +194,30 @@ mod tests {
         let mut first_only = rule("first", Trigger::OrderPaid, Scope::Universal, false);
         first_only.first_payment_only = true;
         let rules = [
-            rule("page", Trigger::OrderPaid, Scope::PaymentPage { id: "page_1".into() }, false),
-            rule("page2", Trigger::OrderPaid, Scope::PaymentPage { id: "page_2".into() }, false),
+            rule(
+                "page",
+                Trigger::OrderPaid,
+                Scope::PaymentPage {
+                    id: "page_1".into(),
+                },
+                false,
+            ),
+            rule(
+                "page2",
+                Trigger::OrderPaid,
+                Scope::PaymentPage {
+                    id: "page_2".into(),
+                },
+                false,
+            ),
             first_only,
         ];
-        let fired = |e: &Event| plan(e, &rules).into_iter().map(|d| d.rule_id).collect::<Vec<_>>();
+        let fired = |e: &Event| {
+            plan(e, &rules)
+                .into_iter()
+                .map(|d| d.rule_id)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(fired(&e), ["page", "first"]);
         e.first_payment = false;
         assert_eq!(fired(&e), ["page"]);
@@ -194,28 +239,47 @@ mod tests {
         assert_eq!(a, delivery_id("t", "e", "r", Some("l")));
         assert_ne!(a, delivery_id("t", "e", "r", None));
         // Separators keep ("ab","c") and ("a","bc") apart.
-        assert_ne!(delivery_id("t", "ab", "c", None), delivery_id("t", "a", "bc", None));
+        assert_ne!(
+            delivery_id("t", "ab", "c", None),
+            delivery_id("t", "a", "bc", None)
+        );
         assert!(a.starts_with("msg_") && !a.contains('.') && a.len() == 36);
     }
 
     fn arb_scope() -> impl Strategy<Value = Scope> {
         prop_oneof![
             Just(Scope::Universal),
-            (0..4u8).prop_map(|p| Scope::Product { id: format!("p{p}") }),
-            (0..3u8).prop_map(|p| Scope::PaymentPage { id: format!("page{p}") }),
-            (0..3u8).prop_map(|p| Scope::Upsell { id: format!("up{p}") }),
+            (0..4u8).prop_map(|p| Scope::Product {
+                id: format!("p{p}")
+            }),
+            (0..3u8).prop_map(|p| Scope::PaymentPage {
+                id: format!("page{p}")
+            }),
+            (0..3u8).prop_map(|p| Scope::Upsell {
+                id: format!("up{p}")
+            }),
         ]
     }
 
     fn arb_rule() -> impl Strategy<Value = Rule> {
-        (0..6usize, arb_scope(), any::<bool>(), any::<bool>(), any::<bool>(), 0..2u8).prop_map(
-            |(t, scope, per_line, first_only, enabled, tenant)| Rule {
-                tenant_id: if tenant == 0 { "shop".into() } else { "other".into() },
+        (
+            0..6usize,
+            arb_scope(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            0..2u8,
+        )
+            .prop_map(|(t, scope, per_line, first_only, enabled, tenant)| Rule {
+                tenant_id: if tenant == 0 {
+                    "shop".into()
+                } else {
+                    "other".into()
+                },
                 first_payment_only: first_only,
                 enabled,
                 ..rule("r", Trigger::ALL[t], scope, per_line)
-            },
-        )
+            })
     }
 
     fn arb_event() -> impl Strategy<Value = Event> {
@@ -231,7 +295,10 @@ mod tests {
                 e.lines = products
                     .iter()
                     .enumerate()
-                    .map(|(i, p)| Line { id: format!("l{i}"), product_id: format!("p{p}") })
+                    .map(|(i, p)| Line {
+                        id: format!("l{i}"),
+                        product_id: format!("p{p}"),
+                    })
                     .collect();
                 e.payment_page_id = page.map(|p| format!("page{p}"));
                 e.upsell_id = upsell.map(|u| format!("up{u}"));

@@ -4,6 +4,7 @@
 //!
 //! Nothing in this crate performs I/O; randomness and time come in as values.
 
+pub mod api_key;
 pub mod delivery;
 pub mod error;
 pub mod event;

@@ -32,8 +32,12 @@ pub struct NewTenant {
 
 /// What ingest made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Acceptance {
-    pub duplicate: bool,
+pub enum Acceptance {
+    Accepted,
+    /// The tenant has seen this event id before; nothing new is delivered.
+    Duplicate,
+    /// No tenant has the event's `tenant_id`.
+    UnknownTenant,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -60,14 +64,28 @@ pub trait Store: Send + Sync {
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError>;
 
     /// The current key first, then rotated-out keys still valid at `now`.
-    async fn signing_keys(&self, tenant_id: &str, now: Timestamp) -> Result<SigningKeys, StoreError>;
+    async fn signing_keys(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> Result<SigningKeys, StoreError>;
     /// Makes `key` current; the previous key keeps signing until `old_until`.
-    async fn rotate_webhook_key(&self, tenant_id: &str, key: WebhookKey, now: Timestamp, old_until: Timestamp)
-    -> Result<(), StoreError>;
+    async fn rotate_webhook_key(
+        &self,
+        tenant_id: &str,
+        key: WebhookKey,
+        now: Timestamp,
+        old_until: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError>;
     async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError>;
-    async fn rules(&self, tenant_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<Rule>, StoreError>;
+    async fn rules(
+        &self,
+        tenant_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Rule>, StoreError>;
     /// Replaces a stored rule; false when it does not exist.
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError>;
     async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError>;
@@ -77,13 +95,28 @@ pub trait Store: Send + Sync {
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError>;
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
-    async fn deliveries(&self, tenant_id: &str, filter: &DeliveryFilter) -> Result<Page<Delivery>, StoreError>;
+    async fn deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> Result<Page<Delivery>, StoreError>;
     /// Queues a delivery for an attempt now, with a fresh set of retries.
-    async fn retry_delivery(&self, tenant_id: &str, id: &str, now: Timestamp) -> Result<Option<Delivery>, StoreError>;
+    async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>, StoreError>;
     /// Retries every dead delivery of a rule created in `[since, until)`;
     /// answers how many, or `None` when the rule does not exist.
-    async fn recover(&self, tenant_id: &str, rule_id: &str, since: Timestamp, until: Timestamp, now: Timestamp)
-    -> Result<Option<u64>, StoreError>;
+    async fn recover(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 /// The deliveries queue as the deliverer sees it: SQS semantics (a lease

@@ -69,14 +69,21 @@ impl RetrySchedule {
     }
 
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.delays.len()).unwrap_or(u32::MAX).saturating_add(1)
+        u32::try_from(self.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
     }
 
     /// The wait after failed attempt number `attempt` (1-based), or `None`
     /// when that was the last. `jitter` is a uniform draw from `[0, 1)`.
     /// A receiver's `Retry-After` is honoured in place of the schedule's
     /// delay, kept between one second and [`MAX_DELAY`].
-    pub fn next_delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Option<Duration> {
+    pub fn next_delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Option<Duration> {
         let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
         let scheduled = *self.delays.get(index)?;
         if let Some(asked) = retry_after {
@@ -89,7 +96,11 @@ impl RetrySchedule {
 
 impl fmt::Display for RetrySchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.delays.iter().map(|d| format!("{}ms", d.as_millis())).collect();
+        let parts: Vec<String> = self
+            .delays
+            .iter()
+            .map(|d| format!("{}ms", d.as_millis()))
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -119,7 +130,10 @@ mod tests {
         let s = RetrySchedule::default();
         assert_eq!(s.max_attempts(), 8);
         assert_eq!(s.next_delay(1, None, 0.5), Some(Duration::from_secs(5)));
-        assert_eq!(s.next_delay(7, None, 0.5), Some(Duration::from_secs(36_000)));
+        assert_eq!(
+            s.next_delay(7, None, 0.5),
+            Some(Duration::from_secs(36_000))
+        );
         assert_eq!(s.next_delay(8, None, 0.5), None);
         assert_eq!(s.next_delay(0, None, 0.5), None);
     }
@@ -136,9 +150,18 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_bounds() {
         let s = RetrySchedule::default();
-        assert_eq!(s.next_delay(1, Some(Duration::from_secs(120)), 0.5), Some(Duration::from_secs(120)));
-        assert_eq!(s.next_delay(1, Some(Duration::ZERO), 0.5), Some(Duration::from_secs(1)));
-        assert_eq!(s.next_delay(1, Some(Duration::from_secs(86_400 * 3)), 0.5), Some(MAX_DELAY));
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(120)), 0.5),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            s.next_delay(1, Some(Duration::ZERO), 0.5),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(86_400 * 3)), 0.5),
+            Some(MAX_DELAY)
+        );
         // Retry-After never buys attempts beyond the schedule.
         assert_eq!(s.next_delay(8, Some(Duration::from_secs(1)), 0.5), None);
     }
@@ -149,7 +172,13 @@ mod tests {
         assert_eq!(s.max_attempts(), 4);
         assert_eq!(s.delays()[2], Duration::from_millis(250));
         assert_eq!(RetrySchedule::parse("").unwrap().max_attempts(), 1);
-        assert!(matches!(RetrySchedule::parse("5x"), Err(ScheduleError::Delay(_))));
-        assert!(matches!(RetrySchedule::parse("13h"), Err(ScheduleError::TooLong(_))));
+        assert!(matches!(
+            RetrySchedule::parse("5x"),
+            Err(ScheduleError::Delay(_))
+        ));
+        assert!(matches!(
+            RetrySchedule::parse("13h"),
+            Err(ScheduleError::TooLong(_))
+        ));
     }
 }

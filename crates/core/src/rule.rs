@@ -75,7 +75,15 @@ impl Rule {
     }
 
     pub fn apply(&mut self, patch: RulePatch) {
-        let RulePatch { name, trigger, url, scope, per_order_line, first_payment_only, enabled } = patch;
+        let RulePatch {
+            name,
+            trigger,
+            url,
+            scope,
+            per_order_line,
+            first_payment_only,
+            enabled,
+        } = patch;
         if let Some(v) = name {
             self.name = v;
         }
@@ -104,7 +112,10 @@ fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, FieldError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(FieldError::invalid("body", "must be a JSON object")),
-        Err(e) => Err(FieldError::invalid("body", format!("is not valid JSON: {e}"))),
+        Err(e) => Err(FieldError::invalid(
+            "body",
+            format!("is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -115,13 +126,17 @@ fn string(field: &str, v: &Value) -> Result<String, FieldError> {
 }
 
 fn boolean(field: &str, v: &Value) -> Result<bool, FieldError> {
-    v.as_bool().ok_or_else(|| FieldError::invalid(field, "must be true or false"))
+    v.as_bool()
+        .ok_or_else(|| FieldError::invalid(field, "must be true or false"))
 }
 
 fn name(v: &Value) -> Result<String, FieldError> {
     let s = string("name", v)?;
     if s.trim().is_empty() || s.len() > 200 {
-        return Err(FieldError::invalid("name", "must be 1 to 200 bytes and not blank"));
+        return Err(FieldError::invalid(
+            "name",
+            "must be 1 to 200 bytes and not blank",
+        ));
     }
     Ok(s)
 }
@@ -131,7 +146,10 @@ fn trigger(v: &Value) -> Result<Trigger, FieldError> {
     s.parse().map_err(|_| FieldError {
         kind: FieldErrorKind::UnknownType,
         field: "trigger".into(),
-        message: format!("unknown trigger {s:?}; expected one of {}", known_triggers()),
+        message: format!(
+            "unknown trigger {s:?}; expected one of {}",
+            known_triggers()
+        ),
     })
 }
 
@@ -164,7 +182,11 @@ impl RuleDraft {
     /// to universal, the options to false and `enabled` to true.
     pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {
         let map = object(body)?;
-        let need = |f: &str| map.get(f).filter(|v| !v.is_null()).ok_or_else(|| FieldError::invalid(f, "is required"));
+        let need = |f: &str| {
+            map.get(f)
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| FieldError::invalid(f, "is required"))
+        };
         let opt_bool = |f: &str, default: bool| match map.get(f) {
             None | Some(Value::Null) => Ok(default),
             Some(v) => boolean(f, v),
@@ -211,7 +233,9 @@ mod tests {
     use super::*;
 
     fn policy() -> TargetPolicy {
-        TargetPolicy { allow_private: false }
+        TargetPolicy {
+            allow_private: false,
+        }
     }
 
     #[test]
@@ -233,11 +257,23 @@ mod tests {
     fn draft_errors_name_fields() {
         let p = policy();
         let e = |b: &str| RuleDraft::from_json(b.as_bytes(), &p).unwrap_err();
-        assert_eq!(e(r#"{"trigger":"order.paid","url":"https://e.com"}"#).field, "name");
+        assert_eq!(
+            e(r#"{"trigger":"order.paid","url":"https://e.com"}"#).field,
+            "name"
+        );
         let t = e(r#"{"name":"n","trigger":"order.x","url":"https://e.com"}"#);
-        assert_eq!((t.field.as_str(), t.kind), ("trigger", FieldErrorKind::UnknownType));
-        assert_eq!(e(r#"{"name":"n","trigger":"order.paid","url":"ftp://e.com"}"#).field, "url");
-        assert_eq!(e(r#"{"name":"n","trigger":"order.paid","url":"http://10.0.0.1/"}"#).field, "url");
+        assert_eq!(
+            (t.field.as_str(), t.kind),
+            ("trigger", FieldErrorKind::UnknownType)
+        );
+        assert_eq!(
+            e(r#"{"name":"n","trigger":"order.paid","url":"ftp://e.com"}"#).field,
+            "url"
+        );
+        assert_eq!(
+            e(r#"{"name":"n","trigger":"order.paid","url":"http://10.0.0.1/"}"#).field,
+            "url"
+        );
         assert_eq!(
             e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","scope":{"type":"product"}}"#).field,
             "scope"
@@ -251,17 +287,30 @@ mod tests {
     #[test]
     fn patch_applies_subset_and_refuses_unknown() {
         let p = policy();
-        let patch = RulePatch::from_json(br#"{"enabled":false,"scope":{"type":"upsell","id":"u1"}}"#, &p).unwrap();
+        let patch = RulePatch::from_json(
+            br#"{"enabled":false,"scope":{"type":"upsell","id":"u1"}}"#,
+            &p,
+        )
+        .unwrap();
         let mut rule = Rule::new(
             "r".into(),
             "t".into(),
-            RuleDraft::from_json(br#"{"name":"n","trigger":"order.paid","url":"https://e.com"}"#, &p).unwrap(),
+            RuleDraft::from_json(
+                br#"{"name":"n","trigger":"order.paid","url":"https://e.com"}"#,
+                &p,
+            )
+            .unwrap(),
             Timestamp::default(),
         );
         rule.apply(patch);
         assert!(!rule.enabled);
         assert_eq!(rule.scope, Scope::Upsell { id: "u1".into() });
         assert_eq!(rule.name, "n");
-        assert_eq!(RulePatch::from_json(br#"{"id":"x"}"#, &p).unwrap_err().field, "id");
+        assert_eq!(
+            RulePatch::from_json(br#"{"id":"x"}"#, &p)
+                .unwrap_err()
+                .field,
+            "id"
+        );
     }
 }

@@ -32,7 +32,9 @@ impl WebhookKey {
         if !(24..=64).contains(&secret.len()) {
             return Err(KeyError::Length(secret.len()));
         }
-        Ok(Self { secret: secret.to_vec() })
+        Ok(Self {
+            secret: secret.to_vec(),
+        })
     }
 
     pub fn parse(s: &str) -> Result<Self, KeyError> {
@@ -47,7 +49,8 @@ impl WebhookKey {
     }
 
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(msg_id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -88,7 +91,11 @@ mod tests {
         // The example from the Standard Webhooks specification.
         let key = WebhookKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(
-            key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#),
+            key.sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }

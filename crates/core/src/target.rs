@@ -55,7 +55,10 @@ impl TargetPolicy {
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), TargetError> {
         match forbidden_reason(ip) {
-            Some(reason) if !self.allow_private => Err(TargetError::Forbidden { host: ip.to_string(), reason }),
+            Some(reason) if !self.allow_private => Err(TargetError::Forbidden {
+                host: ip.to_string(),
+                reason,
+            }),
             _ => Ok(()),
         }
     }
@@ -140,14 +143,22 @@ mod tests {
         assert_eq!(reason("fd00:ec2::254"), Some("cloud metadata"));
         assert_eq!(reason("64:ff9b::a9fe:a9fe"), Some("cloud metadata"));
         assert_eq!(reason("2002:7f00:1::"), Some("loopback"));
-        for public in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "1.1.1.1"] {
+        for public in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "1.1.1.1",
+        ] {
             assert_eq!(reason(public), None, "{public}");
         }
     }
 
     #[test]
     fn checks_urls() {
-        let strict = TargetPolicy { allow_private: false };
+        let strict = TargetPolicy {
+            allow_private: false,
+        };
         assert!(strict.check_url("https://hooks.example.com/x?y=1").is_ok());
         for bad in [
             "http://127.0.0.1:8080/",
@@ -161,7 +172,9 @@ mod tests {
         ] {
             assert!(strict.check_url(bad).is_err(), "{bad}");
         }
-        let open = TargetPolicy { allow_private: true };
+        let open = TargetPolicy {
+            allow_private: true,
+        };
         assert!(open.check_url("http://127.0.0.1:8080/").is_ok());
     }
 }

@@ -24,7 +24,11 @@ pub struct SenderConfig {
 
 impl Default for SenderConfig {
     fn default() -> Self {
-        Self { policy: TargetPolicy::default(), connect_timeout: Duration::from_secs(5), timeout: Duration::from_secs(15) }
+        Self {
+            policy: TargetPolicy::default(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        }
     }
 }
 
@@ -50,9 +54,15 @@ impl HttpSender {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .dns_resolver(Arc::new(FilteringResolver { policy: config.policy }))
+            .dns_resolver(Arc::new(FilteringResolver {
+                policy: config.policy,
+            }))
             .build()?;
-        Ok(Self { client, policy: config.policy, timeout: config.timeout })
+        Ok(Self {
+            client,
+            policy: config.policy,
+            timeout: config.timeout,
+        })
     }
 
     async fn exchange(&self, request: OutgoingRequest) -> Result<Received, String> {
@@ -64,13 +74,18 @@ impl HttpSender {
             _ => None,
         };
         if let Some(ip) = literal {
-            self.policy.check_ip(ip).map_err(|e| format!("refused: {e}"))?;
+            self.policy
+                .check_ip(ip)
+                .map_err(|e| format!("refused: {e}"))?;
         }
         let mut builder = self.client.post(url).body(request.body);
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }
-        let mut response = builder.send().await.map_err(|e| describe(&e, self.timeout))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| describe(&e, self.timeout))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -87,7 +102,11 @@ impl HttpSender {
             }
         }
         body.truncate(RESPONSE_BODY_CAP);
-        Ok(Received { status, body: String::from_utf8_lossy(&body).into_owned(), retry_after })
+        Ok(Received {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
+        })
     }
 }
 
@@ -96,7 +115,10 @@ impl Sender for HttpSender {
     async fn send(&self, request: OutgoingRequest) -> Sent {
         let started = Instant::now();
         let result = self.exchange(request).await;
-        Sent { result, elapsed: started.elapsed() }
+        Sent {
+            result,
+            elapsed: started.elapsed(),
+        }
     }
 }
 
@@ -116,7 +138,10 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         source = s.source();
     }
     if e.is_connect() {
-        format!("connection failed: {}", parts.last().map_or("unknown error", String::as_str))
+        format!(
+            "connection failed: {}",
+            parts.last().map_or("unknown error", String::as_str)
+        )
     } else {
         format!("request failed: {}", parts.join(": "))
     }
@@ -129,7 +154,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +178,8 @@ impl Resolve for FilteringResolver {
         let policy = self.policy;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = Vec::new();
             let allowed: Vec<SocketAddr> = resolved
                 .into_iter()
@@ -163,7 +192,11 @@ impl Resolve for FilteringResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let detail = if refused.is_empty() { "no addresses".to_owned() } else { refused.join("; ") };
+                let detail = if refused.is_empty() {
+                    "no addresses".to_owned()
+                } else {
+                    refused.join("; ")
+                };
                 return Err(Box::new(Refused { host, detail }) as Box<dyn StdError + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
@@ -178,7 +211,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

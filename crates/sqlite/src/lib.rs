@@ -1,0 +1,176 @@
+//! Hookline's local backend: the store and a durable deliveries queue in one
+//! SQLite file (WAL). Writes go through one group-committing writer thread;
+//! reads use a small pool of connections beside it.
+
+mod queue;
+mod store;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookline_core::Timestamp;
+use hookline_core::ports::StoreError;
+use rusqlite::{Connection, OptionalExtension};
+use tokio::sync::Notify;
+
+use crate::writer::Writer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the store at {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the store writer: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a received delivery stays invisible to other receivers; it
+    /// must outlast an attempt's timeout.
+    pub visibility_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The store and deliveries queue on one SQLite file. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+    work: Arc<Notify>,
+    options: SqliteOptions,
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL lets readers run beside the writer; FULL makes a commit survive a
+    // power cut, which is what the 202 promises. Group commit pays for it.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    Ok(conn)
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteBackend {
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let err = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = connect(&path).map_err(err)?;
+        conn.execute_batch(include_str!("schema.sql"))
+            .map_err(err)?;
+        let work = Arc::new(Notify::new());
+        let writer = Writer::spawn(conn, work.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                work,
+                options,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Signalled whenever deliveries are queued or re-queued.
+    pub fn work(&self) -> &Notify {
+        &self.inner.work
+    }
+
+    /// Runs `f` on a pooled read connection off the async threads.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => connect(&inner.path).map_err(unavailable)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    pub(crate) fn visibility_timeout(&self) -> Duration {
+        self.inner.options.visibility_timeout
+    }
+
+    /// Makes deliveries leased by a process that is gone visible again, so a
+    /// restart resumes them at once instead of after the visibility timeout.
+    /// Only the process that owns the queue may call it, before it receives.
+    pub async fn release_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.writer()
+            .write(move |conn, effects| {
+                let n = conn
+                    .execute(
+                        "UPDATE queue SET leased = 0, visible_at = ?1 WHERE leased = 1",
+                        [now.as_millis()],
+                    )
+                    .map_err(unavailable)?;
+                effects.queued |= n > 0;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    /// When the earliest queued delivery becomes due, if any is queued.
+    pub async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT MIN(visible_at) FROM queue", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map(|v| v.flatten().map(Timestamp::from_millis))
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// How many tenants exist: `serve` makes a demo tenant in an empty store.
+    pub async fn tenant_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(unavailable)
+        })
+        .await
+    }
+}

@@ -1,0 +1,51 @@
+//! `/v1/webhook-key`: the tenant's signing key, and its rotation.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hookline_core::WebhookKey;
+use serde_json::{Value, json};
+
+use crate::auth::Tenant;
+use crate::{ApiError, ApiState};
+
+pub async fn current(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let keys = state.store.signing_keys(&tenant, state.clock.now()).await?;
+    let key = keys
+        .0
+        .first()
+        .ok_or_else(|| ApiError::not_found("webhook key"))?;
+    Ok(Json(json!({ "key": key.expose() })))
+}
+
+pub async fn rotate(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let key = generate_key()?;
+    let now = state.clock.now();
+    let old_until = now.saturating_add(state.config.key_grace);
+    state
+        .store
+        .rotate_webhook_key(&tenant, key.clone(), now, old_until)
+        .await?;
+    Ok(Json(json!({ "key": key.expose() })))
+}
+
+/// A new `whsec_` key of 32 random bytes.
+pub fn generate_key() -> Result<WebhookKey, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .ok()
+        .and_then(|()| WebhookKey::from_bytes(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no randomness for a key",
+            )
+        })
+}

@@ -1,0 +1,84 @@
+//! `/v1/rules`: a merchant's integration rules.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hookline_core::{Rule, RuleDraft, RulePatch};
+use serde_json::{Value, json};
+
+use crate::auth::Tenant;
+use crate::deliveries::Paging;
+use crate::{ApiError, ApiState, body, new_id};
+
+pub async fn list(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    Query(paging): Query<Paging>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = paging.limit()?;
+    let page = state
+        .store
+        .rules(&tenant, limit, paging.cursor.as_deref())
+        .await?;
+    Ok(Json(
+        json!({ "data": page.data, "next_cursor": page.next_cursor }),
+    ))
+}
+
+pub async fn create(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Rule>), ApiError> {
+    let draft = RuleDraft::from_json(&body::bytes(raw)?, &state.config.policy)?;
+    let rule = Rule::new(new_id("rul")?, tenant, draft, state.clock.now());
+    state.store.insert_rule(&rule).await?;
+    Ok((StatusCode::CREATED, Json(rule)))
+}
+
+async fn find(state: &ApiState, tenant: &str, id: &str) -> Result<Rule, ApiError> {
+    state
+        .store
+        .rule(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rule"))
+}
+
+pub async fn get(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Rule>, ApiError> {
+    Ok(Json(find(&state, &tenant, &id).await?))
+}
+
+pub async fn update(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Rule>, ApiError> {
+    let mut rule = find(&state, &tenant, &id).await?;
+    rule.apply(RulePatch::from_json(
+        &body::bytes(raw)?,
+        &state.config.policy,
+    )?);
+    if !state.store.update_rule(&rule).await? {
+        return Err(ApiError::not_found("rule"));
+    }
+    Ok(Json(rule))
+}
+
+pub async fn delete(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_rule(&tenant, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("rule"))
+    }
+}

@@ -1,0 +1,181 @@
+//! `hookline serve`: the API and the deliverer on one SQLite file.
+
+use std::sync::Arc;
+
+use hookline_api::{ApiConfig, ApiState, router};
+use hookline_core::delivery::AttemptPolicy;
+use hookline_core::ports::{Clock, StoreError};
+use hookline_core::target::TargetPolicy;
+use hookline_sender::{HttpSender, SenderConfig};
+use hookline_sqlite::{OpenError, SqliteBackend, SqliteOptions};
+use tokio::sync::watch;
+
+use crate::SystemClock;
+use crate::config::ServeArgs;
+use crate::tenant::{self, Credentials, TenantError};
+use crate::worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create the demo tenant: {0}")]
+    Demo(#[from] TenantError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sender(#[from] hookline_sender::BuildError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let schedule = args.retry_schedule.clone().unwrap_or_default();
+    let options = SqliteOptions {
+        visibility_timeout: args.delivery_timeout * 2 + std::time::Duration::from_secs(30),
+    };
+    let backend = SqliteBackend::open(&args.store.db, options)?;
+    let policy = TargetPolicy {
+        allow_private: args.allow_private_targets,
+    };
+
+    let ingest_token = match args.ingest_token.clone() {
+        Some(t) => t,
+        None => {
+            let token = format!("ing_{}", hex_string(&crate::random::<24>()?));
+            println!(
+                "HOOKLINE_INGEST_TOKEN was not set; this run's ingest token is:\n\n  {token}\n"
+            );
+            token
+        }
+    };
+    if backend.tenant_count().await? == 0 {
+        let demo = tenant::create(&backend, "demo").await?;
+        println!("{}", walkthrough(&demo, &args, &ingest_token));
+    }
+
+    let released = backend.release_leases(clock.now()).await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "resuming deliveries that were in flight when the last run stopped"
+        );
+    }
+
+    let sender = HttpSender::new(SenderConfig {
+        policy,
+        timeout: args.delivery_timeout,
+        ..SenderConfig::default()
+    })?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = Worker {
+        queue: backend.clone(),
+        sender: Arc::new(sender),
+        clock: clock.clone(),
+        policy: Arc::new(AttemptPolicy::new(schedule.clone())),
+        concurrency: args.concurrency,
+    };
+    let worker = tokio::spawn(worker.run(stop_rx));
+
+    let api = ApiState::new(
+        Arc::new(backend.clone()),
+        clock,
+        ApiConfig {
+            ingest_token,
+            policy,
+            key_grace: args.key_grace,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        listen = %local,
+        db = %args.store.db.display(),
+        retry_schedule = %schedule,
+        allow_private_targets = args.allow_private_targets,
+        "hookline is serving"
+    );
+    println!("hookline listening on http://{local}");
+
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped taking work; finishing deliveries in flight");
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a newcomer reads on the first start: the demo tenant's keys and the
+/// curl commands that make a rule, send an event and show the delivery.
+fn walkthrough(demo: &Credentials, args: &ServeArgs, ingest_token: &str) -> String {
+    let base = format!("http://{}", args.listen);
+    let private_note = if args.allow_private_targets {
+        ""
+    } else {
+        "\n  (receivers on loopback or private addresses need --allow-private-targets)"
+    };
+    format!(
+        r#"Created the demo tenant in an empty store. Keep these; they are shown once.
+
+  tenant_id    {tenant}
+  api_key      {api_key}
+  webhook_key  {webhook_key}
+
+Try it (a receiver is any URL that answers 2xx, e.g. a request-bin){private_note}:
+
+  export HOOKLINE={base} API_KEY={api_key} INGEST_TOKEN={ingest_token}
+
+  # 1. a rule: every paid order goes to your receiver
+  curl -s $HOOKLINE/v1/rules -H "authorization: Bearer $API_KEY" \
+    -d '{{"name":"paid orders","trigger":"order.paid","url":"http://127.0.0.1:9000/hook"}}'
+
+  # 2. the platform reports an order
+  curl -s $HOOKLINE/v1/events -H "authorization: Bearer $INGEST_TOKEN" \
+    -d '{{"id":"evt_1","tenant_id":"{tenant}","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","lines":[{{"id":"line_1","product_id":"prod_1"}}],"data":{{"order_id":"ord_1","amount":4900}}}}'
+
+  # 3. the signed delivery and its attempts
+  curl -s "$HOOKLINE/v1/deliveries?event_id=evt_1" -H "authorization: Bearer $API_KEY"
+"#,
+        tenant = demo.tenant_id,
+        api_key = demo.api_key,
+        webhook_key = demo.webhook_key.expose(),
+    )
+}

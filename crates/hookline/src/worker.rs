@@ -1,0 +1,95 @@
+//! The local deliverer: receives due deliveries from the SQLite queue, runs
+//! each attempt concurrently and settles it. It sleeps until the next delivery
+//! is due or new work is queued, whichever is first; it never busy-polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_core::delivery::AttemptPolicy;
+use hookline_core::ports::{Clock, DeliveryQueue, Sender};
+use hookline_sqlite::SqliteBackend;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The longest the deliverer sleeps without looking at the queue.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    pub queue: SqliteBackend,
+    pub sender: Arc<dyn Sender>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: Arc<AttemptPolicy>,
+    pub concurrency: usize,
+}
+
+fn jitter() -> f64 {
+    crate::random::<8>()
+        .map(|b| (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
+        .unwrap_or(0.5)
+}
+
+impl Worker {
+    /// Runs until `stop` turns true, then finishes the attempts in flight.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut in_flight = JoinSet::new();
+        let concurrency = self.concurrency.max(1);
+        while !*stop.borrow() {
+            while in_flight.try_join_next().is_some() {}
+            let free = concurrency - in_flight.len();
+            if free == 0 {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let jobs = match self.queue.receive(free.min(256), self.clock.now()).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not receive deliveries");
+                    self.idle(IDLE_CHECK, &mut stop).await;
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                let wait = self.until_next_due().await;
+                self.idle(wait, &mut stop).await;
+                continue;
+            }
+            for job in jobs {
+                let (queue, sender, clock, policy) = (
+                    self.queue.clone(),
+                    self.sender.clone(),
+                    self.clock.clone(),
+                    self.policy.clone(),
+                );
+                in_flight.spawn(async move {
+                    let settlement = policy.attempt(&job, &*sender, &*clock, jitter()).await;
+                    if let Err(e) = queue.settle(vec![settlement]).await {
+                        // The lease runs out and the delivery is received again.
+                        tracing::error!(error = %e, delivery = %job.delivery_id, "could not record an attempt");
+                    }
+                });
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.queue.next_due().await {
+            Ok(Some(due)) => {
+                let ms = due.as_millis() - self.clock.now().as_millis();
+                Duration::from_millis(ms.max(0) as u64).min(IDLE_CHECK)
+            }
+            _ => IDLE_CHECK,
+        }
+    }
+
+    async fn idle(&self, wait: Duration, stop: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = self.queue.work().notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The `DeliveryQueue` port on SQLite: SQS's lease, visibility timeout and
+//! receive count, in the same file and transactions as the store.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use hookline_core::delivery::{Outcome, Target};
+use hookline_core::event::Line;
+use hookline_core::ports::{DeliveryQueue, StoreError};
+use hookline_core::{DeliveryJob, Settlement, SigningKeys, Timestamp, Trigger};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::value::RawValue;
+
+use crate::store::signing_keys;
+use crate::{SqliteBackend, unavailable};
+
+fn load_job(
+    conn: &Connection,
+    seq: i64,
+    receive_count: u32,
+    now: Timestamp,
+    keys: &mut HashMap<String, SigningKeys>,
+) -> Result<Option<DeliveryJob>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT d.id, d.tenant_id, d.event_id, d.rule_id, d.line_id, d.line_product_id,
+                    e.trigger, e.occurred_at, e.data, r.body
+             FROM deliveries d
+             JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+             LEFT JOIN rules r ON r.tenant_id = d.tenant_id AND r.id = d.rule_id
+             WHERE d.seq = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([seq], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(unavailable)?;
+    let Some((
+        delivery_id,
+        tenant_id,
+        event_id,
+        rule_id,
+        line_id,
+        product_id,
+        trigger,
+        occurred_at,
+        data,
+        rule,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let trigger: Trigger = trigger.parse().map_err(unavailable)?;
+    let target = match rule.map(|b| serde_json::from_str::<hookline_core::Rule>(&b)) {
+        None => Target::Gone("the rule was deleted"),
+        Some(Err(e)) => return Err(unavailable(e)),
+        Some(Ok(rule)) if !rule.enabled => Target::Gone("the rule is disabled"),
+        Some(Ok(rule)) => Target::Url(rule.url),
+    };
+    if !keys.contains_key(&tenant_id) {
+        let k = signing_keys(conn, &tenant_id, now)?;
+        keys.insert(tenant_id.clone(), k);
+    }
+    let line = match (line_id, product_id) {
+        (Some(id), Some(product_id)) => Some(Line { id, product_id }),
+        _ => None,
+    };
+    Ok(Some(DeliveryJob {
+        delivery_id,
+        keys: keys
+            .get(&tenant_id)
+            .cloned()
+            .unwrap_or(SigningKeys(Vec::new())),
+        tenant_id,
+        event_id,
+        rule_id,
+        trigger,
+        occurred_at: Timestamp::from_millis(occurred_at),
+        line,
+        data: RawValue::from_string(data).map_err(unavailable)?,
+        target,
+        receive_count,
+    }))
+}
+
+fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?1 RETURNING seq",
+        )
+        .and_then(|mut st| st.query_row([&s.delivery_id], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    let Some(seq) = seq else { return Ok(()) };
+    let a = &s.attempt;
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_seq, n, at, status_code, duration_ms, error, response_body)
+         VALUES (?1, (SELECT attempt_count FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            seq,
+            a.at.as_millis(),
+            a.status_code,
+            a.duration_ms as i64,
+            a.error,
+            a.response_body
+        ])
+    })
+    .map_err(unavailable)?;
+
+    // Only the lease this attempt ran under may move the queue: if it expired
+    // and the delivery was received again, that receive settles it.
+    let receipt = params![seq, s.receive_count];
+    let (moved, status) = match s.outcome {
+        Outcome::Succeeded | Outcome::Dead => {
+            let n = conn
+                .prepare_cached("DELETE FROM queue WHERE delivery_seq = ?1 AND receive_count = ?2")
+                .and_then(|mut st| st.execute(receipt))
+                .map_err(unavailable)?;
+            (
+                n,
+                if s.outcome == Outcome::Dead {
+                    "dead"
+                } else {
+                    "succeeded"
+                },
+            )
+        }
+        Outcome::RetryAt(at) => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE queue SET visible_at = ?3, leased = 0 WHERE delivery_seq = ?1 AND receive_count = ?2",
+                )
+                .and_then(|mut st| st.execute(params![seq, s.receive_count, at.as_millis()]))
+                .map_err(unavailable)?;
+            (n, "pending")
+        }
+    };
+    if moved > 0 {
+        conn.prepare_cached("UPDATE deliveries SET status = ?2 WHERE seq = ?1")
+            .and_then(|mut st| st.execute(params![seq, status]))
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteBackend {
+    async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
+        let invisible_until = now.saturating_add(self.visibility_timeout());
+        self.writer()
+            .write(move |conn, _| {
+                let leased = conn
+                    .prepare_cached(
+                        "UPDATE queue SET leased = 1, visible_at = ?2, receive_count = receive_count + 1
+                         WHERE delivery_seq IN
+                           (SELECT delivery_seq FROM queue WHERE visible_at <= ?1 ORDER BY visible_at LIMIT ?3)
+                         RETURNING delivery_seq, receive_count",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![now.as_millis(), invisible_until.as_millis(), max as i64], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(unavailable)?;
+                let mut keys = HashMap::new();
+                let mut jobs = Vec::with_capacity(leased.len());
+                for (seq, receive_count) in leased {
+                    match load_job(conn, seq, receive_count, now, &mut keys)? {
+                        Some(job) => jobs.push(job),
+                        // A queue entry without its delivery cannot be sent; drop it.
+                        None => {
+                            conn.execute("DELETE FROM queue WHERE delivery_seq = ?1", [seq]).map_err(unavailable)?;
+                        }
+                    }
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
+        self.writer()
+            .write(move |conn, effects| {
+                for s in &settlements {
+                    settle_one(conn, s)?;
+                    effects.queued |= matches!(s.outcome, Outcome::RetryAt(_));
+                }
+                Ok(())
+            })
+            .await
+    }
+}

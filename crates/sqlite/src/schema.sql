@@ -1,0 +1,71 @@
+-- Hookline's local store. Times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS tenants (
+    id           TEXT PRIMARY KEY,
+    api_key_hash TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The current key has no expiry; rotated-out keys sign until expires_at.
+CREATE TABLE IF NOT EXISTS webhook_keys (
+    tenant_id  TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rules (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    id        TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    trigger   TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rules_by_trigger ON rules (tenant_id, trigger);
+
+CREATE TABLE IF NOT EXISTS events (
+    tenant_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    trigger     TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    data        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    tenant_id       TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    rule_id         TEXT NOT NULL,
+    line_id         TEXT,
+    line_product_id TEXT,
+    status          TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempt_count   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant_id, seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_rule ON deliveries (tenant_id, rule_id, seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (tenant_id, event_id);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_seq  INTEGER NOT NULL,
+    n             INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    status_code   INTEGER,
+    duration_ms   INTEGER NOT NULL,
+    error         TEXT,
+    response_body TEXT,
+    PRIMARY KEY (delivery_seq, n)
+) WITHOUT ROWID;
+
+-- The deliveries queue, with SQS's semantics: a message is invisible while
+-- leased (until visible_at) and counts how often it was received.
+CREATE TABLE IF NOT EXISTS queue (
+    delivery_seq  INTEGER PRIMARY KEY,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    leased        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (visible_at);

@@ -1,0 +1,531 @@
+//! The `Store` port on SQLite.
+
+use async_trait::async_trait;
+use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookline_core::fanout::plan;
+use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
+use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::writer::Effects;
+use crate::{SqliteBackend, unavailable};
+
+fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
+    cursor
+        .map(|c| c.parse::<i64>().map_err(|_| StoreError::BadCursor))
+        .transpose()
+}
+
+fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreError> {
+    let mut rule: Rule = serde_json::from_str(body).map_err(unavailable)?;
+    rule.tenant_id = tenant_id.to_owned();
+    Ok(rule)
+}
+
+pub(crate) fn signing_keys(
+    conn: &Connection,
+    tenant_id: &str,
+    now: Timestamp,
+) -> Result<SigningKeys, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT key FROM webhook_keys WHERE tenant_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)
+             ORDER BY expires_at IS NULL DESC, created_at DESC",
+        )
+        .map_err(unavailable)?;
+    let keys = stmt
+        .query_map(params![tenant_id, now.as_millis()], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(unavailable)?
+        .map(|k| {
+            k.map_err(unavailable)
+                .and_then(|k| WebhookKey::parse(&k).map_err(unavailable))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SigningKeys(keys))
+}
+
+fn attempts(conn: &Connection, seq: i64) -> Result<Vec<Attempt>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT at, status_code, duration_ms, error, response_body FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
+        )
+        .map_err(unavailable)?;
+    stmt.query_map([seq], |r| {
+        Ok(Attempt {
+            at: Timestamp::from_millis(r.get(0)?),
+            status_code: r.get(1)?,
+            duration_ms: r.get::<_, i64>(2)? as u64,
+            error: r.get(3)?,
+            response_body: r.get(4)?,
+        })
+    })
+    .map_err(unavailable)?
+    .collect::<Result<_, _>>()
+    .map_err(unavailable)
+}
+
+const DELIVERY_COLUMNS: &str = "seq, id, event_id, rule_id, status, line_id, created_at";
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)> {
+    let status: String = r.get(4)?;
+    Ok((
+        r.get(0)?,
+        Delivery {
+            id: r.get(1)?,
+            event_id: r.get(2)?,
+            rule_id: r.get(3)?,
+            status: status.parse().unwrap_or(DeliveryStatus::Pending),
+            line_id: r.get(5)?,
+            created_at: Timestamp::from_millis(r.get(6)?),
+            attempts: Vec::new(),
+        },
+    ))
+}
+
+fn load_delivery(
+    conn: &Connection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<Delivery>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ?1 AND id = ?2");
+    let found = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row(params![tenant_id, id], delivery_from_row)
+                .optional()
+        })
+        .map_err(unavailable)?;
+    match found {
+        None => Ok(None),
+        Some((seq, mut d)) => {
+            d.attempts = attempts(conn, seq)?;
+            Ok(Some(d))
+        }
+    }
+}
+
+/// Puts a delivery (back) on the queue, due now, with a fresh receive count.
+fn requeue(
+    conn: &Connection,
+    seq: i64,
+    now: Timestamp,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO queue (delivery_seq, visible_at, receive_count, leased) VALUES (?1, ?2, 0, 0)
+         ON CONFLICT (delivery_seq) DO UPDATE SET visible_at = ?2, receive_count = 0, leased = 0",
+    )
+    .and_then(|mut s| s.execute(params![seq, now.as_millis()]))
+    .and_then(|_| {
+        conn.prepare_cached("UPDATE deliveries SET status = 'pending' WHERE seq = ?1")
+            .and_then(|mut s| s.execute([seq]))
+    })
+    .map_err(unavailable)?;
+    effects.queued = true;
+    Ok(())
+}
+
+/// Stores a new event and its deliveries, queued, in the caller's transaction.
+fn accept(
+    conn: &Connection,
+    event: &Event,
+    now: Timestamp,
+    effects: &mut Effects,
+) -> Result<Acceptance, StoreError> {
+    let tenant_known = conn
+        .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
+        .and_then(|mut s| s.exists([&event.tenant_id]))
+        .map_err(unavailable)?;
+    if !tenant_known {
+        return Ok(Acceptance::UnknownTenant);
+    }
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (tenant_id, id, trigger, occurred_at, received_at, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                event.tenant_id,
+                event.id,
+                event.trigger.as_str(),
+                event.occurred_at.as_millis(),
+                now.as_millis(),
+                event.data.get(),
+            ])
+        })
+        .map_err(unavailable)?;
+    if inserted == 0 {
+        return Ok(Acceptance::Duplicate);
+    }
+
+    let mut rules_stmt = conn
+        .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2")
+        .map_err(unavailable)?;
+    let rules = rules_stmt
+        .query_map(params![event.tenant_id, event.trigger.as_str()], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(unavailable)?
+        .map(|body| {
+            body.map_err(unavailable)
+                .and_then(|b| rule_from_row(&event.tenant_id, &b))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (id, tenant_id, event_id, rule_id, line_id, line_product_id, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7) RETURNING seq",
+        )
+        .map_err(unavailable)?;
+    let mut enqueue = conn
+        .prepare_cached("INSERT INTO queue (delivery_seq, visible_at) VALUES (?1, ?2)")
+        .map_err(unavailable)?;
+    for d in plan(event, &rules) {
+        let seq: i64 = insert
+            .query_row(
+                params![
+                    d.id,
+                    event.tenant_id,
+                    event.id,
+                    d.rule_id,
+                    d.line.as_ref().map(|l| &l.id),
+                    d.line.as_ref().map(|l| &l.product_id),
+                    now.as_millis(),
+                ],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        enqueue
+            .execute(params![seq, now.as_millis()])
+            .map_err(unavailable)?;
+        effects.queued = true;
+    }
+    Ok(Acceptance::Accepted)
+}
+
+#[async_trait]
+impl Store for SqliteBackend {
+    async fn create_tenant(&self, tenant: NewTenant) -> Result<(), StoreError> {
+        self.writer()
+            .write(move |conn, _| {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
+                    .and_then(|mut s| s.exists([&tenant.id]))
+                    .map_err(unavailable)?;
+                if exists {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant {:?} exists already",
+                        tenant.id
+                    )));
+                }
+                conn.execute(
+                    "INSERT INTO tenants (id, api_key_hash, created_at) VALUES (?1, ?2, ?3)",
+                    params![
+                        tenant.id,
+                        tenant.api_key_hash,
+                        tenant.created_at.as_millis()
+                    ],
+                )
+                .and_then(|_| {
+                    conn.execute(
+                        "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
+                        params![
+                            tenant.id,
+                            tenant.webhook_key.expose(),
+                            tenant.created_at.as_millis()
+                        ],
+                    )
+                })
+                .map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = api_key_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT id FROM tenants WHERE api_key_hash = ?1")
+                .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError> {
+        let id = tenant_id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
+                .and_then(|mut s| s.exists([id]))
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn signing_keys(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> Result<SigningKeys, StoreError> {
+        let id = tenant_id.to_owned();
+        self.read(move |conn| signing_keys(conn, &id, now)).await
+    }
+
+    async fn rotate_webhook_key(
+        &self,
+        tenant_id: &str,
+        key: WebhookKey,
+        now: Timestamp,
+        old_until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = tenant_id.to_owned();
+        self.writer()
+            .write(move |conn, _| {
+                conn.execute(
+                    "DELETE FROM webhook_keys WHERE tenant_id = ?1 AND expires_at <= ?2",
+                    params![id, now.as_millis()],
+                )
+                .and_then(|_| {
+                    conn.execute(
+                        "UPDATE webhook_keys SET expires_at = ?2 WHERE tenant_id = ?1 AND expires_at IS NULL",
+                        params![id, old_until.as_millis()],
+                    )
+                })
+                .and_then(|_| {
+                    conn.execute(
+                        "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
+                        params![id, key.expose(), now.as_millis()],
+                    )
+                })
+                .map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError> {
+        let rule = rule.clone();
+        let body = serde_json::to_string(&rule).map_err(unavailable)?;
+        self.writer()
+            .write(move |conn, _| {
+                conn.execute(
+                    "INSERT INTO rules (id, tenant_id, trigger, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body],
+                )
+                .map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError> {
+        let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND id = ?2")
+                .and_then(|mut s| s.query_row(params![tenant, id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            body.map(|b| rule_from_row(&tenant, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn rules(
+        &self,
+        tenant_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Rule>, StoreError> {
+        let tenant = tenant_id.to_owned();
+        let after = parse_cursor(cursor)?.unwrap_or(0);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, body FROM rules WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![tenant, after, limit as i64 + 1], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            paginate(rows, limit, |(_, body)| rule_from_row(&tenant, &body), |(seq, _)| *seq)
+        })
+        .await
+    }
+
+    async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError> {
+        let rule = rule.clone();
+        let body = serde_json::to_string(&rule).map_err(unavailable)?;
+        self.writer()
+            .write(move |conn, _| {
+                conn.execute(
+                    "UPDATE rules SET trigger = ?3, body = ?4 WHERE tenant_id = ?1 AND id = ?2",
+                    params![rule.tenant_id, rule.id, rule.trigger.as_str(), body],
+                )
+                .map(|n| n > 0)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
+        self.writer()
+            .write(move |conn, _| {
+                conn.execute(
+                    "DELETE FROM rules WHERE tenant_id = ?1 AND id = ?2",
+                    params![tenant, id],
+                )
+                .map(|n| n > 0)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {
+        let event = event.clone();
+        self.writer()
+            .write(move |conn, effects| accept(conn, &event, now, effects))
+            .await
+    }
+
+    async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
+        self.read(move |conn| load_delivery(conn, &tenant, &id))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ?");
+        let mut args: Vec<Value> = vec![Value::Text(tenant_id.to_owned())];
+        let mut and = |clause: &str, v: Value| {
+            sql.push_str(clause);
+            args.push(v);
+        };
+        if let Some(rule) = &filter.rule_id {
+            and(" AND rule_id = ?", Value::Text(rule.clone()));
+        }
+        if let Some(event) = &filter.event_id {
+            and(" AND event_id = ?", Value::Text(event.clone()));
+        }
+        if let Some(status) = filter.status {
+            and(" AND status = ?", Value::Text(status.as_str().to_owned()));
+        }
+        if let Some(before) = parse_cursor(filter.cursor.as_deref())? {
+            and(" AND seq < ?", Value::Integer(before));
+        }
+        let limit = filter.limit;
+        and(
+            " ORDER BY seq DESC LIMIT ?",
+            Value::Integer(limit as i64 + 1),
+        );
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(params_from_iter(args), delivery_from_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            paginate(
+                rows,
+                limit,
+                |(seq, mut d)| {
+                    d.attempts = attempts(conn, seq)?;
+                    Ok(d)
+                },
+                |(seq, _)| *seq,
+            )
+        })
+        .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
+        self.writer()
+            .write(move |conn, effects| {
+                let seq: Option<i64> = conn
+                    .prepare_cached("SELECT seq FROM deliveries WHERE tenant_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.query_row(params![tenant, id], |r| r.get(0)).optional())
+                    .map_err(unavailable)?;
+                let Some(seq) = seq else { return Ok(None) };
+                requeue(conn, seq, now, effects)?;
+                load_delivery(conn, &tenant, &id)
+            })
+            .await
+    }
+
+    async fn recover(
+        &self,
+        tenant_id: &str,
+        rule_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        let (tenant, rule) = (tenant_id.to_owned(), rule_id.to_owned());
+        self.writer()
+            .write(move |conn, effects| {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM rules WHERE tenant_id = ?1 AND id = ?2")
+                    .and_then(|mut s| s.exists(params![tenant, rule]))
+                    .map_err(unavailable)?;
+                if !exists {
+                    return Ok(None);
+                }
+                let seqs = conn
+                    .prepare_cached(
+                        "SELECT seq FROM deliveries WHERE tenant_id = ?1 AND rule_id = ?2 AND status = 'dead'
+                         AND created_at >= ?3 AND created_at < ?4",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![tenant, rule, since.as_millis(), until.as_millis()], |r| {
+                            r.get::<_, i64>(0)
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(unavailable)?;
+                for &seq in &seqs {
+                    requeue(conn, seq, now, effects)?;
+                }
+                Ok(Some(seqs.len() as u64))
+            })
+            .await
+    }
+}
+
+/// Cuts a `limit + 1` row result to a page and its cursor.
+fn paginate<R, T>(
+    mut rows: Vec<R>,
+    limit: usize,
+    mut convert: impl FnMut(R) -> Result<T, StoreError>,
+    seq: impl Fn(&R) -> i64,
+) -> Result<Page<T>, StoreError> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more {
+        rows.last().map(|r| seq(r).to_string())
+    } else {
+        None
+    };
+    let data = rows
+        .into_iter()
+        .map(&mut convert)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page { data, next_cursor })
+}

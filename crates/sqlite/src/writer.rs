@@ -1,0 +1,109 @@
+//! Group commit. Every write goes to one thread that owns the write
+//! connection; whatever queued up while the last transaction ran goes into the
+//! next one, each job in its own savepoint. One fsync then covers hundreds of
+//! ingests, leases and attempt records, and callers hear back only after
+//! their write is committed.
+
+use std::sync::Arc;
+
+use hookline_core::ports::StoreError;
+use rusqlite::Connection;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What a batch of jobs did that someone outside the writer cares about.
+#[derive(Default)]
+pub(crate) struct Effects {
+    /// New or re-queued deliveries: wake the deliverer.
+    pub queued: bool,
+}
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
+
+const MAX_BATCH: usize = 2048;
+
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    pub fn spawn(conn: Connection, work: Arc<Notify>) -> std::io::Result<Writer> {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("hookline-sqlite-writer".into())
+            .spawn(move || run(conn, rx, &work))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `f` in the next transaction and answers once it is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn, effects| {
+            let result = f(conn, effects);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Unavailable(e)),
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store is shut down".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut effects = Effects::default();
+        let mut replies = Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "could not begin a transaction");
+            // Dropping a job drops its reply: its caller hears the store is unavailable.
+            batch.clear();
+            continue;
+        }
+        for job in batch.drain(..) {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, reply) = job(&conn, &mut effects);
+            let closed = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Err(e) = savepoint.and(closed) {
+                tracing::error!(error = %e, "savepoint failed");
+            }
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "commit failed");
+            e.to_string()
+        });
+        for reply in replies {
+            reply(commit.clone());
+        }
+        if commit.is_ok() && effects.queued {
+            work.notify_one();
+        }
+    }
+}
