@@ -1,1 +1,15 @@
+//! End-to-end tests: the `hookline` binary, a real SQLite file and real
+//! receivers on 127.0.0.1, talking HTTP as users and the platform do.
 
+mod support;
+
+#[path = "e2e/api.rs"]
+mod api;
+#[path = "e2e/delivery.rs"]
+mod delivery;
+#[path = "e2e/durability.rs"]
+mod durability;
+#[path = "e2e/matching.rs"]
+mod matching;
+#[path = "e2e/security.rs"]
+mod security;

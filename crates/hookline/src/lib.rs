@@ -2,6 +2,7 @@
 //! `serve`, which wires the SQLite backend, the sender and the API together.
 
 pub mod config;
+pub mod receive;
 pub mod serve;
 pub mod tenant;
 pub mod worker;

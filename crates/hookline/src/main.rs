@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Serve the API and deliver webhooks, on an embedded SQLite store.
     Serve(ServeArgs),
+    /// Receive deliveries, verify their signatures and print them (for trying Hookline out).
+    Receive(hookline::receive::ReceiveArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -46,6 +48,9 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => hookline::serve::serve(args)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Receive(args) => hookline::receive::receive(args)
             .await
             .map_err(|e| e.to_string()),
         Command::Tenant(TenantCommand::Create { tenant_id, store }) => {
