@@ -58,10 +58,11 @@ impl Hookline {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("hookline listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(url.to_owned());
-                    }
+                let Some(url) = line.strip_prefix("hookline listening on ") else {
+                    continue;
+                };
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.to_owned());
                 }
             }
         });
