@@ -138,9 +138,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= total {
                     break;
                 }
-                if rate > 0 {
-                    let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
-                    tokio::time::sleep_until(due.into()).await;
+                if let Some(offset) = (i as u64 * 1_000_000).checked_div(rate) {
+                    tokio::time::sleep_until((started + Duration::from_micros(offset)).into()).await;
                 }
                 let body = format!(
                     r#"{{"id":"bench_{run}_{i}","tenant_id":"{tenant}","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","lines":[{{"id":"l1","product_id":"p1"}}],"data":{{"order":{i},"sent_us":{}}}}}"#,
