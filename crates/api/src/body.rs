@@ -1,7 +1,9 @@
-//! Request bodies as bytes, with the size limit and JSON errors of the API.
+//! Request bodies and query strings, with the size limit and JSON errors of
+//! the API in place of axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::Query;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::StatusCode;
 
 use crate::{ApiError, BODY_LIMIT};
@@ -22,5 +24,16 @@ pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
                 rejection.body_text(),
             )
         }
+    })
+}
+
+pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|rejection| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "query",
+            rejection.body_text(),
+        )
     })
 }

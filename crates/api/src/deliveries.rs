@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hookline_core::ports::DeliveryFilter;
@@ -56,8 +56,9 @@ pub struct ListQuery {
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let q = body::query(q)?;
     let status = q
         .status
         .as_deref()

@@ -85,9 +85,5 @@ fn new_id(prefix: &str) -> Result<String, ApiError> {
             format!("no randomness: {e}"),
         )
     })?;
-    Ok(format!("{prefix}_{}", hex(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
 }

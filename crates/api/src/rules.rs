@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hookline_core::{Rule, RuleDraft, RulePatch};
@@ -15,8 +15,9 @@ use crate::{ApiError, ApiState, body, new_id};
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Query(paging): Query<Paging>,
+    paging: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let paging = body::query(paging)?;
     let limit = paging.limit()?;
     let page = state
         .store

@@ -105,6 +105,22 @@ impl fmt::Display for RetrySchedule {
     }
 }
 
+/// The largest whole unit that states `d` exactly: `250ms`, `5s`, `30m`, `10h`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// `250ms`, `5s`, `30m`, `10h`, or `1d`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::Settlement;
 use hookline_core::delivery::AttemptPolicy;
 use hookline_core::ports::{Clock, DeliveryQueue, Sender};
 use hookline_sqlite::SqliteBackend;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// The longest the deliverer sleeps without looking at the queue.
@@ -22,6 +23,18 @@ pub struct Worker {
     pub concurrency: usize,
 }
 
+/// Records settlements in batches: whatever finished while the last batch was
+/// being written goes into the next one.
+async fn record(queue: SqliteBackend, mut settlements: mpsc::UnboundedReceiver<Settlement>) {
+    let mut batch = Vec::new();
+    while settlements.recv_many(&mut batch, 512).await > 0 {
+        if let Err(e) = queue.settle(std::mem::take(&mut batch)).await {
+            // Their leases run out and the deliveries are received again.
+            tracing::error!(error = %e, "could not record attempts");
+        }
+    }
+}
+
 fn jitter() -> f64 {
     crate::random::<8>()
         .map(|b| (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
@@ -31,6 +44,8 @@ fn jitter() -> f64 {
 impl Worker {
     /// Runs until `stop` turns true, then finishes the attempts in flight.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let (settled, settlements) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(self.queue.clone(), settlements));
         let mut in_flight = JoinSet::new();
         let concurrency = self.concurrency.max(1);
         while !*stop.borrow() {

@@ -62,7 +62,9 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10))?;
     // WAL lets readers run beside the writer; FULL makes a commit survive a
     // power cut, which is what the 202 promises. Group commit pays for it.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;",
+    )?;
     Ok(conn)
 }
 

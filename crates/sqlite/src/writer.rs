@@ -75,27 +75,27 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
         }
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "could not begin a transaction");
             // Dropping a job drops its reply: its caller hears the store is unavailable.
             batch.clear();
             continue;
         }
         for job in batch.drain(..) {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = exec(&conn, "SAVEPOINT job");
             let (ok, reply) = job(&conn, &mut effects);
             let closed = if ok {
-                conn.execute_batch("RELEASE job")
+                exec(&conn, "RELEASE job")
             } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                exec(&conn, "ROLLBACK TO job").and_then(|()| exec(&conn, "RELEASE job"))
             };
             if let Err(e) = savepoint.and(closed) {
                 tracing::error!(error = %e, "savepoint failed");
             }
             replies.push(reply);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        let commit = exec(&conn, "COMMIT").map_err(|e| {
+            let _ = exec(&conn, "ROLLBACK");
             tracing::error!(error = %e, "commit failed");
             e.to_string()
         });
@@ -106,4 +106,10 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
             work.notify_one();
         }
     }
+}
+
+/// Runs a statement from the connection's cache: the writer runs the same
+/// few control statements for every job, and parsing them each time shows.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -78,6 +78,16 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// The process's user + system CPU time so far, in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -119,6 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default()
         .to_owned();
 
+    let cpu_before = args.pid.and_then(cpu_secs);
     let run = micros_now();
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -203,6 +214,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
     );
+    if let (Some(before), Some(after)) = (cpu_before, args.pid.and_then(cpu_secs)) {
+        let used = after - before;
+        println!(
+            "  server CPU          {used:.2} s = {:.0} us per delivery ({:.0}% of one core)",
+            used * 1e6 / delivered.max(1) as f64,
+            100.0 * used / delivery_secs
+        );
+    }
     if let Some(mib) = args.pid.and_then(peak_rss_mib) {
         println!("  server peak memory  {mib:.1} MiB (VmHWM)");
     }
