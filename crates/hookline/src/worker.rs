@@ -72,22 +72,20 @@ impl Worker {
                 continue;
             }
             for job in jobs {
-                let (queue, sender, clock, policy) = (
-                    self.queue.clone(),
+                let (sender, clock, policy, settled) = (
                     self.sender.clone(),
                     self.clock.clone(),
                     self.policy.clone(),
+                    settled.clone(),
                 );
                 in_flight.spawn(async move {
-                    let settlement = policy.attempt(&job, &*sender, &*clock, jitter()).await;
-                    if let Err(e) = queue.settle(vec![settlement]).await {
-                        // The lease runs out and the delivery is received again.
-                        tracing::error!(error = %e, delivery = %job.delivery_id, "could not record an attempt");
-                    }
+                    let _ = settled.send(policy.attempt(&job, &*sender, &*clock, jitter()).await);
                 });
             }
         }
         while in_flight.join_next().await.is_some() {}
+        drop(settled);
+        let _ = recorder.await;
     }
 
     async fn until_next_due(&self) -> Duration {
