@@ -1,32 +1,55 @@
-//! The backend conformance suite on a real SQLite file.
+//! The backend conformance suite on a real SQLite file, plus what only the
+//! local queue does (stale-lease guard, releasing leases at start).
 
 use std::time::Duration;
 
-use hookline_conformance as suite;
-use hookline_core::ports::DeliveryQueue;
+use async_trait::async_trait;
+use hookline_conformance::{self as suite, Harness};
+use hookline_core::delivery::{Attempt, Outcome};
+use hookline_core::ports::{DeliveryQueue, NewTenant, Store};
+use hookline_core::{DeliveryStatus, Rule, RuleDraft, Scope, Settlement, Trigger, WebhookKey};
 use hookline_sqlite::{SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
 
-const VISIBILITY: Duration = Duration::from_secs(30);
+const VISIBILITY: Duration = Duration::from_secs(1);
 
-/// A backend on a fresh file; the directory lives as long as the test holds it.
-fn backend() -> (SqliteBackend, TempDir) {
+/// A backend on a fresh file; the directory lives as long as the harness.
+struct Sqlite {
+    backend: SqliteBackend,
+    _dir: TempDir,
+}
+
+fn harness() -> Sqlite {
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteOptions {
         visibility_timeout: VISIBILITY,
     };
-    (
-        SqliteBackend::open(dir.path().join("hookline.db"), options).unwrap(),
-        dir,
-    )
+    Sqlite {
+        backend: SqliteBackend::open(dir.path().join("hookline.db"), options).unwrap(),
+        _dir: dir,
+    }
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    fn store(&self) -> &dyn Store {
+        &self.backend
+    }
+    fn queue(&self) -> &dyn DeliveryQueue {
+        &self.backend
+    }
+    /// Accepting an event routes it in the same transaction.
+    async fn route(&self) {}
+    fn visibility(&self) -> Duration {
+        VISIBILITY
+    }
 }
 
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {$(
         #[tokio::test]
         async fn $check() {
-            let (b, _dir) = backend();
-            suite::$check(b).await;
+            suite::$check(&harness()).await;
         }
     )*};
 }
@@ -35,28 +58,88 @@ conformance!(
     tenants_and_keys,
     rules,
     accept_is_idempotent_and_fans_out,
-    receive_respects_max_and_order,
+    leases_and_receive_counts,
+    receive_respects_max,
     jobs_of_gone_rules,
     delivery_log_and_recover,
 );
 
+async fn one_queued_delivery(b: &SqliteBackend) {
+    let key = WebhookKey::from_bytes(&[1; 32]).unwrap();
+    let now = suite::now();
+    b.create_tenant(NewTenant {
+        id: "a".into(),
+        api_key_hash: "h".into(),
+        webhook_key: key,
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    let draft = RuleDraft {
+        name: "r".into(),
+        trigger: Trigger::OrderPaid,
+        url: "https://example.com/".into(),
+        scope: Scope::Universal,
+        per_order_line: false,
+        first_payment_only: false,
+        enabled: true,
+    };
+    b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now))
+        .await
+        .unwrap();
+    let body = r#"{"id":"e","tenant_id":"a","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","data":{}}"#;
+    b.accept_event(
+        &hookline_core::Event::from_json(body.as_bytes()).unwrap(),
+        now,
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
-async fn leases_and_receive_counts() {
-    let (b, _dir) = backend();
-    suite::leases_and_receive_counts(b, VISIBILITY).await;
+async fn a_stale_lease_records_its_attempt_but_moves_nothing() {
+    let h = harness();
+    let b = &h.backend;
+    one_queued_delivery(b).await;
+    let t = suite::now();
+    let first = b.receive(10, t).await.unwrap();
+    let later = hookline_core::Timestamp::from_millis(t.as_millis() + 1000);
+    let second = b.receive(10, later).await.unwrap();
+    assert_eq!((first[0].receive_count, second[0].receive_count), (1, 2));
+    let attempt = Attempt {
+        at: later,
+        status_code: Some(200),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+    };
+    let stale = Settlement {
+        delivery_id: first[0].delivery_id.clone(),
+        receive_count: 1,
+        attempt,
+        outcome: Outcome::Succeeded,
+    };
+    b.settle(vec![stale]).await.unwrap();
+    let d = b
+        .delivery("a", &first[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 1));
 }
 
 #[tokio::test]
 async fn release_leases_resumes_at_once() {
-    let (b, _dir) = backend();
-    suite::accept_is_idempotent_and_fans_out(b.clone()).await;
-    // The check left three deliveries leased; a restart releases them.
-    let now = suite::T0;
+    let h = harness();
+    let b = &h.backend;
+    one_queued_delivery(b).await;
+    let now = suite::now();
+    assert_eq!(b.receive(10, now).await.unwrap().len(), 1);
     assert!(b.receive(10, now).await.unwrap().is_empty());
-    assert_eq!(b.release_leases(now).await.unwrap(), 3);
-    assert_eq!(b.receive(10, now).await.unwrap().len(), 3);
     assert_eq!(
         b.next_due().await.unwrap(),
         Some(now.saturating_add(VISIBILITY))
     );
+    assert_eq!(b.release_leases(now).await.unwrap(), 1);
+    assert_eq!(b.receive(10, now).await.unwrap().len(), 1);
 }

@@ -1,0 +1,24 @@
+//! What travels on the queues: references, never payloads, so every message
+//! stays far below SQS's size limit whatever the event carries.
+
+use hookline_core::event::Line;
+use serde::{Deserialize, Serialize};
+
+/// An accepted event for the router; the event itself is in the table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventMessage {
+    pub tenant_id: String,
+    pub event_id: String,
+}
+
+/// A delivery for the deliverer: enough to fetch what the attempt needs in
+/// one batched read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryMessage {
+    pub tenant_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<Line>,
+}

@@ -1,0 +1,61 @@
+//! DLQ redrive that works on every SQS endpoint (moto has no
+//! StartMessageMoveTask): receive from the dead-letter queue, send back to
+//! the work queue, then delete. A crash between send and delete means a
+//! duplicate message, which the deliverer tolerates; never a loss.
+
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use hookline_core::ports::StoreError;
+
+use crate::aws_error;
+use crate::store::AwsBackend;
+
+/// Moves every message from `dlq_url` to `queue_url`; answers how many.
+pub async fn redrive(
+    backend: &AwsBackend,
+    dlq_url: &str,
+    queue_url: &str,
+) -> Result<u64, StoreError> {
+    let mut moved = 0;
+    loop {
+        backend.calls.sqs();
+        let out = backend
+            .sqs
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| aws_error("ReceiveMessage", e))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        let bodies = messages
+            .iter()
+            .map(|m| m.body.clone().unwrap_or_default())
+            .collect();
+        backend.send_batch(queue_url, bodies).await?;
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| aws_error("DeleteMessageBatch", e))?;
+        backend.calls.sqs();
+        backend
+            .sqs
+            .delete_message_batch()
+            .queue_url(dlq_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| aws_error("DeleteMessageBatch", e))?;
+        moved += messages.len() as u64;
+    }
+}

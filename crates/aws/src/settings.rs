@@ -1,0 +1,35 @@
+//! Where the AWS backend's resources are, from the environment.
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub table: String,
+    pub events_queue_url: String,
+    pub deliveries_queue_url: String,
+    pub events_dlq_url: Option<String>,
+    pub deliveries_dlq_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not set: it names the AWS resource Hookline uses")]
+pub struct SettingsError(pub &'static str);
+
+fn var(name: &'static str) -> Result<String, SettingsError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(SettingsError(name))
+}
+
+impl AwsSettings {
+    /// `HOOKLINE_TABLE`, `HOOKLINE_EVENTS_QUEUE_URL`, `HOOKLINE_DELIVERIES_QUEUE_URL`,
+    /// and the optional `HOOKLINE_EVENTS_DLQ_URL` and `HOOKLINE_DELIVERIES_DLQ_URL`.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Ok(Self {
+            table: var("HOOKLINE_TABLE")?,
+            events_queue_url: var("HOOKLINE_EVENTS_QUEUE_URL")?,
+            deliveries_queue_url: var("HOOKLINE_DELIVERIES_QUEUE_URL")?,
+            events_dlq_url: var("HOOKLINE_EVENTS_DLQ_URL").ok(),
+            deliveries_dlq_url: var("HOOKLINE_DELIVERIES_DLQ_URL").ok(),
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! The backend conformance suite on DynamoDB and SQS (moto's server).
+
+mod support;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hookline_aws::AwsBackend;
+use hookline_conformance::{self as suite, Harness};
+use hookline_core::ports::{DeliveryQueue, Store};
+
+const VISIBILITY: Duration = Duration::from_secs(2);
+
+struct Aws(AwsBackend);
+
+async fn harness() -> Aws {
+    // Three attempts: the suite's lease check makes three receives, then
+    // expects a dead delivery to be gone from the queue.
+    let env = support::create_resources(3, VISIBILITY.as_secs() as u32);
+    Aws(support::backend(&env).await)
+}
+
+#[async_trait]
+impl Harness for Aws {
+    fn store(&self) -> &dyn Store {
+        &self.0
+    }
+    fn queue(&self) -> &dyn DeliveryQueue {
+        &self.0
+    }
+    async fn route(&self) {
+        support::drain_events(&self.0).await;
+    }
+    fn visibility(&self) -> Duration {
+        VISIBILITY
+    }
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            suite::$check(&harness().await).await;
+        }
+    )*};
+}
+
+conformance!(
+    tenants_and_keys,
+    rules,
+    accept_is_idempotent_and_fans_out,
+    leases_and_receive_counts,
+    receive_respects_max,
+    jobs_of_gone_rules,
+    delivery_log_and_recover,
+);

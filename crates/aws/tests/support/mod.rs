@@ -1,0 +1,118 @@
+//! A local AWS endpoint (moto's server) and fresh resources on it per test.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hookline_aws::{AwsBackend, AwsSettings};
+
+/// `HOOKLINE_TEST_AWS_ENDPOINT` (which `infra/test` sets after starting
+/// moto), or a moto server started here that stops when this process does.
+pub fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(e) = std::env::var("HOOKLINE_TEST_AWS_ENDPOINT") {
+            return e;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The shell stops moto when the test process (its parent) is gone.
+        let script = format!(
+            "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
+            parent = std::process::id()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (pip install 'moto[server]')");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// Creates a fresh table and queues with `infra/local-aws/create.py`, the
+/// same script developers use, and answers their environment.
+pub fn create_resources(max_attempts: u32, visibility_secs: u32) -> HashMap<String, String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../infra/local-aws/create.py"
+    );
+    let out = Command::new("python3")
+        .args([
+            script,
+            "--endpoint",
+            endpoint(),
+            "--prefix",
+            &prefix,
+            "--json",
+        ])
+        .args([
+            "--max-attempts",
+            &max_attempts.to_string(),
+            "--visibility",
+            &visibility_secs.to_string(),
+        ])
+        .output()
+        .expect("run create.py");
+    assert!(
+        out.status.success(),
+        "create.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("create.py prints JSON")
+}
+
+pub async fn backend(env: &HashMap<String, String>) -> AwsBackend {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(hookline_aws::http_client())
+        .endpoint_url(&env["AWS_ENDPOINT_URL"])
+        .region(aws_config::Region::new(env["AWS_REGION"].clone()))
+        .credentials_provider(aws_credential_types::Credentials::from_keys(
+            "test", "test", None,
+        ))
+        .load()
+        .await;
+    let settings = AwsSettings {
+        table: env["HOOKLINE_TABLE"].clone(),
+        events_queue_url: env["HOOKLINE_EVENTS_QUEUE_URL"].clone(),
+        deliveries_queue_url: env["HOOKLINE_DELIVERIES_QUEUE_URL"].clone(),
+        events_dlq_url: Some(env["HOOKLINE_EVENTS_DLQ_URL"].clone()),
+        deliveries_dlq_url: Some(env["HOOKLINE_DELIVERIES_DLQ_URL"].clone()),
+    };
+    AwsBackend::new(&config, settings)
+}
+
+/// Runs the router over everything on the events queue.
+pub async fn drain_events(b: &AwsBackend) {
+    let url = b.settings().events_queue_url.clone();
+    while hookline_aws::poll_once(b, &url, 0, |batch| hookline_aws::route_batch(b, batch))
+        .await
+        .unwrap()
+        > 0
+    {}
+}
