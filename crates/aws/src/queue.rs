@@ -31,7 +31,7 @@ pub(crate) struct Received {
 
 /// What loading found for one received message.
 pub(crate) enum Loaded {
-    Job(DeliveryJob),
+    Job(Box<DeliveryJob>),
     /// Already succeeded (a duplicate message): nothing to send.
     Done,
 }
@@ -133,7 +133,7 @@ impl AwsBackend {
                 .trigger
                 .parse()
                 .map_err(|e| aws_error("decode event", e))?;
-            out.push(Some(Loaded::Job(DeliveryJob {
+            out.push(Some(Loaded::Job(Box::new(DeliveryJob {
                 delivery_id: m.delivery_id.clone(),
                 tenant_id: m.tenant_id.clone(),
                 event_id: m.event_id.clone(),
@@ -149,7 +149,7 @@ impl AwsBackend {
                     .cloned()
                     .unwrap_or(SigningKeys(Vec::new())),
                 receive_count: r.receive_count,
-            })));
+            }))));
         }
         Ok(out)
     }
@@ -264,7 +264,7 @@ impl DeliveryQueue for AwsBackend {
                             body,
                         };
                         receipts.insert(job.delivery_id.clone(), lease);
-                        jobs.push(job);
+                        jobs.push(*job);
                     }
                     Some(Loaded::Done) | None => done.push((r.message.delivery_id, handle)),
                 }

@@ -49,18 +49,11 @@ fn n(v: i64) -> AttributeValue {
 
 /// Cursors are the hex of the last item's key, so they are opaque and checkable.
 fn encode_cursor(parts: &[&str]) -> String {
-    let joined = parts.join("\u{1f}");
-    joined.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(parts.join("\u{1f}"))
 }
 
 fn decode_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
-    if cursor.len() % 2 != 0 {
-        return Err(StoreError::BadCursor);
-    }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).map_err(|_| StoreError::BadCursor))
-        .collect::<Result<Vec<u8>, _>>()?;
+    let bytes = hex::decode(cursor).map_err(|_| StoreError::BadCursor)?;
     let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
     Ok(text.split('\u{1f}').map(str::to_owned).collect())
 }

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hookline_aws::{AwsBackend, AwsSettings};
@@ -14,39 +14,44 @@ use hookline_aws::{AwsBackend, AwsSettings};
 /// `HOOKLINE_TEST_AWS_ENDPOINT` (which `infra/test` sets after starting
 /// moto), or a moto server started here that stops when this process does.
 pub fn endpoint() -> &'static str {
-    static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
-        if let Ok(e) = std::env::var("HOOKLINE_TEST_AWS_ENDPOINT") {
-            return e;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // The shell stops moto when the test process (its parent) is gone.
-        let script = format!(
-            "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+    static ENDPOINT: OnceLock<(String, Option<Mutex<Child>>)> = OnceLock::new();
+    &ENDPOINT
+        .get_or_init(|| {
+            if let Ok(e) = std::env::var("HOOKLINE_TEST_AWS_ENDPOINT") {
+                return (e, None);
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            // The shell stops moto when the test process (its parent) is gone.
+            let script = format!(
+                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
              while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
-            parent = std::process::id()
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server (pip install 'moto[server]')");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start on port {port}"
+                parent = std::process::id()
             );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        format!("http://127.0.0.1:{port}")
-    })
+            let watchdog = Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server (pip install 'moto[server]')");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server did not start on port {port}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (
+                format!("http://127.0.0.1:{port}"),
+                Some(Mutex::new(watchdog)),
+            )
+        })
+        .0
 }
 
 /// Creates a fresh table and queues with `infra/local-aws/create.py`, the
