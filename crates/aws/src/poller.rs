@@ -25,7 +25,7 @@ where
     F: FnOnce(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
-    backend.calls.sqs();
+    backend.calls.event_source();
     let out = backend
         .sqs
         .receive_message()
@@ -82,7 +82,7 @@ where
         .collect::<Result<_, _>>()
         .map_err(|e| aws_error("DeleteMessageBatch", e))?;
     if !done.is_empty() {
-        backend.calls.sqs();
+        backend.calls.event_source();
         backend
             .sqs
             .delete_message_batch()

@@ -86,6 +86,15 @@ impl AwsBackend {
         }
     }
 
+    /// The same clients and counters, pointed at other resources.
+    pub fn with_settings(&self, settings: AwsSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            receipts: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     pub fn calls(&self) -> &Calls {
         &self.calls
     }

@@ -121,3 +121,8 @@ pub async fn drain_events(b: &AwsBackend) {
         > 0
     {}
 }
+
+/// Another backend on the same clients' endpoint with other settings.
+pub async fn backend_with(like: &AwsBackend, settings: AwsSettings) -> AwsBackend {
+    like.with_settings(settings)
+}
