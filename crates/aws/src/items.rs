@@ -28,8 +28,8 @@ pub fn tenant_pk(tenant: &str) -> String {
 
 pub fn key(pk: String, sk: String) -> Item {
     HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk)),
-        ("sk".to_owned(), AttributeValue::S(sk)),
+        (crate::PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
+        (crate::SORT_KEY.to_owned(), AttributeValue::S(sk)),
     ])
 }
 

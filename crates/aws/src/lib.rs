@@ -23,8 +23,13 @@ pub use router::route_batch;
 pub use settings::{AwsSettings, SettingsError};
 pub use store::AwsBackend;
 
-/// The table's secondary index, as created by the template and `infra/local-aws/create.py`.
+/// The table's keys and secondary index, as `template.yaml` and
+/// `infra/local-aws/create.py` create them.
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
 pub const GSI1: &str = "gsi1";
+pub const GSI1_PARTITION_KEY: &str = "gsi1pk";
+pub const GSI1_SORT_KEY: &str = "gsi1sk";
 /// The attribute DynamoDB's TTL reads (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
 

@@ -1,0 +1,258 @@
+//! `template.yaml` agrees with the code: each function's binary exists, every
+//! variable the functions read is set, the HTTP routes exist in the router,
+//! the table is the adapter's, and the queues fit the retry schedule.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_core::RetrySchedule;
+use tower::ServiceExt;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+fn functions(t: &Yaml) -> Vec<(String, &Yaml)> {
+    t["Resources"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| (name.as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+/// A parameter's default: what `!Ref Name` means before anyone overrides it.
+fn default_of<'a>(t: &'a Yaml, reference: &str) -> &'a Yaml {
+    &t["Parameters"][reference]["Default"]
+}
+
+fn number(y: &Yaml) -> i64 {
+    y.as_i64()
+        .or_else(|| y.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {y:?}"))
+}
+
+#[test]
+fn every_function_builds_a_binary_of_this_crate() {
+    let t = template();
+    let fns = functions(&t);
+    assert_eq!(fns.len(), 4);
+    for (name, f) in fns {
+        assert_eq!(
+            f["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert!(
+            root()
+                .join(format!("crates/lambda/src/bin/{binary}.rs"))
+                .exists(),
+            "{name}: no binary {binary}"
+        );
+    }
+}
+
+/// Every `HOOKLINE_*` name in the functions' source.
+fn variables_read() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for dir in [
+        "crates/lambda/src",
+        "crates/lambda/src/bin",
+        "crates/aws/src",
+    ] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for piece in text.split('"').skip(1).step_by(2) {
+                    if piece.starts_with("HOOKLINE_")
+                        && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    {
+                        names.insert(piece.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_variable_the_functions_read_is_set() {
+    let t = template();
+    let set: BTreeSet<String> = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let read = variables_read();
+    assert!(read.len() >= 10, "the scan found {read:?}");
+    let missing: Vec<_> = read.difference(&set).collect();
+    assert!(
+        missing.is_empty(),
+        "read by the code but not set in template.yaml: {missing:?}"
+    );
+    let unused: Vec<_> = set.difference(&read).collect();
+    assert!(
+        unused.is_empty(),
+        "set in template.yaml but read by no function: {unused:?}"
+    );
+}
+
+#[test]
+fn the_table_is_the_adapters() {
+    let t = template();
+    let table = &t["Resources"]["Table"]["Properties"];
+    let key = |schema: &Yaml| -> Vec<(String, String)> {
+        schema
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_owned(),
+                    k["KeyType"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| {
+        vec![
+            (a.to_owned(), "HASH".to_owned()),
+            (b.to_owned(), "RANGE".to_owned()),
+        ]
+    };
+    assert_eq!(
+        key(&table["KeySchema"]),
+        pair(hookline_aws::PARTITION_KEY, hookline_aws::SORT_KEY)
+    );
+    let gsis = table["GlobalSecondaryIndexes"].as_vec().unwrap();
+    assert_eq!(gsis.len(), 1);
+    assert_eq!(gsis[0]["IndexName"].as_str(), Some(hookline_aws::GSI1));
+    assert_eq!(
+        key(&gsis[0]["KeySchema"]),
+        pair(
+            hookline_aws::GSI1_PARTITION_KEY,
+            hookline_aws::GSI1_SORT_KEY
+        )
+    );
+    assert_eq!(
+        gsis[0]["Projection"]["ProjectionType"].as_str(),
+        Some("ALL")
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some(hookline_aws::TTL_ATTRIBUTE)
+    );
+    assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    // The local script makes the same table.
+    let local = std::fs::read_to_string(root().join("infra/local-aws/create.py")).unwrap();
+    for name in [
+        hookline_aws::GSI1,
+        hookline_aws::GSI1_PARTITION_KEY,
+        hookline_aws::TTL_ATTRIBUTE,
+    ] {
+        assert!(
+            local.contains(&format!("\"{name}\"")),
+            "create.py lacks {name}"
+        );
+    }
+}
+
+#[test]
+fn the_deliveries_queue_fits_the_retry_schedule() {
+    let t = template();
+    let schedule = RetrySchedule::parse(default_of(&t, "RetrySchedule").as_str().unwrap()).unwrap();
+    assert_eq!(
+        schedule,
+        RetrySchedule::default(),
+        "the template's default is the code's"
+    );
+    let queue = &t["Resources"]["DeliveriesQueue"]["Properties"];
+    let max_receive = number(default_of(
+        &t,
+        queue["RedrivePolicy"]["maxReceiveCount"].as_str().unwrap(),
+    ));
+    assert_eq!(
+        max_receive,
+        i64::from(schedule.max_attempts()),
+        "one receive per attempt"
+    );
+    // Retention outlasts the whole schedule at its longest jitter.
+    let longest: Duration = schedule.delays().iter().map(|d| d.mul_f64(1.1)).sum();
+    assert!(number(&queue["MessageRetentionPeriod"]) as u64 > longest.as_secs());
+    // Lambda wants the visibility timeout at least the function's timeout.
+    let deliver = &t["Resources"]["DeliverFunction"]["Properties"];
+    assert!(number(&queue["VisibilityTimeout"]) >= number(&deliver["Timeout"]));
+    for (name, f) in functions(&t) {
+        for (_, event) in f["Properties"]["Events"].as_hash().into_iter().flatten() {
+            if event["Type"].as_str() == Some("SQS") {
+                let types = event["Properties"]["FunctionResponseTypes"]
+                    .as_vec()
+                    .unwrap();
+                assert_eq!(types[0].as_str(), Some("ReportBatchItemFailures"), "{name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_http_route_is_served_by_the_router() {
+    let t = template();
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let settings = hookline_aws::AwsSettings {
+        table: "t".into(),
+        events_queue_url: "q".into(),
+        deliveries_queue_url: "q".into(),
+        events_dlq_url: None,
+        deliveries_dlq_url: None,
+    };
+    let backend = hookline_aws::AwsBackend::new(&config, settings);
+    let api = hookline_api::ApiConfig {
+        ingest_token: "token".into(),
+        policy: Default::default(),
+        key_grace: Duration::from_secs(1),
+    };
+    let app = hookline_api::router(hookline_api::ApiState::new(
+        Arc::new(backend),
+        Arc::new(hookline_lambda::SystemClock),
+        api,
+    ));
+    let mut routes = 0;
+    for (_, f) in functions(&t) {
+        for (_, event) in f["Properties"]["Events"].as_hash().into_iter().flatten() {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let method = event["Properties"]["Method"].as_str().unwrap();
+            let path = event["Properties"]["Path"]
+                .as_str()
+                .unwrap()
+                .replace("{id}", "x");
+            let method = if method == "ANY" { "GET" } else { method };
+            let request = http::Request::builder()
+                .method(method)
+                .uri(&path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let status = app.clone().oneshot(request).await.unwrap().status();
+            // Unauthenticated: a route that exists answers 401 before touching the store.
+            assert_eq!(status, 401, "{method} {path} is not a route of the API");
+            routes += 1;
+        }
+    }
+    assert_eq!(routes, 9);
+}
