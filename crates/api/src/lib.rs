@@ -75,9 +75,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A random id with a type prefix, e.g. `rul_3f…`.
-fn new_id(prefix: &str) -> Result<String, ApiError> {
-    let mut bytes = [0u8; 12];
+/// An id with a type prefix that sorts by creation time, then random bits:
+/// `rul_` + 12 hex digits of milliseconds + 16 random ones. DynamoDB lists
+/// rules by id, so its lists come in creation order as SQLite's do.
+fn new_id(prefix: &str, now: hookline_core::Timestamp) -> Result<String, ApiError> {
+    let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -85,5 +87,9 @@ fn new_id(prefix: &str) -> Result<String, ApiError> {
             format!("no randomness: {e}"),
         )
     })?;
-    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+    Ok(format!(
+        "{prefix}_{:012x}{}",
+        now.as_millis(),
+        hex::encode(bytes)
+    ))
 }

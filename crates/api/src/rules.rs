@@ -34,7 +34,8 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Rule>), ApiError> {
     let draft = RuleDraft::from_json(&body::bytes(raw)?, &state.config.policy)?;
-    let rule = Rule::new(new_id("rul")?, tenant, draft, state.clock.now());
+    let now = state.clock.now();
+    let rule = Rule::new(new_id("rul", now)?, tenant, draft, now);
     state.store.insert_rule(&rule).await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }

@@ -22,8 +22,6 @@ pub struct Deliverer {
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
     pub policy: Arc<AttemptPolicy>,
-    /// A uniform draw from `[0, 1)` per attempt, to spread retries.
-    pub jitter: fn() -> f64,
 }
 
 impl Deliverer {
@@ -61,14 +59,10 @@ impl Deliverer {
         for (index, l) in loaded.into_iter().enumerate() {
             match l {
                 Some(Loaded::Job(job)) => {
-                    let (sender, clock, policy, jitter) = (
-                        self.sender.clone(),
-                        self.clock.clone(),
-                        self.policy.clone(),
-                        self.jitter,
-                    );
+                    let (sender, clock, policy) =
+                        (self.sender.clone(), self.clock.clone(), self.policy.clone());
                     attempts.spawn(async move {
-                        let settlement = policy.attempt(&job, &*sender, &*clock, jitter()).await;
+                        let settlement = policy.attempt(&job, &*sender, &*clock).await;
                         (index, job.tenant_id, settlement)
                     });
                 }

@@ -163,14 +163,12 @@ impl AttemptPolicy {
         }
     }
 
-    /// Signs and sends one attempt and decides what happens next. `jitter` is
-    /// a uniform draw from `[0, 1)` that spreads retries.
+    /// Signs and sends one attempt and decides what happens next.
     pub async fn attempt(
         &self,
         job: &DeliveryJob,
         sender: &dyn Sender,
         clock: &dyn Clock,
-        jitter: f64,
     ) -> Settlement {
         let at = clock.now();
         let settle = |attempt: Attempt, outcome| Settlement {
@@ -224,10 +222,11 @@ impl AttemptPolicy {
         let outcome = if ok {
             Outcome::Succeeded
         } else {
-            match self
-                .schedule
-                .next_delay(job.receive_count, retry_after, jitter)
-            {
+            match self.schedule.next_delay(
+                job.receive_count,
+                retry_after,
+                jitter(&job.delivery_id, job.receive_count),
+            ) {
                 Some(delay) => Outcome::RetryAt(clock.now().saturating_add(delay)),
                 None => Outcome::Dead,
             }
@@ -252,6 +251,20 @@ impl AttemptPolicy {
         ];
         (body, headers)
     }
+}
+
+/// Where in `[0, 1)` this attempt's retry falls within the jitter: derived
+/// from the delivery and attempt, so deliveries that fail together spread out
+/// while each delivery's schedule stays reproducible.
+fn jitter(delivery_id: &str, attempt: u32) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(delivery_id)
+        .chain_update(attempt.to_le_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn failed(at: Timestamp, error: String) -> Attempt {
@@ -280,4 +293,19 @@ pub struct Received {
     /// At most [`RESPONSE_BODY_CAP`] bytes of the answer, lossily decoded.
     pub body: String,
     pub retry_after: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jitter;
+
+    #[test]
+    fn jitter_is_reproducible_and_spread() {
+        assert_eq!(jitter("msg_a", 2), jitter("msg_a", 2));
+        assert_ne!(jitter("msg_a", 2), jitter("msg_a", 3));
+        let draws: Vec<f64> = (0..1000).map(|i| jitter(&format!("msg_{i}"), 1)).collect();
+        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
+        let low = draws.iter().filter(|j| **j < 0.5).count();
+        assert!((400..600).contains(&low), "{low} of 1000 below one half");
+    }
 }

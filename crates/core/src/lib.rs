@@ -24,5 +24,5 @@ pub use fanout::{PlannedDelivery, plan};
 pub use retry::RetrySchedule;
 pub use rule::{Rule, RuleDraft, RulePatch, Scope};
 pub use signing::{SigningKeys, WebhookKey};
-pub use time::Timestamp;
+pub use time::{SystemClock, Timestamp};
 pub use trigger::Trigger;

@@ -7,21 +7,7 @@ pub mod serve;
 pub mod tenant;
 pub mod worker;
 
-use hookline_core::Timestamp;
-use hookline_core::ports::Clock;
-
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Timestamp::from_millis(ms)
-    }
-}
+pub use hookline_core::SystemClock;
 
 /// `n` bytes from the operating system's random source.
 pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {

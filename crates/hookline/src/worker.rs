@@ -35,12 +35,6 @@ async fn record(queue: SqliteBackend, mut settlements: mpsc::UnboundedReceiver<S
     }
 }
 
-fn jitter() -> f64 {
-    crate::random::<8>()
-        .map(|b| (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64)
-        .unwrap_or(0.5)
-}
-
 impl Worker {
     /// Runs until `stop` turns true, then finishes the attempts in flight.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -79,7 +73,7 @@ impl Worker {
                     settled.clone(),
                 );
                 in_flight.spawn(async move {
-                    let _ = settled.send(policy.attempt(&job, &*sender, &*clock, jitter()).await);
+                    let _ = settled.send(policy.attempt(&job, &*sender, &*clock).await);
                 });
             }
         }

@@ -7,27 +7,14 @@ use std::time::Duration;
 
 use hookline_api::{ApiConfig, ApiState};
 use hookline_aws::{AwsBackend, AwsSettings, Deliverer};
-use hookline_core::Timestamp;
 use hookline_core::delivery::AttemptPolicy;
-use hookline_core::ports::Clock;
 use hookline_core::retry::{RetrySchedule, parse_duration};
 use hookline_core::target::TargetPolicy;
 use hookline_sender::{HttpSender, SenderConfig};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Timestamp::from_millis(ms)
-    }
-}
+pub use hookline_core::SystemClock;
 
 /// JSON logs for CloudWatch; `HOOKLINE_LOG` sets the level.
 pub fn init_logging() {
@@ -119,16 +106,7 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
         sender: Arc::new(sender),
         clock: Arc::new(SystemClock),
         policy: Arc::new(AttemptPolicy::new(settings.schedule.clone())),
-        jitter,
     })
-}
-
-fn jitter() -> f64 {
-    let mut b = [0u8; 8];
-    match getrandom::fill(&mut b) {
-        Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
-    }
 }
 
 /// Serves the API to API Gateway (HTTP API, payload 2.0).
