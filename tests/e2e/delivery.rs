@@ -191,7 +191,7 @@ async fn recover_replays_a_rules_dead_deliveries() {
 #[tokio::test]
 async fn key_rotation_signs_with_both_keys_during_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_KEY_GRACE", "2s")]);
+    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_KEY_GRACE", "4s")]);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start().await;
     hookline
@@ -236,7 +236,7 @@ async fn key_rotation_signs_with_both_keys_during_the_grace_period() {
     assert!(during.verifies_with(&new));
     assert!(!before.verifies_with(&new));
 
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(4200)).await;
     hookline
         .send_event(&event("evt_after", "shop_1", "order.paid"))
         .await;

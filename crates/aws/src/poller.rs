@@ -7,11 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use hookline_core::ports::StoreError;
 
-use crate::aws_error;
 use crate::store::AwsBackend;
+use crate::{Calls, aws_error};
 
 /// Receives one batch (up to 10, waiting up to `wait_seconds`), runs
 /// `handler` on it and deletes the successes. Answers how many were received.
@@ -69,28 +69,13 @@ where
         .into_iter()
         .map(|f| f.item_identifier)
         .collect();
-    let done: Vec<DeleteMessageBatchRequestEntry> = handles
-        .iter()
-        .filter(|(id, _)| !failed.contains(*id))
-        .enumerate()
-        .map(|(i, (_, h))| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(h)
-                .build()
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| aws_error("DeleteMessageBatch", e))?;
-    if !done.is_empty() {
-        backend.calls.event_source();
-        backend
-            .sqs
-            .delete_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(done))
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteMessageBatch", e))?;
-    }
+    let done: Vec<String> = handles
+        .into_iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .map(|(_, handle)| handle)
+        .collect();
+    backend
+        .delete_messages(queue_url, &done, Calls::event_source)
+        .await?;
     Ok(messages.len())
 }

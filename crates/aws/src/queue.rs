@@ -253,9 +253,7 @@ impl DeliveryQueue for AwsBackend {
         let mut done = Vec::new();
         {
             let mut receipts = self.receipts.lock().map_err(|e| aws_error("receipts", e))?;
-            for (((r, handle), body), l) in
-                received.into_iter().zip(handles).zip(bodies).zip(loaded)
-            {
+            for ((handle, body), l) in handles.into_iter().zip(bodies).zip(loaded) {
                 match l {
                     Some(Loaded::Job(job)) => {
                         let lease = Lease {
@@ -266,12 +264,16 @@ impl DeliveryQueue for AwsBackend {
                         receipts.insert(job.delivery_id.clone(), lease);
                         jobs.push(*job);
                     }
-                    Some(Loaded::Done) | None => done.push((r.message.delivery_id, handle)),
+                    Some(Loaded::Done) | None => done.push(handle),
                 }
             }
         }
-        self.delete_messages(done.into_iter().map(|(_, h)| h).collect())
-            .await?;
+        self.delete_messages(
+            &self.settings.deliveries_queue_url,
+            &done,
+            crate::Calls::sqs,
+        )
+        .await?;
         Ok(jobs)
     }
 
@@ -285,7 +287,14 @@ impl DeliveryQueue for AwsBackend {
             let Some(lease) = lease else { continue };
             self.record(&lease.tenant_id, &s).await?;
             match (s.outcome, &self.settings.deliveries_dlq_url) {
-                (Outcome::Succeeded, _) => self.delete_messages(vec![lease.handle]).await?,
+                (Outcome::Succeeded, _) => {
+                    self.delete_messages(
+                        &self.settings.deliveries_queue_url,
+                        &[lease.handle],
+                        crate::Calls::sqs,
+                    )
+                    .await?
+                }
                 (Outcome::RetryAt(at), _) => {
                     self.change_visibility(&lease.handle, visibility_until(at))
                         .await?
@@ -294,7 +303,12 @@ impl DeliveryQueue for AwsBackend {
                 // so it leaves the queue at once, as it does locally.
                 (Outcome::Dead, Some(dlq)) => {
                     self.send_batch(dlq, vec![lease.body]).await?;
-                    self.delete_messages(vec![lease.handle]).await?;
+                    self.delete_messages(
+                        &self.settings.deliveries_queue_url,
+                        &[lease.handle],
+                        crate::Calls::sqs,
+                    )
+                    .await?;
                 }
                 // Without a known DLQ: visible at once, so the next receive
                 // passes maxReceiveCount and the redrive policy moves it.
@@ -316,7 +330,13 @@ pub(crate) fn visibility_until(at: Timestamp) -> i32 {
 }
 
 impl AwsBackend {
-    pub(crate) async fn delete_messages(&self, handles: Vec<String>) -> Result<(), StoreError> {
+    /// DeleteMessageBatch, ten at a time; `count` says whose call it is.
+    pub(crate) async fn delete_messages(
+        &self,
+        queue_url: &str,
+        handles: &[String],
+        count: fn(&crate::Calls),
+    ) -> Result<(), StoreError> {
         for chunk in handles.chunks(10) {
             let entries = chunk
                 .iter()
@@ -329,10 +349,10 @@ impl AwsBackend {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| aws_error("DeleteMessageBatch", e))?;
-            self.calls.sqs();
+            count(&self.calls);
             self.sqs
                 .delete_message_batch()
-                .queue_url(&self.settings.deliveries_queue_url)
+                .queue_url(queue_url)
                 .set_entries(Some(entries))
                 .send()
                 .await

@@ -3,11 +3,10 @@
 //! the work queue, then delete. A crash between send and delete means a
 //! duplicate message, which the deliverer tolerates; never a loss.
 
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use hookline_core::ports::StoreError;
 
-use crate::aws_error;
 use crate::store::AwsBackend;
+use crate::{Calls, aws_error};
 
 /// Moves every message from `dlq_url` to `queue_url`; answers how many.
 pub async fn redrive(
@@ -36,26 +35,13 @@ pub async fn redrive(
             .map(|m| m.body.clone().unwrap_or_default())
             .collect();
         backend.send_batch(queue_url, bodies).await?;
-        let entries = messages
+        let handles: Vec<String> = messages
             .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| aws_error("DeleteMessageBatch", e))?;
-        backend.calls.sqs();
+            .map(|m| m.receipt_handle.clone().unwrap_or_default())
+            .collect();
         backend
-            .sqs
-            .delete_message_batch()
-            .queue_url(dlq_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| aws_error("DeleteMessageBatch", e))?;
+            .delete_messages(dlq_url, &handles, Calls::sqs)
+            .await?;
         moved += messages.len() as u64;
     }
 }

@@ -201,12 +201,7 @@ impl AwsBackend {
     }
 
     pub(crate) async fn send_events(&self, messages: &[EventMessage]) -> Result<(), StoreError> {
-        let bodies = messages
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| aws_error("encode", e))?;
-        self.send_batch(&self.settings.events_queue_url, bodies)
+        self.send_json(&self.settings.events_queue_url, messages)
             .await
     }
 
@@ -214,13 +209,21 @@ impl AwsBackend {
         &self,
         messages: &[DeliveryMessage],
     ) -> Result<(), StoreError> {
+        self.send_json(&self.settings.deliveries_queue_url, messages)
+            .await
+    }
+
+    async fn send_json<T: serde::Serialize>(
+        &self,
+        queue_url: &str,
+        messages: &[T],
+    ) -> Result<(), StoreError> {
         let bodies = messages
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| aws_error("encode", e))?;
-        self.send_batch(&self.settings.deliveries_queue_url, bodies)
-            .await
+            .map_err(|e| aws_error("encode message", e))?;
+        self.send_batch(queue_url, bodies).await
     }
 
     /// SendMessage for one body, SendMessageBatch for more, ten at a time.

@@ -9,7 +9,7 @@ use hookline_aws::AwsBackend;
 use hookline_conformance::{self as suite, Harness};
 use hookline_core::ports::{DeliveryQueue, Store};
 
-const VISIBILITY: Duration = Duration::from_secs(2);
+const VISIBILITY: Duration = Duration::from_secs(4);
 
 struct Aws(AwsBackend);
 

@@ -305,7 +305,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     h.queue()
         .settle(vec![settle(
             &again[0],
-            Outcome::RetryAt(after(now(), 1500)),
+            Outcome::RetryAt(after(now(), vis.as_millis() as i64)),
         )])
         .await
         .unwrap();
@@ -316,7 +316,9 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
         h.queue().receive(10, now()).await.unwrap().is_empty(),
         "a retry waits for its time"
     );
-    sleep(Duration::from_millis(1600)).await;
+    // A retry as long as the visibility timeout: long enough that the
+    // receive above cannot have waited into it.
+    sleep(vis + Duration::from_millis(300)).await;
     let third = receive_n(h, 1, 10).await;
     assert_eq!(third[0].receive_count, 3);
 
