@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use hookline_core::delivery::{Delivery, DeliveryStatus};
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
@@ -58,8 +60,23 @@ fn decode_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
     Ok(text.split('\u{1f}').map(str::to_owned).collect())
 }
 
-fn is_conditional_failure<E: std::fmt::Debug>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
-    format!("{e:?}").contains("ConditionalCheckFailed")
+/// A conditional write refused because its condition did not hold.
+fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// A transaction cancelled because one of its conditions did not hold.
+fn is_cancelled_by_condition(e: &SdkError<TransactWriteItemsError>) -> bool {
+    e.as_service_error()
+        .and_then(|se| match se {
+            TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+            _ => None,
+        })
+        .is_some_and(|c| {
+            c.cancellation_reasons()
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"))
+        })
 }
 
 pub(crate) fn delivery_from(item: DeliveryItem) -> Delivery {
@@ -362,9 +379,10 @@ impl Store for AwsBackend {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if format!("{e:?}").contains("ConditionalCheckFailed") => Err(
-                StoreError::Conflict(format!("tenant {:?} exists already", tenant.id)),
-            ),
+            Err(e) if is_cancelled_by_condition(&e) => Err(StoreError::Conflict(format!(
+                "tenant {:?} exists already",
+                tenant.id
+            ))),
             Err(e) => Err(aws_error("TransactWriteItems", e)),
         }
     }
