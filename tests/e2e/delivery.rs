@@ -13,12 +13,7 @@ async fn a_repeated_event_id_is_a_duplicate_and_delivered_once() {
     let hookline = Hookline::start(&db_in(&dir), &[]);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start().await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
     let e = event("evt_dup", "shop_1", "order.paid");
     assert_eq!(
         hookline.send_event(&e).await,
@@ -51,19 +46,8 @@ async fn retries_until_success_with_the_same_webhook_id() {
     );
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start_with(|n, _| Reply::Status([500, 503, 200][n.min(2)])).await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
-    hookline
-        .send_event(&event("evt_r", "shop_1", "order.paid"))
-        .await;
-    let id = hookline.deliveries(&shop, "").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
+    let id = hookline.paid_order(&shop, "evt_r").await;
     let delivery = hookline.wait_delivery(&shop, &id, "succeeded").await;
 
     let hits = receiver.hits();
@@ -94,19 +78,8 @@ async fn exhausted_retries_end_dead_and_a_manual_retry_delivers() {
     let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_RETRY_SCHEDULE", "50ms,50ms")]);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start_with(|_, _| Reply::Status(500)).await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
-    hookline
-        .send_event(&event("evt_d", "shop_1", "order.paid"))
-        .await;
-    let id = hookline.deliveries(&shop, "").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
+    let id = hookline.paid_order(&shop, "evt_d").await;
     let dead = hookline.wait_delivery(&shop, &id, "dead").await;
     assert_eq!(dead["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(receiver.hits().len(), 3);
@@ -132,12 +105,7 @@ async fn recover_replays_a_rules_dead_deliveries() {
     let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_RETRY_SCHEDULE", "")]);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start_with(|_, _| Reply::Status(410)).await;
-    let rule = hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
+    let rule = hookline.paid_orders_to(&shop, receiver.url("/")).await;
     for i in 0..3 {
         hookline
             .send_event(&event(&format!("evt_{i}"), "shop_1", "order.paid"))
@@ -194,12 +162,7 @@ async fn key_rotation_signs_with_both_keys_during_the_grace_period() {
     let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_KEY_GRACE", "4s")]);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start().await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
     let old = shop.webhook_key.clone();
     let (_, current) = hookline.admin(&shop, "GET", "/v1/webhook-key", None).await;
     assert_eq!(current, json!({"key": old}));

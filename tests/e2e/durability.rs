@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::json;
-
 use crate::support::*;
 
 #[tokio::test]
@@ -26,12 +24,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
         }
     })
     .await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
     for i in 0..20 {
         let (status, _) = hookline
             .send_event(&event(&format!("evt_{i}"), "shop_1", "order.paid"))
@@ -74,12 +67,7 @@ async fn a_graceful_stop_keeps_pending_retries_for_the_next_start() {
     let hookline = Hookline::start(&db, &env);
     let shop = hookline.tenant("shop_1");
     let receiver = Receiver::start_with(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
-    hookline
-        .create_rule(
-            &shop,
-            json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/")}),
-        )
-        .await;
+    hookline.paid_orders_to(&shop, receiver.url("/")).await;
     hookline
         .send_event(&event("evt_1", "shop_1", "order.paid"))
         .await;

@@ -135,6 +135,29 @@ impl Hookline {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// A rule sending every `order.paid` event to `url`.
+    pub async fn paid_orders_to(&self, tenant: &Tenant, url: String) -> String {
+        self.create_rule(
+            tenant,
+            json!({"name": "paid orders", "trigger": "order.paid", "url": url}),
+        )
+        .await
+    }
+
+    /// Sends an `order.paid` event of `tenant` and answers the id of its
+    /// newest delivery.
+    pub async fn paid_order(&self, tenant: &Tenant, event_id: &str) -> String {
+        let (status, body) = self
+            .send_event(&event(event_id, &tenant.id, "order.paid"))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let query = format!("event_id={event_id}");
+        self.deliveries(tenant, &query).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn deliveries(&self, tenant: &Tenant, query: &str) -> Vec<Value> {
         let (status, body) = self
             .admin(tenant, "GET", &format!("/v1/deliveries?{query}"), None)
