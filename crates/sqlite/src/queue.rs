@@ -98,46 +98,25 @@ fn load_job(
 
 fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
     let seq: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE deliveries SET attempt_count = attempt_count + 1 WHERE id = ?1 RETURNING seq",
-        )
+        .prepare_cached("SELECT seq FROM deliveries WHERE id = ?1")
         .and_then(|mut st| st.query_row([&s.delivery_id], |r| r.get(0)).optional())
         .map_err(unavailable)?;
     let Some(seq) = seq else { return Ok(()) };
-    let a = &s.attempt;
-    conn.prepare_cached(
-        "INSERT INTO attempts (delivery_seq, n, at, status_code, duration_ms, error, response_body)
-         VALUES (?1, (SELECT attempt_count FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            seq,
-            a.at.as_millis(),
-            a.status_code,
-            a.duration_ms as i64,
-            a.error,
-            a.response_body
-        ])
-    })
-    .map_err(unavailable)?;
 
     // Only the lease this attempt ran under may move the queue: if it expired
     // and the delivery was received again, that receive settles it.
-    let receipt = params![seq, s.receive_count];
     let (moved, status) = match s.outcome {
         Outcome::Succeeded | Outcome::Dead => {
             let n = conn
                 .prepare_cached("DELETE FROM queue WHERE delivery_seq = ?1 AND receive_count = ?2")
-                .and_then(|mut st| st.execute(receipt))
+                .and_then(|mut st| st.execute(params![seq, s.receive_count]))
                 .map_err(unavailable)?;
-            (
-                n,
-                if s.outcome == Outcome::Dead {
-                    "dead"
-                } else {
-                    "succeeded"
-                },
-            )
+            let status = if s.outcome == Outcome::Dead {
+                "dead"
+            } else {
+                "succeeded"
+            };
+            (n > 0, status)
         }
         Outcome::RetryAt(at) => {
             let n = conn
@@ -146,14 +125,35 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
                 )
                 .and_then(|mut st| st.execute(params![seq, s.receive_count, at.as_millis()]))
                 .map_err(unavailable)?;
-            (n, "pending")
+            (n > 0, "pending")
         }
     };
-    if moved > 0 {
-        conn.prepare_cached("UPDATE deliveries SET status = ?2 WHERE seq = ?1")
-            .and_then(|mut st| st.execute(params![seq, status]))
-            .map_err(unavailable)?;
-    }
+    // The attempt is logged whatever the lease: it happened.
+    let n: i64 = conn
+        .prepare_cached(
+            "UPDATE deliveries SET attempt_count = attempt_count + 1,
+                status = CASE WHEN ?2 THEN ?3 ELSE status END
+             WHERE seq = ?1 RETURNING attempt_count",
+        )
+        .and_then(|mut st| st.query_row(params![seq, moved, status], |r| r.get(0)))
+        .map_err(unavailable)?;
+    let a = &s.attempt;
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_seq, n, at, status_code, duration_ms, error, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            seq,
+            n,
+            a.at.as_millis(),
+            a.status_code,
+            a.duration_ms as i64,
+            a.error,
+            a.response_body
+        ])
+    })
+    .map_err(unavailable)?;
     Ok(())
 }
 
