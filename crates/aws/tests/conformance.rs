@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hookline_aws::AwsBackend;
-use hookline_conformance::{self as suite, Harness};
+use hookline_conformance::Harness;
 use hookline_core::ports::{DeliveryQueue, Store};
 
 const VISIBILITY: Duration = Duration::from_secs(4);
@@ -36,21 +36,4 @@ impl Harness for Aws {
     }
 }
 
-macro_rules! conformance {
-    ($($check:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $check() {
-            suite::$check(&harness().await).await;
-        }
-    )*};
-}
-
-conformance!(
-    tenants_and_keys,
-    rules,
-    accept_is_idempotent_and_fans_out,
-    leases_and_receive_counts,
-    receive_respects_max,
-    jobs_of_gone_rules,
-    delivery_log_and_recover,
-);
+hookline_conformance::conformance_tests!(harness().await);

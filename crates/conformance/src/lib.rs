@@ -88,6 +88,19 @@ fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) 
     Rule::new(id.into(), tenant.into(), draft, now())
 }
 
+/// Stores a universal `order.paid` rule.
+async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
+    b.insert_rule(&rule(
+        tenant,
+        id,
+        Trigger::OrderPaid,
+        Scope::Universal,
+        false,
+    ))
+    .await
+    .expect("insert rule");
+}
+
 fn event(tenant: &str, id: &str, trigger: Trigger, lines: &[(&str, &str)]) -> Event {
     let lines: Vec<_> = lines
         .iter()
@@ -158,15 +171,7 @@ pub async fn rules(h: &dyn Harness) {
     tenant(b, "a").await;
     tenant(b, "b").await;
     for i in 0..5 {
-        b.insert_rule(&rule(
-            "a",
-            &format!("r{i}"),
-            Trigger::OrderPaid,
-            Scope::Universal,
-            false,
-        ))
-        .await
-        .unwrap();
+        paid_rule(b, "a", &format!("r{i}")).await;
     }
     let mut r0 = b.rule("a", "r0").await.unwrap().expect("r0");
     assert_eq!(r0.tenant_id, "a");
@@ -281,9 +286,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     let b = h.store();
     let vis = h.visibility();
     tenant(b, "a").await;
-    b.insert_rule(&rule("a", "r", Trigger::OrderPaid, Scope::Universal, false))
-        .await
-        .unwrap();
+    paid_rule(b, "a", "r").await;
     b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
         .await
         .unwrap();
@@ -354,9 +357,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
 pub async fn receive_respects_max(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
-    b.insert_rule(&rule("a", "r", Trigger::OrderPaid, Scope::Universal, false))
-        .await
-        .unwrap();
+    paid_rule(b, "a", "r").await;
     for i in 0..25 {
         b.accept_event(
             &event("a", &format!("e{i:02}"), Trigger::OrderPaid, &[]),
@@ -377,24 +378,8 @@ pub async fn receive_respects_max(h: &dyn Harness) {
 pub async fn jobs_of_gone_rules(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
-    b.insert_rule(&rule(
-        "a",
-        "del",
-        Trigger::OrderPaid,
-        Scope::Universal,
-        false,
-    ))
-    .await
-    .unwrap();
-    b.insert_rule(&rule(
-        "a",
-        "off",
-        Trigger::OrderPaid,
-        Scope::Universal,
-        false,
-    ))
-    .await
-    .unwrap();
+    paid_rule(b, "a", "del").await;
+    paid_rule(b, "a", "off").await;
     b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
         .await
         .unwrap();
@@ -424,24 +409,8 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     tenant(b, "b").await;
-    b.insert_rule(&rule(
-        "a",
-        "r1",
-        Trigger::OrderPaid,
-        Scope::Universal,
-        false,
-    ))
-    .await
-    .unwrap();
-    b.insert_rule(&rule(
-        "a",
-        "r2",
-        Trigger::OrderPaid,
-        Scope::Universal,
-        false,
-    ))
-    .await
-    .unwrap();
+    paid_rule(b, "a", "r1").await;
+    paid_rule(b, "a", "r2").await;
     // Accepted one second apart, in the past so their deliveries are due.
     let t0 = after(now(), -10_000);
     for i in 0..3 {
@@ -543,4 +512,28 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
             .iter()
             .all(|j| j.receive_count == 1 && j.rule_id == "r1")
     );
+}
+
+/// Defines one `#[tokio::test]` per check of the suite, each on a fresh
+/// harness made by `$harness` (an expression, evaluated once per test), so a
+/// check added here runs on every backend without touching its tests.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@each $harness;
+            tenants_and_keys,
+            rules,
+            accept_is_idempotent_and_fans_out,
+            leases_and_receive_counts,
+            receive_respects_max,
+            jobs_of_gone_rules,
+            delivery_log_and_recover,
+        );
+    };
+    (@each $harness:expr; $($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            $crate::$check(&$harness).await;
+        }
+    )*};
 }

@@ -45,24 +45,7 @@ impl Harness for Sqlite {
     }
 }
 
-macro_rules! conformance {
-    ($($check:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $check() {
-            suite::$check(&harness()).await;
-        }
-    )*};
-}
-
-conformance!(
-    tenants_and_keys,
-    rules,
-    accept_is_idempotent_and_fans_out,
-    leases_and_receive_counts,
-    receive_respects_max,
-    jobs_of_gone_rules,
-    delivery_log_and_recover,
-);
+hookline_conformance::conformance_tests!(harness());
 
 async fn one_queued_delivery(b: &SqliteBackend) {
     let key = WebhookKey::from_bytes(&[1; 32]).unwrap();
