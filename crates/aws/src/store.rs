@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use hookline_core::delivery::{Delivery, DeliveryStatus};
@@ -17,7 +18,7 @@ use crate::calls::Calls;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage};
 use crate::settings::AwsSettings;
-use crate::{GSI1, aws_error};
+use crate::{GSI1, GSI1_SORT_KEY, SORT_KEY, aws_error};
 
 /// DynamoDB and SQS together: Hookline's scale-out backend. Cheap to clone.
 #[derive(Clone)]
@@ -138,6 +139,32 @@ impl AwsBackend {
     }
 
     /// A Query on the table (or the index), every page.
+    /// A Query page after page: `query` sets everything but the start key.
+    /// Stops when there are no more pages or at least `enough` items came.
+    async fn query_pages(
+        &self,
+        query: impl Fn() -> QueryFluentBuilder,
+        mut start: Option<Item>,
+        enough: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        loop {
+            self.calls.read();
+            let out = query()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() || items.len() >= enough {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Every item with partition key `pk` (on the table, or the index when
+    /// `index` is given) whose sort key starts with `sk_prefix`.
     async fn query_all(
         &self,
         index: Option<&str>,
@@ -145,32 +172,28 @@ impl AwsBackend {
         pk: &str,
         sk_prefix: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            self.calls.read();
-            let sk_name = if index.is_some() { "gsi1sk" } else { "sk" };
-            let mut q = self
-                .ddb
+        let sk_name = if index.is_some() {
+            GSI1_SORT_KEY
+        } else {
+            SORT_KEY
+        };
+        let condition = match sk_prefix {
+            Some(_) => format!("{pk_name} = :pk AND begins_with({sk_name}, :prefix)"),
+            None => format!("{pk_name} = :pk"),
+        };
+        let mut values = HashMap::from([(":pk".to_owned(), s(pk))]);
+        if let Some(prefix) = sk_prefix {
+            values.insert(":prefix".to_owned(), s(prefix));
+        }
+        let query = || {
+            self.ddb
                 .query()
                 .table_name(&self.settings.table)
                 .set_index_name(index.map(str::to_owned))
-                .key_condition_expression(match sk_prefix {
-                    Some(_) => format!("{pk_name} = :pk AND begins_with({sk_name}, :prefix)"),
-                    None => format!("{pk_name} = :pk"),
-                })
-                .expression_attribute_values(":pk", s(pk))
-                .set_exclusive_start_key(start);
-            if let Some(p) = sk_prefix {
-                q = q.expression_attribute_values(":prefix", s(p));
-            }
-            let out = q.send().await.map_err(|e| aws_error("Query", e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+                .key_condition_expression(&condition)
+                .set_expression_attribute_values(Some(values.clone()))
+        };
+        self.query_pages(query, None, usize::MAX).await
     }
 
     pub(crate) async fn rules_for(
@@ -522,22 +545,19 @@ impl Store for AwsBackend {
                 _ => return Err(StoreError::BadCursor),
             },
         };
-        self.calls.read();
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.settings.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
-            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-            .expression_attribute_values(":r", s("R#"))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| aws_error("Query", e))?;
-        let mut rules = out
-            .items
-            .unwrap_or_default()
+        let pk = tenant_pk(tenant_id);
+        let query = || {
+            self.ddb
+                .query()
+                .table_name(&self.settings.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":r", s("R#"))
+                .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+        };
+        let mut rules = self
+            .query_pages(query, start, limit + 1)
+            .await?
             .into_iter()
             .map(|i| {
                 from_item::<RuleItem>(i)
@@ -657,7 +677,7 @@ impl Store for AwsBackend {
         tenant_id: &str,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError> {
-        let mut start = match &filter.cursor {
+        let start = match &filter.cursor {
             None => None,
             Some(c) => match decode_cursor(c)?.as_slice() {
                 [sk, gsi1sk] if sk.starts_with("D#") => {
@@ -685,32 +705,25 @@ impl Store for AwsBackend {
             values.insert(":status".into(), s(st.as_str()));
             names.insert("#s".to_owned(), "status".to_owned());
         }
-        let mut found: Vec<DeliveryItem> = Vec::new();
-        loop {
-            self.calls.read();
-            let out = self
-                .ddb
+        let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let query = || {
+            self.ddb
                 .query()
                 .table_name(&self.settings.table)
                 .index_name(GSI1)
                 .key_condition_expression("gsi1pk = :pk")
-                .set_filter_expression((!conditions.is_empty()).then(|| conditions.join(" AND ")))
+                .set_filter_expression(filter_expression.clone())
                 .set_expression_attribute_values(Some(values.clone()))
                 .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
                 .scan_index_forward(false)
-                .set_exclusive_start_key(start)
                 .limit(i32::try_from(filter.limit + 1).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| aws_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                found.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if found.len() > filter.limit || start.is_none() {
-                break;
-            }
-        }
+        };
+        let mut found = self
+            .query_pages(query, start, filter.limit + 1)
+            .await?
+            .into_iter()
+            .map(from_item::<DeliveryItem>)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = found.len() > filter.limit;
         found.truncate(filter.limit);
         let next_cursor = if more {
@@ -750,12 +763,12 @@ impl Store for AwsBackend {
         if self.rule(tenant_id, rule_id).await?.is_none() {
             return Ok(None);
         }
-        let mut dead = Vec::new();
-        let mut start = None;
-        loop {
-            self.calls.read();
-            let out = self
-                .ddb
+        let (from, to) = (
+            format!("{:013}#", since.as_millis()),
+            format!("{:013}#", until.as_millis()),
+        );
+        let query = || {
+            self.ddb
                 .query()
                 .table_name(&self.settings.table)
                 .index_name(GSI1)
@@ -763,22 +776,17 @@ impl Store for AwsBackend {
                 .filter_expression("rule_id = :rule AND #s = :dead")
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":pk", s(deliveries_of(tenant_id)))
-                .expression_attribute_values(":from", s(format!("{:013}#", since.as_millis())))
-                .expression_attribute_values(":to", s(format!("{:013}#", until.as_millis())))
+                .expression_attribute_values(":from", s(&from))
+                .expression_attribute_values(":to", s(&to))
                 .expression_attribute_values(":rule", s(rule_id))
                 .expression_attribute_values(":dead", s("dead"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                dead.push(from_item::<DeliveryItem>(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        };
+        let dead = self
+            .query_pages(query, None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(from_item::<DeliveryItem>)
+            .collect::<Result<Vec<_>, _>>()?;
         let count = dead.len() as u64;
         if !dead.is_empty() {
             self.set_pending_and_queue(tenant_id, dead).await?;
