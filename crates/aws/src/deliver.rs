@@ -8,12 +8,10 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use hookline_core::delivery::{AttemptPolicy, Outcome};
-use hookline_core::ports::{Clock, Sender, StoreError};
+use hookline_core::ports::{Clock, Sender};
 use tokio::task::JoinSet;
 
-use crate::aws_error;
 use crate::queue::{Loaded, parse_message, visibility_until};
 use crate::store::AwsBackend;
 
@@ -113,35 +111,4 @@ fn response(failed: Vec<String>) -> SqsBatchResponse {
         response.batch_item_failures.push(failure);
     }
     response
-}
-
-impl AwsBackend {
-    pub(crate) async fn change_visibilities(
-        &self,
-        changes: Vec<(String, i32)>,
-    ) -> Result<(), StoreError> {
-        for chunk in changes.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (handle, secs))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(*secs)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
-            self.calls.sqs();
-            self.sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.settings.deliveries_queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
-        }
-        Ok(())
-    }
 }

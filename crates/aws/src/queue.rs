@@ -5,7 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
 use hookline_core::delivery::{Outcome, Target};
 use hookline_core::ports::{DeliveryQueue, StoreError};
 use hookline_core::{DeliveryJob, DeliveryStatus, Settlement, SigningKeys, Timestamp, Trigger};
@@ -296,7 +299,7 @@ impl DeliveryQueue for AwsBackend {
                     .await?
                 }
                 (Outcome::RetryAt(at), _) => {
-                    self.change_visibility(&lease.handle, visibility_until(at))
+                    self.change_visibilities(vec![(lease.handle, visibility_until(at))])
                         .await?
                 }
                 // A poller moves a dead delivery to the dead-letter queue itself,
@@ -312,7 +315,7 @@ impl DeliveryQueue for AwsBackend {
                 }
                 // Without a known DLQ: visible at once, so the next receive
                 // passes maxReceiveCount and the redrive policy moves it.
-                (Outcome::Dead, None) => self.change_visibility(&lease.handle, 0).await?,
+                (Outcome::Dead, None) => self.change_visibilities(vec![(lease.handle, 0)]).await?,
             }
         }
         Ok(())
@@ -361,20 +364,48 @@ impl AwsBackend {
         Ok(())
     }
 
-    pub(crate) async fn change_visibility(
+    /// Sets when each message becomes visible again, in seconds from now:
+    /// ChangeMessageVisibility for one, ChangeMessageVisibilityBatch (ten a
+    /// call) for more.
+    pub(crate) async fn change_visibilities(
         &self,
-        handle: &str,
-        seconds: i32,
+        changes: Vec<(String, i32)>,
     ) -> Result<(), StoreError> {
-        self.calls.sqs();
-        self.sqs
-            .change_message_visibility()
-            .queue_url(&self.settings.deliveries_queue_url)
-            .receipt_handle(handle)
-            .visibility_timeout(seconds)
-            .send()
-            .await
-            .map_err(|e| aws_error("ChangeMessageVisibility", e))?;
+        let queue = &self.settings.deliveries_queue_url;
+        if let [(handle, secs)] = changes.as_slice() {
+            self.calls.sqs();
+            self.sqs
+                .change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .visibility_timeout(*secs)
+                .send()
+                .await
+                .map_err(|e| aws_error("ChangeMessageVisibility", e))?;
+            return Ok(());
+        }
+        for chunk in changes.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (handle, secs))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(*secs)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
+            self.calls.sqs();
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
+        }
         Ok(())
     }
 }

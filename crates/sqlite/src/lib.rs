@@ -95,10 +95,6 @@ impl SqliteBackend {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Signalled whenever deliveries are queued or re-queued.
     pub fn work(&self) -> &Notify {
         &self.inner.work
