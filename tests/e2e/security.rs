@@ -53,3 +53,46 @@ async fn non_public_receivers_are_refused_by_default() {
     );
     assert!(receiver.hits().is_empty(), "the receiver was reached");
 }
+
+/// `hookline serve` reads `HOOKLINE_*` with the parser the Lambda functions
+/// use: the same text means the same thing, and a bad value stops it at
+/// start with the variable named.
+#[tokio::test]
+async fn serve_reads_private_targets_setting_as_the_functions_do() {
+    for (text, allowed) in [("1", true), ("yes", true), ("False", false), ("0", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let hookline = Hookline::start_with(
+            &db_in(&dir),
+            &[("HOOKLINE_ALLOW_PRIVATE_TARGETS", text)],
+            &[],
+        );
+        let shop = hookline.tenant("shop_1");
+        let (status, body) = hookline
+            .admin(
+                &shop,
+                "POST",
+                "/v1/rules",
+                Some(json!({"name": "x", "trigger": "order.paid", "url": "http://127.0.0.1:9/"})),
+            )
+            .await;
+        let expected = if allowed { 201 } else { 400 };
+        assert_eq!(
+            status, expected,
+            "HOOKLINE_ALLOW_PRIVATE_TARGETS={text:?}: {body}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(db_in(&dir))
+        .env("HOOKLINE_ALLOW_PRIVATE_TARGETS", "maybe")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HOOKLINE_ALLOW_PRIVATE_TARGETS=\"maybe\""),
+        "{stderr}"
+    );
+}

@@ -7,7 +7,8 @@ use axum::http::request::Parts;
 use hookline_core::api_key::hash_api_key;
 use subtle::ConstantTimeEq;
 
-use crate::{ApiError, ApiState};
+use crate::error::ApiError;
+use crate::state::ApiState;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts

@@ -6,7 +6,10 @@ use axum::extract::Query;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::StatusCode;
 
-use crate::{ApiError, BODY_LIMIT};
+use crate::error::ApiError;
+
+/// The largest request body accepted, ingest events included.
+pub const BODY_LIMIT: usize = 256 * 1024;
 
 pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {

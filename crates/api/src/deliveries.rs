@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
-use crate::{ApiError, ApiState, body};
+use crate::body;
+use crate::error::ApiError;
+use crate::state::ApiState;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 250;
@@ -63,7 +65,7 @@ pub async fn list(
         .status
         .as_deref()
         .map(|s| {
-            s.parse::<DeliveryStatus>().map_err(|()| {
+            s.parse::<DeliveryStatus>().map_err(|_| {
                 ApiError::field(
                     StatusCode::BAD_REQUEST,
                     "invalid",

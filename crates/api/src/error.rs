@@ -73,8 +73,8 @@ impl From<StoreError> for ApiError {
             StoreError::BadCursor => {
                 Self::field(StatusCode::BAD_REQUEST, "invalid", "cursor", e.to_string())
             }
-            StoreError::Unavailable(m) => {
-                tracing::error!(error = %m, "store unavailable");
+            StoreError::Unavailable { .. } | StoreError::Unreadable { .. } => {
+                tracing::error!(error = %e, code = e.code().unwrap_or("-"), "store unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

@@ -10,7 +10,9 @@ use hookline_core::ports::Acceptance;
 use serde_json::{Value, json};
 
 use crate::auth::Producer;
-use crate::{ApiError, ApiState, body};
+use crate::body;
+use crate::error::ApiError;
+use crate::state::ApiState;
 
 pub async fn ingest(
     _: Producer,

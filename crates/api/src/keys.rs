@@ -7,7 +7,8 @@ use hookline_core::WebhookKey;
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
-use crate::{ApiError, ApiState};
+use crate::error::ApiError;
+use crate::state::ApiState;
 
 pub async fn current(
     Tenant(tenant): Tenant,

@@ -9,8 +9,29 @@ use hookline_core::{Rule, RuleDraft, RulePatch};
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
+use crate::body;
 use crate::deliveries::Paging;
-use crate::{ApiError, ApiState, body, new_id};
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// An id with a type prefix that sorts by creation time, then random bits:
+/// `rul_` + 12 hex digits of milliseconds + 16 random ones. DynamoDB lists
+/// rules by id, so its lists come in creation order as SQLite's do.
+fn new_id(prefix: &str, now: hookline_core::Timestamp) -> Result<String, ApiError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("no randomness: {e}"),
+        )
+    })?;
+    Ok(format!(
+        "{prefix}_{:012x}{}",
+        now.as_millis(),
+        hex::encode(bytes)
+    ))
+}
 
 pub async fn list(
     Tenant(tenant): Tenant,

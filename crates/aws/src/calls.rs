@@ -21,16 +21,16 @@ pub struct CallCount {
 }
 
 impl Calls {
-    pub(crate) fn read(&self) {
+    pub(crate) fn count_read(&self) {
         self.dynamodb_reads.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn write(&self) {
+    pub(crate) fn count_write(&self) {
         self.dynamodb_writes.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn sqs(&self) {
+    pub(crate) fn count_sqs(&self) {
         self.sqs.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn event_source(&self) {
+    pub(crate) fn count_event_source(&self) {
         self.event_source_sqs.fetch_add(1, Ordering::Relaxed);
     }
     pub fn snapshot(&self) -> CallCount {

@@ -1,103 +1,103 @@
-//! The deliverer: signs and POSTs a batch of deliveries concurrently, records
-//! each attempt, and tells SQS what comes next: nothing for a success (the
-//! message is deleted), a visibility change to the retry's delay and a batch
-//! item failure otherwise. After the last attempt the delivery is marked dead
-//! and its message made visible at once, so the queue's redrive policy moves
-//! it to the dead-letter queue on the next receive.
+//! The deliverer Lambda's handler: the core's attempt on each delivery of an
+//! SQS batch, concurrently, then the queue's one [`settle`] on each attempt as
+//! it finishes, so a slow receiver does not hold back recording the others.
+//! Messages `settle` is done with are left for the event source mapping to
+//! delete; the rest are reported as batch item failures and come back when
+//! their visibility ends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use hookline_core::delivery::{AttemptPolicy, Outcome};
-use hookline_core::ports::{Clock, Sender};
+use hookline_core::Attempter;
+use hookline_core::ports::{Clock, Sender, Settlement};
 use tokio::task::JoinSet;
 
-use crate::queue::{Loaded, parse_message, visibility_until};
-use crate::store::AwsBackend;
+use crate::backend::AwsBackend;
+use crate::queue::{Disposition, Loaded, load, log_failure, parse, settle};
 
 pub struct Deliverer {
     pub backend: AwsBackend,
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
-    pub policy: Arc<AttemptPolicy>,
+    pub attempter: Arc<Attempter>,
 }
 
 impl Deliverer {
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
         let mut failed: Vec<String> = Vec::new();
         let mut received = Vec::new();
-        let mut records = Vec::new();
+        let mut ids = Vec::new();
         for record in batch.records {
             let id = record.message_id.clone().unwrap_or_default();
-            let count = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .map(String::as_str);
-            match parse_message(record.body.as_deref(), count) {
-                Some(r) => {
+            match parse(&record) {
+                Ok(r) => {
                     received.push(r);
-                    records.push((id, record.receipt_handle.unwrap_or_default()));
+                    ids.push(id);
                 }
-                None => {
-                    tracing::error!(message_id = %id, "not a delivery message; left for the dead-letter queue");
+                Err(e) => {
+                    tracing::error!(error = %e, message_id = %id, "unreadable delivery message; left for the dead-letter queue");
                     failed.push(id);
                 }
             }
         }
-        let loaded = match self.backend.load(&received, self.clock.now()).await {
+        let loaded = match load(&self.backend, received, self.clock.now()).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "could not load deliveries; SQS will retry the batch");
-                failed.extend(records.into_iter().map(|(id, _)| id));
+                log_failure(&e, "-", "load deliveries; SQS will retry the batch");
+                failed.extend(ids);
                 return response(failed);
             }
         };
 
         let mut attempts = JoinSet::new();
-        for (index, l) in loaded.into_iter().enumerate() {
+        // Which message each attempt is for, so that a panicking attempt is
+        // reported as failed instead of deleted.
+        let mut messages = HashMap::new();
+        for (id, l) in ids.into_iter().zip(loaded) {
             match l {
-                Some(Loaded::Job(job)) => {
-                    let (sender, clock, policy) =
-                        (self.sender.clone(), self.clock.clone(), self.policy.clone());
-                    attempts.spawn(async move {
-                        let settlement = policy.attempt(&job, &*sender, &*clock).await;
-                        (index, job.tenant_id, settlement)
+                Loaded::Job(job) => {
+                    let (sender, clock, attempter) = (
+                        self.sender.clone(),
+                        self.clock.clone(),
+                        self.attempter.clone(),
+                    );
+                    let task = attempts.spawn({
+                        let id = id.clone();
+                        async move { (id, attempter.attempt(&job, &*sender, &*clock).await) }
                     });
+                    messages.insert(task.id(), id);
                 }
-                Some(Loaded::Done) => {}
-                None => {
-                    tracing::error!(message_id = %records[index].0, "delivery or event missing; left for the dead-letter queue");
-                    failed.push(records[index].0.clone());
-                }
-            }
-        }
-
-        let mut visibility = Vec::new();
-        while let Some(joined) = attempts.join_next().await {
-            let Ok((index, tenant, settlement)) = joined else {
-                continue;
-            };
-            let (id, handle) = &records[index];
-            if let Err(e) = self.backend.record(&tenant, &settlement).await {
-                tracing::error!(error = %e, delivery = %settlement.delivery_id, "could not record an attempt; SQS will retry");
-                failed.push(id.clone());
-                continue;
-            }
-            match settlement.outcome {
-                Outcome::Succeeded => {}
-                Outcome::RetryAt(at) => {
-                    visibility.push((handle.clone(), visibility_until(at)));
-                    failed.push(id.clone());
-                }
-                Outcome::Dead => {
-                    visibility.push((handle.clone(), 0));
-                    failed.push(id.clone());
+                Loaded::Done => {}
+                Loaded::Missing => {
+                    tracing::error!(message_id = %id, "delivery or event missing; left for the dead-letter queue");
+                    failed.push(id);
                 }
             }
         }
-        if let Err(e) = self.backend.change_visibilities(visibility).await {
-            // The messages come back after the queue's visibility timeout instead.
-            tracing::error!(error = %e, "could not set retry delays");
+        // Settle whatever has finished, as it finishes.
+        while let Some(first) = attempts.join_next_with_id().await {
+            let mut finished: Vec<(String, Settlement)> = Vec::new();
+            let mut next = Some(first);
+            while let Some(joined) = next {
+                match joined {
+                    Ok((_, done)) => finished.push(done),
+                    Err(e) => {
+                        tracing::error!(error = %e, "an attempt panicked; SQS will retry it");
+                        failed.extend(messages.remove(&e.id()));
+                    }
+                }
+                next = attempts.try_join_next_with_id();
+            }
+            let (ids, settlements): (Vec<String>, Vec<Settlement>) = finished.into_iter().unzip();
+            for (id, d) in ids
+                .into_iter()
+                .zip(settle(&self.backend, &settlements).await)
+            {
+                if d == Disposition::Stays {
+                    failed.push(id);
+                }
+            }
         }
         response(failed)
     }

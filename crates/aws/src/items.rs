@@ -17,32 +17,71 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::event::Line;
-use hookline_core::{Attempt, Rule, Timestamp};
+use hookline_core::ports::StoreError;
+use hookline_core::record::{decode_rule, encode_rule};
+use hookline_core::{Attempt, Delivery, Rule, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub type Item = HashMap<String, AttributeValue>;
+
+/// The table's keys and secondary index, as `template.yaml` and
+/// `infra/local-aws/create.py` create them.
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI1_PARTITION_KEY: &str = "gsi1pk";
+pub const GSI1_SORT_KEY: &str = "gsi1sk";
+/// The attribute DynamoDB's TTL reads (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "ttl";
 
 pub fn tenant_pk(tenant: &str) -> String {
     format!("T#{tenant}")
 }
 
+pub const TENANT_SK: &str = "TENANT";
+pub const API_KEY_SK: &str = "AK";
+/// The sort-key prefix of a tenant's webhook keys.
+pub const WEBHOOK_KEY_PREFIX: &str = "KEY#";
+/// The sort-key prefix of a tenant's rules.
+pub const RULE_PREFIX: &str = "R#";
+
+pub fn api_key_pk(hash: &str) -> String {
+    format!("AK#{hash}")
+}
+
+pub fn webhook_key_sk(created_ms: i64) -> String {
+    format!("{WEBHOOK_KEY_PREFIX}{created_ms:013}")
+}
+
+pub fn rule_sk(rule: &str) -> String {
+    format!("{RULE_PREFIX}{rule}")
+}
+
+pub fn event_sk(event: &str) -> String {
+    format!("E#{event}")
+}
+
+pub fn delivery_sk(delivery: &str) -> String {
+    format!("D#{delivery}")
+}
+
 pub fn key(pk: String, sk: String) -> Item {
     HashMap::from([
-        (crate::PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
-        (crate::SORT_KEY.to_owned(), AttributeValue::S(sk)),
+        (PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
+        (SORT_KEY.to_owned(), AttributeValue::S(sk)),
     ])
 }
 
 pub fn tenant_key(tenant: &str) -> Item {
-    key(tenant_pk(tenant), "TENANT".into())
+    key(tenant_pk(tenant), TENANT_SK.into())
 }
 
 pub fn api_key_key(hash: &str) -> Item {
-    key(format!("AK#{hash}"), "AK".into())
+    key(api_key_pk(hash), API_KEY_SK.into())
 }
 
 pub fn rule_key(tenant: &str, rule: &str) -> Item {
-    key(tenant_pk(tenant), format!("R#{rule}"))
+    key(tenant_pk(tenant), rule_sk(rule))
 }
 
 pub fn rules_by_trigger(tenant: &str, trigger: &str) -> String {
@@ -50,15 +89,24 @@ pub fn rules_by_trigger(tenant: &str, trigger: &str) -> String {
 }
 
 pub fn event_key(tenant: &str, event: &str) -> Item {
-    key(tenant_pk(tenant), format!("E#{event}"))
+    key(tenant_pk(tenant), event_sk(event))
 }
 
 pub fn delivery_key(tenant: &str, delivery: &str) -> Item {
-    key(tenant_pk(tenant), format!("D#{delivery}"))
+    key(tenant_pk(tenant), delivery_sk(delivery))
 }
 
 pub fn deliveries_of(tenant: &str) -> String {
     format!("DL#{tenant}")
+}
+
+/// The `pk` and `sk` of an item read back.
+pub fn pk_sk(item: &Item) -> (&str, &str) {
+    let get = |k: &str| match item.get(k) {
+        Some(AttributeValue::S(v)) => v.as_str(),
+        _ => "",
+    };
+    (get(PARTITION_KEY), get(SORT_KEY))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,7 +133,7 @@ pub struct WebhookKeyItem {
     pub expires_at: Option<i64>,
 }
 
-/// A rule: keys plus the rule as the API shows it, as a JSON document.
+/// A rule: keys plus the rule's stored record ([`hookline_core::record`]).
 #[derive(Serialize, Deserialize)]
 pub struct RuleItem {
     pub pk: String,
@@ -96,20 +144,18 @@ pub struct RuleItem {
 }
 
 impl RuleItem {
-    pub fn new(rule: &Rule) -> Result<Self, serde_json::Error> {
-        Ok(Self {
+    pub fn new(rule: &Rule) -> Self {
+        Self {
             pk: tenant_pk(&rule.tenant_id),
-            sk: format!("R#{}", rule.id),
+            sk: rule_sk(&rule.id),
             gsi1pk: rules_by_trigger(&rule.tenant_id, rule.trigger.as_str()),
-            gsi1sk: format!("R#{}", rule.id),
-            rule: serde_json::to_string(rule)?,
-        })
+            gsi1sk: rule_sk(&rule.id),
+            rule: encode_rule(rule),
+        }
     }
 
-    pub fn rule(&self, tenant: &str) -> Result<Rule, serde_json::Error> {
-        let mut rule: Rule = serde_json::from_str(&self.rule)?;
-        rule.tenant_id = tenant.to_owned();
-        Ok(rule)
+    pub fn rule(&self, tenant: &str) -> Result<Rule, StoreError> {
+        decode_rule(&self.rule, tenant).map_err(|e| StoreError::unreadable("rule", e))
     }
 }
 
@@ -154,6 +200,28 @@ pub struct DeliveryItem {
     #[serde(default)]
     pub attempts: Vec<Attempt>,
     pub ttl: i64,
+}
+
+impl DeliveryItem {
+    /// The delivery as the API shows it; an unknown status is an error.
+    pub fn delivery(self) -> Result<Delivery, StoreError> {
+        Ok(Delivery {
+            status: self
+                .status
+                .parse()
+                .map_err(|e| StoreError::unreadable("delivery status", e))?,
+            id: self.id,
+            event_id: self.event_id,
+            rule_id: self.rule_id,
+            line_id: self.line_id,
+            created_at: Timestamp::from_millis(self.created_at),
+            attempts: self.attempts,
+        })
+    }
+
+    pub fn line(&self) -> Option<Line> {
+        Line::from_parts(self.line_id.clone(), self.line_product_id.clone())
+    }
 }
 
 /// How long events, deliveries and their attempts are kept: 30 days.

@@ -1,35 +1,86 @@
-//! The deliveries queue on SQS: loading what a batch of attempts needs in one
-//! batched read, recording attempts, and the `DeliveryQueue` port.
-
-use std::collections::{HashMap, HashSet};
+//! The deliveries queue on SQS, one way for the Lambda deliverer and for the
+//! `DeliveryQueue` port: a message becomes a job through one batched read
+//! ([`load`]), and an attempt's settlement is recorded and acted on by one
+//! [`settle`]. What the port adds is only what Lambda's event source mapping
+//! does in production: receiving, and deleting the messages `settle` is done
+//! with.
+//!
+//! `settle` acts on each outcome:
+//! - succeeded: the message is done (deleted);
+//! - retry: its visibility is set to the retry's delay, and it stays;
+//! - dead: it is sent to the dead-letter queue, then done. A delivery can be
+//!   dead before the queue's `maxReceiveCount` (its rule deleted, a schedule
+//!   shorter than the queue's), so the deliverer moves it itself; the redrive
+//!   policy stays behind it for messages that fail to be handled at all.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_dynamodb::types::AttributeValue;
+use hookline_core::ports::{
+    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
+    StoreError,
 };
-use hookline_core::delivery::{Outcome, Target};
-use hookline_core::ports::{DeliveryQueue, StoreError};
-use hookline_core::{DeliveryJob, DeliveryStatus, Settlement, SigningKeys, Timestamp, Trigger};
+use hookline_core::{DeliveryStatus, Timestamp};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::aws_error;
+use crate::backend::AwsBackend;
+use crate::calls::Calls;
+use crate::error::{build_error, unreadable};
 use crate::items::*;
 use crate::messages::DeliveryMessage;
-use crate::store::{AwsBackend, from_item, to_item};
+use crate::table::{from_item, to_item};
 
-/// A delivery received through the `DeliveryQueue` port, until it is settled.
-pub(crate) struct Lease {
-    pub tenant_id: String,
-    pub handle: String,
-    pub body: String,
+/// What an SQS lease's opaque handle holds: the receipt handle to act on the
+/// message, and its body to send to the dead-letter queue.
+#[derive(Serialize, Deserialize)]
+struct SqsLease {
+    receipt: String,
+    body: String,
 }
 
 /// A delivery message as received, with its lease.
 pub(crate) struct Received {
     pub message: DeliveryMessage,
-    pub receive_count: u32,
+    pub lease: Lease,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BadRecord {
+    #[error("the body is not a delivery message: {0}")]
+    Body(String),
+    #[error("the record has no receipt handle")]
+    NoReceipt,
+    #[error("the record has no readable ApproximateReceiveCount")]
+    NoReceiveCount,
+}
+
+/// Reads a record as Lambda's event source mapping (or [`DeliveryQueue::receive`])
+/// hands it over. The receive count is the attempt number, so a record
+/// without one is refused rather than taken for a first attempt.
+pub(crate) fn parse(record: &SqsMessage) -> Result<Received, BadRecord> {
+    let body = record.body.clone().unwrap_or_default();
+    let message: DeliveryMessage =
+        serde_json::from_str(&body).map_err(|e| BadRecord::Body(e.to_string()))?;
+    let receipt = record.receipt_handle.clone().ok_or(BadRecord::NoReceipt)?;
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .ok_or(BadRecord::NoReceiveCount)?;
+    let handle = serde_json::to_string(&SqsLease { receipt, body })
+        .map_err(|e| BadRecord::Body(e.to_string()))?;
+    Ok(Received {
+        message,
+        lease: Lease {
+            receive_count,
+            handle,
+        },
+    })
+}
+
+fn sqs_lease(lease: &Lease) -> Result<SqsLease, StoreError> {
+    serde_json::from_str(&lease.handle).map_err(|e| unreadable("SQS lease", e))
 }
 
 /// What loading found for one received message.
@@ -37,293 +88,186 @@ pub(crate) enum Loaded {
     Job(Box<DeliveryJob>),
     /// Already succeeded (a duplicate message): nothing to send.
     Done,
+    /// The delivery or its event is not in the table.
+    Missing,
 }
 
-impl AwsBackend {
-    /// BatchGetItem, retrying unprocessed keys, 100 keys a call.
-    pub(crate) async fn batch_get_items(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(100) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| aws_error("BatchGetItem", e))?,
-            );
-            while let Some(request) = pending.take() {
-                self.calls.read();
-                let out = self
-                    .ddb
-                    .batch_get_item()
-                    .request_items(&self.settings.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("BatchGetItem", e))?;
-                if let Some(mut responses) = out.responses {
-                    found.extend(responses.remove(&self.settings.table).unwrap_or_default());
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.settings.table))
-                    .filter(|k| !k.keys.is_empty());
+/// Loads deliveries, their events and rules in one batched read, and each
+/// tenant's signing keys once.
+pub(crate) async fn load(
+    backend: &AwsBackend,
+    received: Vec<Received>,
+    now: Timestamp,
+) -> Result<Vec<Loaded>, StoreError> {
+    let mut keys: Vec<Item> = Vec::new();
+    for r in &received {
+        let m = &r.message;
+        for k in [
+            delivery_key(&m.tenant_id, &m.delivery_id),
+            event_key(&m.tenant_id, &m.event_id),
+            rule_key(&m.tenant_id, &m.rule_id),
+        ] {
+            if !keys.iter().any(|seen| pk_sk(seen) == pk_sk(&k)) {
+                keys.push(k);
             }
         }
-        Ok(found)
     }
-
-    /// Loads deliveries, their events and rules in one batched read, and each
-    /// tenant's signing keys once.
-    pub(crate) async fn load(
-        &self,
-        received: &[Received],
-        now: Timestamp,
-    ) -> Result<Vec<Option<Loaded>>, StoreError> {
-        let mut keys: Vec<Item> = Vec::new();
-        let mut seen = HashSet::new();
-        for r in received {
-            let m = &r.message;
-            for k in [
-                delivery_key(&m.tenant_id, &m.delivery_id),
-                event_key(&m.tenant_id, &m.event_id),
-                rule_key(&m.tenant_id, &m.rule_id),
-            ] {
-                let id = (pk_sk(&k).0.to_owned(), pk_sk(&k).1.to_owned());
-                if seen.insert(id) {
-                    keys.push(k);
-                }
-            }
+    let found = backend.table.batch_get(keys).await?;
+    let take = |pk: &str, sk: &str| found.iter().find(|i| pk_sk(i) == (pk, sk)).cloned();
+    let mut signing = KeyCache::default();
+    let mut out = Vec::with_capacity(received.len());
+    for Received { message: m, lease } in received {
+        let pk = tenant_pk(&m.tenant_id);
+        let delivery: Option<DeliveryItem> = take(&pk, &delivery_sk(&m.delivery_id))
+            .map(from_item)
+            .transpose()?;
+        let event: Option<EventItem> = take(&pk, &event_sk(&m.event_id))
+            .map(from_item)
+            .transpose()?;
+        let (Some(delivery), Some(event)) = (delivery, event) else {
+            out.push(Loaded::Missing);
+            continue;
+        };
+        if delivery.status == DeliveryStatus::Succeeded.as_str() {
+            out.push(Loaded::Done);
+            continue;
         }
-        let mut items: HashMap<(String, String), Item> = HashMap::new();
-        for item in self.batch_get_items(keys).await? {
-            let (pk, sk) = pk_sk(&item);
-            items.insert((pk.to_owned(), sk.to_owned()), item);
+        let rule = take(&pk, &rule_sk(&m.rule_id))
+            .map(from_item::<RuleItem>)
+            .transpose()?
+            .map(|r| r.rule(&m.tenant_id))
+            .transpose()?;
+        if !signing.contains(&m.tenant_id) {
+            signing.insert(&m.tenant_id, backend.signing_keys(&m.tenant_id, now).await?);
         }
-        let take = |pk: String, sk: String| items.get(&(pk, sk)).cloned();
-        let mut signing: HashMap<String, SigningKeys> = HashMap::new();
-        let mut out = Vec::with_capacity(received.len());
-        for r in received {
-            let m = &r.message;
-            let pk = tenant_pk(&m.tenant_id);
-            let delivery: Option<DeliveryItem> = take(pk.clone(), format!("D#{}", m.delivery_id))
-                .map(from_item)
-                .transpose()?;
-            let event: Option<EventItem> = take(pk.clone(), format!("E#{}", m.event_id))
-                .map(from_item)
-                .transpose()?;
-            let (Some(delivery), Some(event)) = (delivery, event) else {
-                out.push(None);
-                continue;
-            };
-            if delivery.status == DeliveryStatus::Succeeded.as_str() {
-                out.push(Some(Loaded::Done));
-                continue;
-            }
-            let rule: Option<RuleItem> = take(pk.clone(), format!("R#{}", m.rule_id))
-                .map(from_item)
-                .transpose()?;
-            let target = match rule.map(|r| r.rule(&m.tenant_id)) {
-                None => Target::Gone("the rule was deleted"),
-                Some(Err(e)) => return Err(aws_error("decode rule", e)),
-                Some(Ok(rule)) if !rule.enabled => Target::Gone("the rule is disabled"),
-                Some(Ok(rule)) => Target::Url(rule.url),
-            };
-            if !signing.contains_key(&m.tenant_id) {
-                let k = self.keys_of(&m.tenant_id, now).await?;
-                signing.insert(m.tenant_id.clone(), k);
-            }
-            let trigger: Trigger = event
+        out.push(Loaded::Job(Box::new(DeliveryJob {
+            keys: signing.get(&m.tenant_id),
+            trigger: event
                 .trigger
                 .parse()
-                .map_err(|e| aws_error("decode event", e))?;
-            out.push(Some(Loaded::Job(Box::new(DeliveryJob {
-                delivery_id: m.delivery_id.clone(),
-                tenant_id: m.tenant_id.clone(),
-                event_id: m.event_id.clone(),
-                rule_id: m.rule_id.clone(),
-                trigger,
-                occurred_at: Timestamp::from_millis(event.occurred_at),
-                line: m.line.clone(),
-                data: RawValue::from_string(event.data)
-                    .map_err(|e| aws_error("decode event data", e))?,
-                target,
-                keys: signing
-                    .get(&m.tenant_id)
-                    .cloned()
-                    .unwrap_or(SigningKeys(Vec::new())),
-                receive_count: r.receive_count,
-            }))));
-        }
-        Ok(out)
+                .map_err(|e| unreadable("event trigger", e))?,
+            occurred_at: Timestamp::from_millis(event.occurred_at),
+            data: RawValue::from_string(event.data).map_err(|e| unreadable("event data", e))?,
+            destination: Destination::of(rule.as_ref()),
+            delivery_id: m.delivery_id,
+            tenant_id: m.tenant_id,
+            event_id: m.event_id,
+            rule_id: m.rule_id,
+            line: m.line,
+            lease,
+        })));
     }
+    Ok(out)
+}
 
-    /// Appends the attempt to its delivery and sets the status it leads to:
-    /// one UpdateItem per attempt.
-    pub(crate) async fn record(&self, tenant: &str, s: &Settlement) -> Result<(), StoreError> {
-        let status = match s.outcome {
-            Outcome::Succeeded => DeliveryStatus::Succeeded,
-            Outcome::RetryAt(_) => DeliveryStatus::Pending,
-            Outcome::Dead => DeliveryStatus::Dead,
-        };
-        let attempt = to_item(&AttemptList {
-            attempts: vec![s.attempt.clone()],
-        })?
-        .remove("attempts")
-        .ok_or_else(|| aws_error("encode attempt", "no attempts attribute"))?;
-        self.calls.write();
-        self.ddb
-            .update_item()
-            .table_name(&self.settings.table)
-            .set_key(Some(delivery_key(tenant, &s.delivery_id)))
-            .update_expression("SET #s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt)")
+/// What [`settle`] leaves of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Settled: the message may be deleted.
+    Done,
+    /// It stays on the queue and comes back when its visibility ends (at the
+    /// retry's time, or after the queue's timeout when recording failed).
+    Stays,
+}
+
+/// Appends the attempt to its delivery and sets the status it leads to: one
+/// UpdateItem per attempt. False when the delivery is gone from the table.
+async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError> {
+    #[derive(Serialize)]
+    struct AttemptList<'a> {
+        attempts: [&'a hookline_core::Attempt; 1],
+    }
+    let attempt = to_item(&AttemptList {
+        attempts: [&s.attempt],
+    })?
+    .remove("attempts")
+    .ok_or_else(|| build_error("encode attempt", BadRecord::Body("no attempts".into())))?;
+    backend
+        .table
+        .update(delivery_key(&s.tenant_id, &s.delivery_id), |u| {
+            u.update_expression(
+                "SET #s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt)",
+            )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()))
+            .expression_attribute_values(":status", AttributeValue::S(s.status().as_str().into()))
             .expression_attribute_values(":attempt", attempt)
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", e))?;
-        Ok(())
-    }
+        })
+        .await
 }
 
-#[derive(serde::Serialize)]
-struct AttemptList {
-    attempts: Vec<hookline_core::Attempt>,
-}
-
-fn pk_sk(item: &Item) -> (&str, &str) {
-    let get = |k: &str| match item.get(k) {
-        Some(AttributeValue::S(v)) => v.as_str(),
-        _ => "",
-    };
-    (get("pk"), get("sk"))
-}
-
-pub(crate) fn parse_message(body: Option<&str>, receive_count: Option<&str>) -> Option<Received> {
-    let message: DeliveryMessage = serde_json::from_str(body?).ok()?;
-    let receive_count = receive_count.and_then(|c| c.parse().ok()).unwrap_or(1);
-    Some(Received {
-        message,
-        receive_count,
-    })
-}
-
-/// The port, for tests and processes that poll: receive with long polling,
-/// settle by recording the attempt and acting on the message.
-#[async_trait]
-impl DeliveryQueue for AwsBackend {
-    async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
-        self.calls.sqs();
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.settings.deliveries_queue_url)
-            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| aws_error("ReceiveMessage", e))?;
-        let mut received = Vec::new();
-        let mut handles = Vec::new();
-        let mut bodies = Vec::new();
-        let mut unreadable = Vec::new();
-        for m in out.messages.unwrap_or_default() {
-            let count = m
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                .map(String::as_str);
-            match parse_message(m.body.as_deref(), count) {
-                Some(r) => {
-                    handles.push(m.receipt_handle.unwrap_or_default());
-                    bodies.push(m.body.unwrap_or_default());
-                    received.push(r);
-                }
-                None => unreadable.push(m.message_id.unwrap_or_default()),
+/// Records each attempt and acts on its outcome under its lease; answers
+/// what is left of each message, in order. Failures are logged with their
+/// AWS error code and leave the message to come back.
+pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> Vec<Disposition> {
+    let mut dispositions = vec![Disposition::Stays; settlements.len()];
+    let mut delays = Vec::new();
+    let mut dead = Vec::new();
+    for (i, s) in settlements.iter().enumerate() {
+        let lease = match sqs_lease(&s.lease) {
+            Ok(l) => l,
+            Err(e) => {
+                log_failure(&e, &s.delivery_id, "settle");
+                continue;
+            }
+        };
+        match record(backend, s).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(delivery = %s.delivery_id, "the delivery is gone from the table; its message is dropped");
+                dispositions[i] = Disposition::Done;
+                continue;
+            }
+            Err(e) => {
+                log_failure(
+                    &e,
+                    &s.delivery_id,
+                    "record an attempt; SQS will hand it out again",
+                );
+                continue;
             }
         }
-        if !unreadable.is_empty() {
-            tracing::error!(
-                ?unreadable,
-                "unreadable delivery messages are left for the dead-letter queue"
-            );
+        match s.outcome {
+            Outcome::Succeeded => dispositions[i] = Disposition::Done,
+            Outcome::RetryAt(at) => delays.push((lease.receipt, visibility_until(at))),
+            Outcome::Dead => dead.push((i, lease.body)),
         }
-        let loaded = self.load(&received, now).await?;
-        let mut jobs = Vec::new();
-        let mut done = Vec::new();
-        {
-            let mut receipts = self.receipts.lock().map_err(|e| aws_error("receipts", e))?;
-            for ((handle, body), l) in handles.into_iter().zip(bodies).zip(loaded) {
-                match l {
-                    Some(Loaded::Job(job)) => {
-                        let lease = Lease {
-                            tenant_id: job.tenant_id.clone(),
-                            handle,
-                            body,
-                        };
-                        receipts.insert(job.delivery_id.clone(), lease);
-                        jobs.push(*job);
-                    }
-                    Some(Loaded::Done) | None => done.push(handle),
-                }
-            }
-        }
-        self.delete_messages(
-            &self.settings.deliveries_queue_url,
-            &done,
-            crate::Calls::sqs,
-        )
-        .await?;
-        Ok(jobs)
     }
+    let queue = &backend.settings.deliveries_queue_url;
+    if let Err(e) = backend.queues.change_visibility(queue, &delays).await {
+        // The messages come back after the queue's visibility timeout instead.
+        log_failure(&e, "-", "set retry delays");
+    }
+    if !dead.is_empty() {
+        let (indexes, bodies): (Vec<usize>, Vec<String>) = dead.into_iter().unzip();
+        let sent = match &backend.settings.deliveries_dlq_url {
+            Some(dlq) => backend.queues.send(dlq, bodies).await,
+            None => Err(StoreError::unavailable(
+                "send to the dead-letter queue",
+                NoDlq,
+            )),
+        };
+        match sent {
+            Ok(()) => indexes
+                .into_iter()
+                .for_each(|i| dispositions[i] = Disposition::Done),
+            Err(e) => log_failure(&e, "-", "move dead deliveries to the dead-letter queue"),
+        }
+    }
+    dispositions
+}
 
-    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
-        for s in settlements {
-            let lease = self
-                .receipts
-                .lock()
-                .map_err(|e| aws_error("receipts", e))?
-                .remove(&s.delivery_id);
-            let Some(lease) = lease else { continue };
-            self.record(&lease.tenant_id, &s).await?;
-            match (s.outcome, &self.settings.deliveries_dlq_url) {
-                (Outcome::Succeeded, _) => {
-                    self.delete_messages(
-                        &self.settings.deliveries_queue_url,
-                        &[lease.handle],
-                        crate::Calls::sqs,
-                    )
-                    .await?
-                }
-                (Outcome::RetryAt(at), _) => {
-                    self.change_visibilities(vec![(lease.handle, visibility_until(at))])
-                        .await?
-                }
-                // A poller moves a dead delivery to the dead-letter queue itself,
-                // so it leaves the queue at once, as it does locally.
-                (Outcome::Dead, Some(dlq)) => {
-                    self.send_batch(dlq, vec![lease.body]).await?;
-                    self.delete_messages(
-                        &self.settings.deliveries_queue_url,
-                        &[lease.handle],
-                        crate::Calls::sqs,
-                    )
-                    .await?;
-                }
-                // Without a known DLQ: visible at once, so the next receive
-                // passes maxReceiveCount and the redrive policy moves it.
-                (Outcome::Dead, None) => self.change_visibilities(vec![(lease.handle, 0)]).await?,
-            }
-        }
-        Ok(())
-    }
+#[derive(Debug, thiserror::Error)]
+#[error("HOOKLINE_DELIVERIES_DLQ_URL is not set")]
+struct NoDlq;
+
+pub(crate) fn log_failure(e: &StoreError, delivery: &str, what: &str) {
+    tracing::error!(error = %e, code = e.code().unwrap_or("-"), delivery, "could not {what}");
 }
 
 /// Seconds from now until `at`, within SQS's 12-hour visibility limit.
-pub(crate) fn visibility_until(at: Timestamp) -> i32 {
+fn visibility_until(at: Timestamp) -> i32 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -332,80 +276,59 @@ pub(crate) fn visibility_until(at: Timestamp) -> i32 {
     i32::try_from(secs.clamp(0, 43_200)).unwrap_or(43_200)
 }
 
-impl AwsBackend {
-    /// DeleteMessageBatch, ten at a time; `count` says whose call it is.
-    pub(crate) async fn delete_messages(
-        &self,
-        queue_url: &str,
-        handles: &[String],
-        count: fn(&crate::Calls),
-    ) -> Result<(), StoreError> {
-        for chunk in handles.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(h)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| aws_error("DeleteMessageBatch", e))?;
-            count(&self.calls);
-            self.sqs
-                .delete_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| aws_error("DeleteMessageBatch", e))?;
+fn receipt(lease: &Lease) -> Option<String> {
+    sqs_lease(lease).ok().map(|l| l.receipt)
+}
+
+/// The port, for processes that poll (tests, a single process): receiving
+/// and deleting stand in for Lambda's event source mapping; loading and
+/// settling are the deliverer's own.
+#[async_trait]
+impl DeliveryQueue for AwsBackend {
+    async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
+        let queue = &self.settings.deliveries_queue_url;
+        let records = self
+            .queues
+            .receive(queue, max, 1, Calls::count_event_source)
+            .await?;
+        let mut received = Vec::new();
+        for record in &records {
+            match parse(record) {
+                Ok(r) => received.push(r),
+                Err(e) => tracing::error!(error = %e, message_id = ?record.message_id,
+                    "unreadable delivery message; left for the dead-letter queue"),
+            }
         }
-        Ok(())
+        let leases: Vec<Lease> = received.iter().map(|r| r.lease.clone()).collect();
+        let mut jobs = Vec::new();
+        let mut done = Vec::new();
+        for (loaded, lease) in load(self, received, now).await?.into_iter().zip(leases) {
+            match loaded {
+                Loaded::Job(job) => jobs.push(*job),
+                Loaded::Done => done.extend(receipt(&lease)),
+                Loaded::Missing => {}
+            }
+        }
+        self.queues
+            .delete(queue, &done, Calls::count_event_source)
+            .await?;
+        Ok(jobs)
     }
 
-    /// Sets when each message becomes visible again, in seconds from now:
-    /// ChangeMessageVisibility for one, ChangeMessageVisibilityBatch (ten a
-    /// call) for more.
-    pub(crate) async fn change_visibilities(
-        &self,
-        changes: Vec<(String, i32)>,
-    ) -> Result<(), StoreError> {
-        let queue = &self.settings.deliveries_queue_url;
-        if let [(handle, secs)] = changes.as_slice() {
-            self.calls.sqs();
-            self.sqs
-                .change_message_visibility()
-                .queue_url(queue)
-                .receipt_handle(handle)
-                .visibility_timeout(*secs)
-                .send()
-                .await
-                .map_err(|e| aws_error("ChangeMessageVisibility", e))?;
-            return Ok(());
-        }
-        for chunk in changes.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (handle, secs))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(*secs)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
-            self.calls.sqs();
-            self.sqs
-                .change_message_visibility_batch()
-                .queue_url(queue)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| aws_error("ChangeMessageVisibilityBatch", e))?;
-        }
-        Ok(())
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
+        let dispositions = settle(self, &settlements).await;
+        let done: Vec<String> = settlements
+            .iter()
+            .zip(dispositions)
+            .filter(|(_, d)| *d == Disposition::Done)
+            .filter_map(|(s, _)| receipt(&s.lease))
+            .collect();
+        self.queues
+            .delete(
+                &self.settings.deliveries_queue_url,
+                &done,
+                Calls::count_event_source,
+            )
+            .await
     }
 }

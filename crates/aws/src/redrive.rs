@@ -5,8 +5,8 @@
 
 use hookline_core::ports::StoreError;
 
-use crate::store::AwsBackend;
-use crate::{Calls, aws_error};
+use crate::backend::AwsBackend;
+use crate::calls::Calls;
 
 /// Moves every message from `dlq_url` to `queue_url`; answers how many.
 pub async fn redrive(
@@ -16,17 +16,10 @@ pub async fn redrive(
 ) -> Result<u64, StoreError> {
     let mut moved = 0;
     loop {
-        backend.calls.sqs();
-        let out = backend
-            .sqs
-            .receive_message()
-            .queue_url(dlq_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .map_err(|e| aws_error("ReceiveMessage", e))?;
-        let messages = out.messages.unwrap_or_default();
+        let messages = backend
+            .queues
+            .receive(dlq_url, 10, 1, Calls::count_sqs)
+            .await?;
         if messages.is_empty() {
             return Ok(moved);
         }
@@ -34,13 +27,14 @@ pub async fn redrive(
             .iter()
             .map(|m| m.body.clone().unwrap_or_default())
             .collect();
-        backend.send_batch(queue_url, bodies).await?;
+        backend.queues.send(queue_url, bodies).await?;
         let handles: Vec<String> = messages
             .iter()
-            .map(|m| m.receipt_handle.clone().unwrap_or_default())
+            .filter_map(|m| m.receipt_handle.clone())
             .collect();
         backend
-            .delete_messages(dlq_url, &handles, Calls::sqs)
+            .queues
+            .delete(dlq_url, &handles, Calls::count_sqs)
             .await?;
         moved += messages.len() as u64;
     }

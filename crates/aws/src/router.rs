@@ -7,32 +7,35 @@
 use std::collections::HashSet;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::fanout::plan;
 use hookline_core::ports::StoreError;
-use hookline_core::{DeliveryStatus, Event, Timestamp};
+use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
 use serde_json::value::RawValue;
 
-use crate::aws_error;
+use crate::backend::AwsBackend;
+use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage};
-use crate::store::{AwsBackend, from_item, to_item};
+use crate::queue::log_failure;
+use crate::table::from_item;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the message is not an event reference: {0}")]
+struct NotAnEvent(String);
 
 /// Routes an SQS batch of events; failed records are reported for SQS to retry.
 pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in batch.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let result = match record
-            .body
-            .as_deref()
-            .map(serde_json::from_str::<EventMessage>)
-        {
-            Some(Ok(message)) => route_one(backend, &message).await,
-            _ => Err(aws_error("route", "the message is not an event reference")),
-        };
+        let result =
+            match serde_json::from_str::<EventMessage>(record.body.as_deref().unwrap_or("")) {
+                Ok(message) => route_one(backend, &message).await,
+                Err(e) => Err(unreadable("event message", NotAnEvent(e.to_string()))),
+            };
         if let Err(e) = result {
-            tracing::error!(error = %e, message_id = %id, "routing failed; SQS will retry");
+            log_failure(&e, "-", &format!("route message {id}; SQS will retry"));
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
@@ -46,9 +49,9 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
         trigger: item
             .trigger
             .parse()
-            .map_err(|e| aws_error("decode event", e))?,
+            .map_err(|e| unreadable("event trigger", e))?,
         occurred_at: Timestamp::from_millis(item.occurred_at),
-        data: RawValue::from_string(item.data).map_err(|e| aws_error("decode event data", e))?,
+        data: RawValue::from_string(item.data).map_err(|e| unreadable("event data", e))?,
         id: item.id,
         tenant_id: item.tenant_id,
         payment_page_id: item.payment_page_id,
@@ -58,11 +61,34 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
     })
 }
 
-pub(crate) async fn route_one(
+/// The tenant's rules for a trigger: one Query on the index by (tenant, trigger).
+async fn rules_for(
     backend: &AwsBackend,
-    message: &EventMessage,
-) -> Result<(), StoreError> {
+    tenant: &str,
+    trigger: &str,
+) -> Result<Vec<Rule>, StoreError> {
+    let pk = rules_by_trigger(tenant, trigger);
+    backend
+        .table
+        .query(
+            |q| {
+                q.index_name(GSI1)
+                    .key_condition_expression("#gpk = :pk")
+                    .expression_attribute_names("#gpk", GSI1_PARTITION_KEY)
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            },
+            None,
+            usize::MAX,
+        )
+        .await?
+        .into_iter()
+        .map(|i| from_item::<RuleItem>(i)?.rule(tenant))
+        .collect()
+}
+
+async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), StoreError> {
     let Some(item) = backend
+        .table
         .get::<EventItem>(event_key(&message.tenant_id, &message.event_id))
         .await?
     else {
@@ -74,9 +100,7 @@ pub(crate) async fn route_one(
     }
     let received_at = item.received_at;
     let event = event_from(item)?;
-    let rules = backend
-        .rules_for(&event.tenant_id, event.trigger.as_str())
-        .await?;
+    let rules = rules_for(backend, &event.tenant_id, event.trigger.as_str()).await?;
     let planned = plan(&event, &rules);
 
     // Deliveries a previous run already recorded keep their state.
@@ -85,7 +109,8 @@ pub(crate) async fn route_one(
         .map(|d| delivery_key(&event.tenant_id, &d.id))
         .collect();
     let existing: Vec<DeliveryItem> = backend
-        .batch_get_items(keys)
+        .table
+        .batch_get(keys)
         .await?
         .into_iter()
         .map(from_item)
@@ -102,7 +127,7 @@ pub(crate) async fn route_one(
         .filter(|d| !recorded.contains(d.id.as_str()))
         .map(|d| DeliveryItem {
             pk: tenant_pk(&event.tenant_id),
-            sk: format!("D#{}", d.id),
+            sk: delivery_sk(&d.id),
             gsi1pk: deliveries_of(&event.tenant_id),
             gsi1sk: gsi_sort(received_at, &d.id),
             id: d.id.clone(),
@@ -116,7 +141,7 @@ pub(crate) async fn route_one(
             ttl: ttl_from(Timestamp::from_millis(received_at)),
         })
         .collect();
-    backend.batch_put(&new).await?;
+    backend.table.batch_put(&new).await?;
 
     let messages: Vec<DeliveryMessage> = planned
         .into_iter()
@@ -129,54 +154,16 @@ pub(crate) async fn route_one(
             line: d.line,
         })
         .collect();
-    backend.send_deliveries(&messages).await?;
-
-    backend.calls.write();
     backend
-        .ddb
-        .update_item()
-        .table_name(&backend.settings.table)
-        .set_key(Some(event_key(&event.tenant_id, &event.id)))
-        .update_expression("SET routed = :t")
-        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-        .send()
-        .await
-        .map_err(|e| aws_error("UpdateItem", e))?;
+        .queues
+        .send_json(&backend.settings.deliveries_queue_url, &messages)
+        .await?;
+    backend
+        .table
+        .update(event_key(&event.tenant_id, &event.id), |u| {
+            u.update_expression("SET routed = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+        })
+        .await?;
     Ok(())
-}
-
-impl AwsBackend {
-    /// BatchWriteItem puts, 25 a call, retrying unprocessed items.
-    pub(crate) async fn batch_put(&self, items: &[DeliveryItem]) -> Result<(), StoreError> {
-        for chunk in items.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|d| {
-                    Ok(WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(to_item(d)?))
-                                .build()
-                                .map_err(|e| aws_error("BatchWriteItem", e))?,
-                        )
-                        .build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            while !requests.is_empty() {
-                self.calls.write();
-                let out = self
-                    .ddb
-                    .batch_write_item()
-                    .request_items(&self.settings.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.settings.table))
-                    .unwrap_or_default();
-            }
-        }
-        Ok(())
-    }
 }

@@ -1,6 +1,6 @@
 //! The backend conformance suite on DynamoDB and SQS (moto's server).
 
-mod support;
+use hookline_test_support as support;
 
 use std::time::Duration;
 

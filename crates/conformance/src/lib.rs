@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use hookline_core::delivery::{Attempt, Outcome};
+use hookline_core::delivery::Attempt;
 use hookline_core::ports::{
-    Acceptance, DeliveryFilter, DeliveryQueue, NewTenant, Store, StoreError,
+    Acceptance, DeliveryFilter, DeliveryQueue, Destination, NewTenant, Outcome, Store, StoreError,
 };
 use hookline_core::{
     DeliveryJob, DeliveryStatus, Event, Rule, RuleDraft, Scope, Settlement, Timestamp, Trigger,
@@ -114,18 +114,14 @@ fn event(tenant: &str, id: &str, trigger: Trigger, lines: &[(&str, &str)]) -> Ev
 }
 
 fn settle(job: &DeliveryJob, outcome: Outcome) -> Settlement {
-    Settlement {
-        delivery_id: job.delivery_id.clone(),
-        receive_count: job.receive_count,
-        attempt: Attempt {
-            at: now(),
-            status_code: Some(500),
-            duration_ms: 3,
-            error: None,
-            response_body: Some("no".into()),
-        },
-        outcome,
-    }
+    let attempt = Attempt {
+        at: now(),
+        status_code: Some(500),
+        duration_ms: 3,
+        error: None,
+        response_body: Some("no".into()),
+    };
+    Settlement::new(job, attempt, outcome)
 }
 
 /// Tenants, API key lookup and key rotation.
@@ -265,8 +261,8 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     assert_eq!(bump.data.get(), r#"{"n":1}"#);
     assert_eq!(bump.keys.0, vec![key(1)]);
     assert_eq!(
-        bump.target,
-        hookline_core::delivery::Target::Url("https://example.com/bump".into())
+        bump.destination,
+        Destination::Url("https://example.com/bump".into())
     );
     let mut lines: Vec<_> = jobs
         .iter()
@@ -293,7 +289,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     h.route().await;
 
     let first = receive_n(h, 1, 10).await;
-    assert_eq!(first[0].receive_count, 1);
+    assert_eq!(first[0].lease.receive_count, 1);
     assert!(
         h.queue().receive(10, now()).await.unwrap().is_empty(),
         "leased deliveries are invisible"
@@ -301,7 +297,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     sleep(vis + Duration::from_millis(300)).await;
     let again = receive_n(h, 1, 10).await;
     assert_eq!(
-        again[0].receive_count, 2,
+        again[0].lease.receive_count, 2,
         "an expired lease is received again"
     );
 
@@ -323,7 +319,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     // receive above cannot have waited into it.
     sleep(vis + Duration::from_millis(300)).await;
     let third = receive_n(h, 1, 10).await;
-    assert_eq!(third[0].receive_count, 3);
+    assert_eq!(third[0].lease.receive_count, 3);
 
     h.queue()
         .settle(vec![settle(&third[0], Outcome::Dead)])
@@ -342,7 +338,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     assert_eq!(b.retry_delivery("b", &id, now()).await.unwrap(), None);
     let fourth = receive_n(h, 1, 10).await;
     assert_eq!(
-        fourth[0].receive_count, 1,
+        fourth[0].lease.receive_count, 1,
         "a manual retry starts a fresh count"
     );
     h.queue()
@@ -391,10 +387,10 @@ pub async fn jobs_of_gone_rules(h: &dyn Harness) {
     let mut targets: Vec<_> = receive_n(h, 2, 10)
         .await
         .into_iter()
-        .map(|j| (j.rule_id, j.target))
+        .map(|j| (j.rule_id, j.destination))
         .collect();
     targets.sort_by(|x, y| x.0.cmp(&y.0));
-    use hookline_core::delivery::Target::Gone;
+    use Destination::Gone;
     assert_eq!(
         targets,
         [
@@ -510,7 +506,7 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
     assert!(
         requeued
             .iter()
-            .all(|j| j.receive_count == 1 && j.rule_id == "r1")
+            .all(|j| j.lease.receive_count == 1 && j.rule_id == "r1")
     );
 }
 

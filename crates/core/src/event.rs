@@ -15,6 +15,16 @@ pub struct Line {
     pub product_id: String,
 }
 
+impl Line {
+    /// A line from its stored columns: one when both are there.
+    pub fn from_parts(id: Option<String>, product_id: Option<String>) -> Option<Line> {
+        Some(Line {
+            id: id?,
+            product_id: product_id?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,

@@ -1,13 +1,25 @@
 //! The ports: what the engine needs from the world, as traits the adapters
-//! (SQLite, DynamoDB/SQS, reqwest) implement.
+//! (SQLite, DynamoDB/SQS, reqwest) implement, and every type they exchange.
+//! This module sits above the data types and the logic on them; only the
+//! attempt, which drives these ports, sits above it.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 
-use crate::delivery::{Delivery, DeliveryJob, DeliveryStatus, Sent, Settlement};
-use crate::event::Event;
+use crate::api_key::{api_key_from_bytes, hash_api_key};
+use crate::delivery::{Attempt, Delivery, DeliveryId, DeliveryStatus};
+use crate::error::{FieldError, check_id};
+use crate::event::{Event, Line};
 use crate::rule::Rule;
 use crate::signing::{SigningKeys, WebhookKey};
 use crate::time::Timestamp;
+use crate::trigger::Trigger;
+
+/// The error behind a store failure, kept for whoever walks the chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,8 +30,63 @@ pub enum StoreError {
     #[error("the cursor is not one this API returned")]
     BadCursor,
     /// The store could not do the work; nothing was lost, try again.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    #[error("storage unavailable: {operation}: {message}")]
+    Unavailable {
+        /// What was being done: `GetItem`, `SendMessageBatch`, `settle`, …
+        operation: String,
+        /// The service's error code (`ConditionalCheckFailedException`, …),
+        /// where the service gave one: what an operator searches logs for.
+        code: Option<String>,
+        /// The whole cause chain, rendered once.
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Something the store holds cannot be read as what it must be.
+    #[error("stored {what} is unreadable: {source}")]
+    Unreadable {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    /// A failure of `operation`, keeping `source` as the cause.
+    pub fn unavailable(
+        operation: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let mut message = source.to_string();
+        let mut cause = source.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        StoreError::Unavailable {
+            operation: operation.into(),
+            code: None,
+            message,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Stored data that does not decode as `what`.
+    pub fn unreadable(what: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unreadable {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// The service's error code, when the failure came with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StoreError::Unavailable { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 pub struct NewTenant {
@@ -28,6 +95,31 @@ pub struct NewTenant {
     pub api_key_hash: String,
     pub webhook_key: WebhookKey,
     pub created_at: Timestamp,
+}
+
+impl NewTenant {
+    /// A new tenant from 64 random bytes: its API key (returned once, stored
+    /// only as a hash) and its first webhook key.
+    pub fn provision(
+        id: &str,
+        random: &[u8; 64],
+        now: Timestamp,
+    ) -> Result<(NewTenant, String), FieldError> {
+        check_id("tenant_id", id)?;
+        let (key_bytes, secret) = random.split_at(32);
+        let mut api_key_bytes = [0u8; 32];
+        api_key_bytes.copy_from_slice(key_bytes);
+        let api_key = api_key_from_bytes(&api_key_bytes);
+        let webhook_key = WebhookKey::from_bytes(secret)
+            .map_err(|e| FieldError::invalid("webhook_key", e.to_string()))?;
+        let tenant = NewTenant {
+            id: id.to_owned(),
+            api_key_hash: hash_api_key(&api_key),
+            webhook_key,
+            created_at: now,
+        };
+        Ok((tenant, api_key))
+    }
 }
 
 /// What ingest made of an event.
@@ -53,6 +145,33 @@ pub struct DeliveryFilter {
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` from up to `limit + 1` items read: the extra
+    /// one only tells that another page follows, whose cursor names the last
+    /// item kept.
+    pub fn from_overfetch(
+        mut items: Vec<T>,
+        limit: usize,
+        cursor: impl FnOnce(&T) -> String,
+    ) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = if more { items.last().map(cursor) } else { None };
+        Page {
+            data: items,
+            next_cursor,
+        }
+    }
+
+    /// The same page with each item converted, or the first failure.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            data: self.data.into_iter().map(f).collect::<Result<_, E>>()?,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 /// Durable state. Every tenant-owned read and write takes the tenant, so no
@@ -119,13 +238,123 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<u64>, StoreError>;
 }
 
+/// Which receive of a queued delivery an attempt runs under. Only the
+/// backend that handed it out reads `handle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// How often the queue has handed this delivery out, this time included:
+    /// the attempt number, as SQS's ApproximateReceiveCount is.
+    pub receive_count: u32,
+    /// The backend's reference to the queued message (SQLite: the queue row;
+    /// SQS: the receipt handle).
+    pub handle: String,
+}
+
+/// Where a job goes, or why it cannot go anywhere any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Url(String),
+    Gone(&'static str),
+}
+
+impl Destination {
+    /// Where a delivery of `rule` goes now: nowhere once the rule is deleted
+    /// (`None`) or disabled.
+    pub fn of(rule: Option<&Rule>) -> Self {
+        match rule {
+            None => Destination::Gone("the rule was deleted"),
+            Some(r) if !r.enabled => Destination::Gone("the rule is disabled"),
+            Some(r) => Destination::Url(r.url.clone()),
+        }
+    }
+}
+
+/// Everything one attempt needs, loaded by the queue adapter in one go.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery_id: DeliveryId,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub trigger: Trigger,
+    pub occurred_at: Timestamp,
+    pub line: Option<Line>,
+    pub data: Box<RawValue>,
+    pub destination: Destination,
+    pub keys: SigningKeys,
+    pub lease: Lease,
+}
+
+/// What comes of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    RetryAt(Timestamp),
+    Dead,
+}
+
+/// The result of one attempt, for the queue adapter to record and act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub delivery_id: DeliveryId,
+    pub tenant_id: String,
+    /// The lease this attempt ran under; a stale lease must not move the queue.
+    pub lease: Lease,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+}
+
+impl Settlement {
+    pub fn new(job: &DeliveryJob, attempt: Attempt, outcome: Outcome) -> Self {
+        Settlement {
+            delivery_id: job.delivery_id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            lease: job.lease.clone(),
+            attempt,
+            outcome,
+        }
+    }
+
+    /// The status the delivery has once this settlement is recorded.
+    pub fn status(&self) -> DeliveryStatus {
+        match self.outcome {
+            Outcome::Succeeded => DeliveryStatus::Succeeded,
+            Outcome::RetryAt(_) => DeliveryStatus::Pending,
+            Outcome::Dead => DeliveryStatus::Dead,
+        }
+    }
+}
+
+/// Each tenant's signing keys, loaded once for a batch of jobs.
+#[derive(Debug, Default)]
+pub struct KeyCache(HashMap<String, SigningKeys>);
+
+impl KeyCache {
+    pub fn contains(&self, tenant_id: &str) -> bool {
+        self.0.contains_key(tenant_id)
+    }
+
+    pub fn insert(&mut self, tenant_id: &str, keys: SigningKeys) {
+        self.0.insert(tenant_id.to_owned(), keys);
+    }
+
+    /// The tenant's keys; none when they were not loaded, which the attempt
+    /// turns into a dead delivery rather than an unsigned one.
+    pub fn get(&self, tenant_id: &str) -> SigningKeys {
+        self.0
+            .get(tenant_id)
+            .cloned()
+            .unwrap_or(SigningKeys(Vec::new()))
+    }
+}
+
 /// The deliveries queue as the deliverer sees it: SQS semantics (a lease
 /// with a visibility timeout, a receive count) on either backend.
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     /// Leases up to `max` due deliveries and loads what their attempts need.
     async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError>;
-    /// Records the attempts and acts on their outcomes.
+    /// Records the attempts and acts on their outcomes, each under its lease.
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError>;
 }
 
@@ -135,6 +364,24 @@ pub struct OutgoingRequest {
     pub body: Vec<u8>,
 }
 
+/// A receiver's answer to one request.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// At most [`RESPONSE_BODY_CAP`] bytes of the answer, lossily decoded.
+    ///
+    /// [`RESPONSE_BODY_CAP`]: crate::delivery::RESPONSE_BODY_CAP
+    pub body: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// Result of [`Sender::send`]: the answer or why there was none, and how long it took.
+#[derive(Debug)]
+pub struct Sent {
+    pub result: Result<Response, String>,
+    pub elapsed: Duration,
+}
+
 #[async_trait]
 pub trait Sender: Send + Sync {
     async fn send(&self, request: OutgoingRequest) -> Sent;
@@ -142,4 +389,16 @@ pub trait Sender: Send + Sync {
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+}
+
+/// The wall clock, as every binary uses it; tests pass their own [`Clock`].
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
 }

@@ -19,7 +19,9 @@ pub enum Scope {
     Upsell { id: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A rule as the API shows it (`Serialize` is the API's JSON; the stored
+/// form is [`crate::record`]'s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
     pub id: String,
     #[serde(skip)]

@@ -57,20 +57,6 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// The wall clock, as every binary uses it; tests pass their own [`Clock`].
-///
-/// [`Clock`]: crate::ports::Clock
-pub struct SystemClock;
-
-impl crate::ports::Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

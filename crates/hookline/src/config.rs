@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use hookline_core::retry::{RetrySchedule, parse_duration};
+use hookline_core::retry::RetrySchedule;
+use hookline_core::settings::{self, Settings, SettingsError};
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -24,35 +25,53 @@ pub struct ServeArgs {
     pub store: StoreArgs,
 
     /// Let deliveries reach loopback and private addresses (local development).
-    #[arg(long, env = "HOOKLINE_ALLOW_PRIVATE_TARGETS")]
+    /// [env: HOOKLINE_ALLOW_PRIVATE_TARGETS]
+    #[arg(long)]
     pub allow_private_targets: bool,
 
     /// The token the platform sends as `authorization: Bearer`; generated and
-    /// printed when unset.
-    #[arg(long, env = "HOOKLINE_INGEST_TOKEN", hide_env_values = true)]
+    /// printed when unset. [env: HOOKLINE_INGEST_TOKEN]
+    #[arg(long)]
     pub ingest_token: Option<String>,
 
     /// Delays before each retry, e.g. `5s,5m,30m` (default: 5s,5m,30m,2h,5h,10h,10h).
-    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", value_parser = parse_schedule)]
+    /// [env: HOOKLINE_RETRY_SCHEDULE]
+    #[arg(long, value_parser = settings::schedule)]
     pub retry_schedule: Option<RetrySchedule>,
 
-    /// How long a rotated-out webhook key keeps signing, e.g. `24h`.
-    #[arg(long, env = "HOOKLINE_KEY_GRACE", default_value = "24h", value_parser = parse_grace)]
-    pub key_grace: Duration,
+    /// How long a rotated-out webhook key keeps signing, e.g. `24h` (default 24h).
+    /// [env: HOOKLINE_KEY_GRACE]
+    #[arg(long, value_parser = settings::duration)]
+    pub key_grace: Option<Duration>,
 
     /// How many deliveries may be in flight at once.
     #[arg(long, env = "HOOKLINE_CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,
 
-    /// An attempt's total timeout, e.g. `15s`.
-    #[arg(long, env = "HOOKLINE_DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_grace)]
-    pub delivery_timeout: Duration,
+    /// An attempt's total timeout, e.g. `15s` (default 15s).
+    /// [env: HOOKLINE_DELIVERY_TIMEOUT]
+    #[arg(long, value_parser = settings::duration)]
+    pub delivery_timeout: Option<Duration>,
 }
 
-fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
-    RetrySchedule::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_grace(s: &str) -> Result<Duration, String> {
-    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 30s, 15m or 24h"))
+impl ServeArgs {
+    /// The shared `HOOKLINE_*` settings, read from the environment by the
+    /// same parser the Lambda functions use, with flags taking precedence.
+    pub fn settings(&self) -> Result<Settings, SettingsError> {
+        let mut s = Settings::from_env()?;
+        s.allow_private_targets |= self.allow_private_targets;
+        if let Some(t) = &self.ingest_token {
+            s.ingest_token = Some(t.clone());
+        }
+        if let Some(r) = &self.retry_schedule {
+            s.retry_schedule = r.clone();
+        }
+        if let Some(g) = self.key_grace {
+            s.key_grace = g;
+        }
+        if let Some(t) = self.delivery_timeout {
+            s.delivery_timeout = t;
+        }
+        Ok(s)
+    }
 }

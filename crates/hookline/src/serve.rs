@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use hookline_api::{ApiConfig, ApiState, router};
-use hookline_core::delivery::AttemptPolicy;
+use hookline_core::Attempter;
 use hookline_core::ports::{Clock, StoreError};
-use hookline_core::target::TargetPolicy;
+use hookline_core::settings::Settings;
 use hookline_sender::{HttpSender, SenderConfig};
 use hookline_sqlite::{OpenError, SqliteBackend, SqliteOptions};
 use tokio::sync::watch;
@@ -17,6 +17,8 @@ use crate::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Settings(#[from] hookline_core::settings::SettingsError),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error(transparent)]
@@ -35,17 +37,16 @@ pub enum ServeError {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let settings = args.settings()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let schedule = args.retry_schedule.clone().unwrap_or_default();
+    let schedule = settings.retry_schedule.clone();
     let options = SqliteOptions {
-        visibility_timeout: args.delivery_timeout * 2 + std::time::Duration::from_secs(30),
+        visibility_timeout: settings.delivery_timeout * 2 + std::time::Duration::from_secs(30),
     };
     let backend = SqliteBackend::open(&args.store.db, options)?;
-    let policy = TargetPolicy {
-        allow_private: args.allow_private_targets,
-    };
+    let policy = settings.target_policy();
 
-    let ingest_token = match args.ingest_token.clone() {
+    let ingest_token = match settings.ingest_token.clone() {
         Some(t) => t,
         None => {
             let token = format!("ing_{}", hex_string(&crate::random::<24>()?));
@@ -57,7 +58,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     if backend.tenant_count().await? == 0 {
         let demo = tenant::create(&backend, "demo").await?;
-        println!("{}", walkthrough(&demo, &args, &ingest_token));
+        println!("{}", walkthrough(&demo, &args, &settings, &ingest_token));
     }
 
     let released = backend.release_leases(clock.now()).await?;
@@ -70,7 +71,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     let sender = HttpSender::new(SenderConfig {
         policy,
-        timeout: args.delivery_timeout,
+        timeout: settings.delivery_timeout,
         ..SenderConfig::default()
     })?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -78,7 +79,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         queue: backend.clone(),
         sender: Arc::new(sender),
         clock: clock.clone(),
-        policy: Arc::new(AttemptPolicy::new(schedule.clone())),
+        attempter: Arc::new(Attempter::new(schedule.clone())),
         concurrency: args.concurrency,
     };
     let worker = tokio::spawn(worker.run(stop_rx));
@@ -89,7 +90,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ApiConfig {
             ingest_token,
             policy,
-            key_grace: args.key_grace,
+            key_grace: settings.key_grace,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -103,7 +104,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         listen = %local,
         db = %args.store.db.display(),
         retry_schedule = %schedule,
-        allow_private_targets = args.allow_private_targets,
+        allow_private_targets = settings.allow_private_targets,
         "hookline is serving"
     );
     println!("hookline listening on http://{local}");
@@ -145,9 +146,14 @@ fn hex_string(bytes: &[u8]) -> String {
 
 /// What a newcomer reads on the first start: the demo tenant's keys and the
 /// curl commands that make a rule, send an event and show the delivery.
-fn walkthrough(demo: &Credentials, args: &ServeArgs, ingest_token: &str) -> String {
+fn walkthrough(
+    demo: &Credentials,
+    args: &ServeArgs,
+    settings: &Settings,
+    ingest_token: &str,
+) -> String {
     let base = format!("http://{}", args.listen);
-    let private_note = if args.allow_private_targets {
+    let private_note = if settings.allow_private_targets {
         ""
     } else {
         "\n  (receivers on loopback or private addresses need --allow-private-targets)"

@@ -1,7 +1,6 @@
 //! `hookline tenant create`: a tenant with its API key and webhook key.
 
-use hookline_core::api_key::provision_tenant;
-use hookline_core::ports::{Clock, Store, StoreError};
+use hookline_core::ports::{Clock, NewTenant, Store, StoreError};
 use hookline_core::{FieldError, WebhookKey};
 use serde_json::json;
 
@@ -30,7 +29,7 @@ impl Credentials {
 }
 
 pub async fn create(store: &dyn Store, tenant_id: &str) -> Result<Credentials, TenantError> {
-    let (tenant, api_key) = provision_tenant(tenant_id, &random::<64>()?, SystemClock.now())?;
+    let (tenant, api_key) = NewTenant::provision(tenant_id, &random::<64>()?, SystemClock.now())?;
     let webhook_key = tenant.webhook_key.clone();
     store.create_tenant(tenant).await?;
     Ok(Credentials {

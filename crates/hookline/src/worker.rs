@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::Settlement;
-use hookline_core::delivery::AttemptPolicy;
 use hookline_core::ports::{Clock, DeliveryQueue, Sender};
+use hookline_core::{Attempter, Settlement};
 use hookline_sqlite::SqliteBackend;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -19,7 +18,7 @@ pub struct Worker {
     pub queue: SqliteBackend,
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
-    pub policy: Arc<AttemptPolicy>,
+    pub attempter: Arc<Attempter>,
     pub concurrency: usize,
 }
 
@@ -66,14 +65,14 @@ impl Worker {
                 continue;
             }
             for job in jobs {
-                let (sender, clock, policy, settled) = (
+                let (sender, clock, attempter, settled) = (
                     self.sender.clone(),
                     self.clock.clone(),
-                    self.policy.clone(),
+                    self.attempter.clone(),
                     settled.clone(),
                 );
                 in_flight.spawn(async move {
-                    let _ = settled.send(policy.attempt(&job, &*sender, &*clock).await);
+                    let _ = settled.send(attempter.attempt(&job, &*sender, &*clock).await);
                 });
             }
         }

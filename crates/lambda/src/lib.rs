@@ -3,18 +3,17 @@
 //! Each function's `main` wires one of these to the Lambda runtime.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hookline_api::{ApiConfig, ApiState};
 use hookline_aws::{AwsBackend, AwsSettings, Deliverer};
-use hookline_core::delivery::AttemptPolicy;
-use hookline_core::retry::{RetrySchedule, parse_duration};
-use hookline_core::target::TargetPolicy;
+use hookline_core::Attempter;
 use hookline_sender::{HttpSender, SenderConfig};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub use hookline_core::SystemClock;
+/// The settings `hookline serve` reads too, parsed by the same code.
+pub use hookline_core::settings::Settings;
 
 /// JSON logs for CloudWatch; `HOOKLINE_LOG` sets the level.
 pub fn init_logging() {
@@ -28,47 +27,6 @@ pub fn init_logging() {
         .with_target(false)
         .without_time()
         .init();
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The settings `hookline serve` reads too, from the same variables.
-pub struct Settings {
-    pub ingest_token: Option<String>,
-    pub policy: TargetPolicy,
-    pub schedule: RetrySchedule,
-    pub key_grace: Duration,
-    pub delivery_timeout: Duration,
-}
-
-impl Settings {
-    pub fn from_env() -> Result<Self, Error> {
-        let duration = |name: &str, default: Duration| -> Result<Duration, Error> {
-            match env(name) {
-                None => Ok(default),
-                Some(v) => parse_duration(&v).ok_or_else(|| {
-                    format!("{name}={v:?} is not a duration such as 15s or 24h").into()
-                }),
-            }
-        };
-        Ok(Self {
-            ingest_token: env("HOOKLINE_INGEST_TOKEN"),
-            policy: TargetPolicy {
-                allow_private: env("HOOKLINE_ALLOW_PRIVATE_TARGETS")
-                    .is_some_and(|v| !matches!(v.as_str(), "0" | "false" | "no" | "off")),
-            },
-            schedule: match env("HOOKLINE_RETRY_SCHEDULE") {
-                None => RetrySchedule::default(),
-                Some(v) => {
-                    RetrySchedule::parse(&v).map_err(|e| format!("HOOKLINE_RETRY_SCHEDULE: {e}"))?
-                }
-            },
-            key_grace: duration("HOOKLINE_KEY_GRACE", Duration::from_secs(24 * 3600))?,
-            delivery_timeout: duration("HOOKLINE_DELIVERY_TIMEOUT", Duration::from_secs(15))?,
-        })
-    }
 }
 
 pub async fn backend() -> Result<AwsBackend, Error> {
@@ -85,7 +43,7 @@ pub fn api(backend: AwsBackend, settings: &Settings) -> Result<axum::Router, Err
         .ok_or("HOOKLINE_INGEST_TOKEN is not set")?;
     let config = ApiConfig {
         ingest_token,
-        policy: settings.policy,
+        policy: settings.target_policy(),
         key_grace: settings.key_grace,
     };
     Ok(hookline_api::router(ApiState::new(
@@ -95,9 +53,17 @@ pub fn api(backend: AwsBackend, settings: &Settings) -> Result<axum::Router, Err
     )))
 }
 
+/// The deliverer moves dead deliveries to the dead-letter queue itself, so it
+/// needs to know where that is.
 pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, Error> {
+    if backend.settings().deliveries_dlq_url.is_none() {
+        return Err(
+            "HOOKLINE_DELIVERIES_DLQ_URL is not set: the deliverer moves dead deliveries there"
+                .into(),
+        );
+    }
     let sender = HttpSender::new(SenderConfig {
-        policy: settings.policy,
+        policy: settings.target_policy(),
         timeout: settings.delivery_timeout,
         ..SenderConfig::default()
     })?;
@@ -105,7 +71,7 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
         backend,
         sender: Arc::new(sender),
         clock: Arc::new(SystemClock),
-        policy: Arc::new(AttemptPolicy::new(settings.schedule.clone())),
+        attempter: Arc::new(Attempter::new(settings.retry_schedule.clone())),
     })
 }
 

@@ -1,8 +1,7 @@
 //! The functions' handlers on the sample events in `infra/events/`, exactly
 //! as stored, against DynamoDB and SQS on moto and a receiver on 127.0.0.1.
 
-#[path = "../../aws/tests/support/mod.rs"]
-mod support;
+use hookline_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,9 +129,7 @@ async fn each_function_handles_its_sample_event() {
 
     // hookline-deliver on its sample batch.
     let mut settings = Settings::from_env().unwrap();
-    settings.policy = TargetPolicy {
-        allow_private: true,
-    };
+    settings.allow_private_targets = true;
     let deliverer = hookline_lambda::deliverer(backend.clone(), &settings).unwrap();
     let batch: SqsEvent = serde_json::from_str(&sample("sqs-deliver-batch.json")).unwrap();
     let delivered = deliverer.handle(batch).await;

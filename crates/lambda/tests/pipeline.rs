@@ -3,8 +3,7 @@
 //! a real DynamoDB table on moto. `poll_once` plays Lambda's event source
 //! mapping; the handlers are the functions' own.
 
-#[path = "../../aws/tests/support/mod.rs"]
-mod support;
+use hookline_test_support as support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,8 +102,8 @@ async fn pipeline(max_attempts: u32, schedule: &str) -> Pipeline {
         config,
     ));
     let mut settings = Settings::from_env().unwrap();
-    settings.policy = policy;
-    settings.schedule = RetrySchedule::parse(schedule).unwrap();
+    settings.allow_private_targets = true;
+    settings.retry_schedule = RetrySchedule::parse(schedule).unwrap();
     let deliverer = hookline_lambda::deliverer(backend.clone(), &settings).unwrap();
     Pipeline {
         backend,
@@ -323,6 +322,91 @@ async fn a_failing_receiver_lands_in_the_dlq_and_redrive_delivers_the_same_webho
     );
 }
 
+#[tokio::test]
+async fn a_delivery_dead_before_the_last_receive_moves_to_the_dlq_at_once() {
+    // The queue would allow eight receives; the rule is gone after routing,
+    // so the first attempt is the last, and the deliverer itself moves the
+    // message to the DLQ instead of leaving it for the redrive policy.
+    let p = pipeline(8, "1s,1s,1s,1s,1s,1s,1s").await;
+    let r = receiver(&p.key).await;
+    let rule = p
+        .rule(json!({"name": "n", "trigger": "order.paid", "url": format!("{}/hook", r.base)}))
+        .await;
+    p.ingest(event("evt_1", "order.paid", json!({}))).await;
+    p.route_all().await;
+    let (status, _) = p
+        .call("DELETE", &format!("/v1/rules/{rule}"), API_KEY, json!({}))
+        .await;
+    assert_eq!(status, 204);
+    p.deliver_all(Duration::from_millis(300)).await;
+
+    let d = &p.deliveries().await[0];
+    assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Dead, 1));
+    assert_eq!(d.attempts[0].error.as_deref(), Some("the rule was deleted"));
+    assert!(r.hits.lock().unwrap().is_empty());
+    let settings = p.backend.settings().clone();
+    let moved = redrive(
+        &p.backend,
+        settings.deliveries_dlq_url.as_deref().unwrap(),
+        &settings.deliveries_queue_url,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        moved, 1,
+        "one receive put the dead delivery's message in the DLQ"
+    );
+}
+
+/// Captures what the handlers log, as CloudWatch would receive it.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_sdk_error_in_a_function_log_names_the_aws_error_code() {
+    let p = pipeline(3, "1s").await;
+    let mut gone = p.backend.settings().clone();
+    gone.table = "no-such-table".into();
+    let broken = p.backend.with_settings(gone);
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let message = EventMessage {
+        tenant_id: "shop_1".into(),
+        event_id: "evt_1".into(),
+    };
+    let routed = route_batch(&broken, event_batch(&message)).await;
+    assert_eq!(routed.batch_item_failures.len(), 1);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().expect("a log line")).unwrap();
+    assert_eq!(
+        line["fields"]["code"], "ResourceNotFoundException",
+        "{line}"
+    );
+    assert!(
+        line["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("GetItem") && e.contains("ResourceNotFoundException")),
+        "{line}"
+    );
+}
+
 fn event_batch(message: &EventMessage) -> SqsEvent {
     let mut record = SqsMessage::default();
     record.message_id = Some("m-1".into());
@@ -354,7 +438,7 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
     // deliveries, before queueing any: the crash between the two writes.
     let mut broken = p.backend.settings().clone();
     broken.deliveries_queue_url = format!("{}-gone", broken.deliveries_queue_url);
-    let env_less = support::backend_with(&p.backend, broken).await;
+    let env_less = p.backend.with_settings(broken);
     let failed = route_batch(&env_less, event_batch(&message)).await;
     assert_eq!(
         failed.batch_item_failures.len(),

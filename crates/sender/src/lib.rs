@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use hookline_core::delivery::{RESPONSE_BODY_CAP, Received, Sent};
-use hookline_core::ports::{OutgoingRequest, Sender};
+use hookline_core::delivery::RESPONSE_BODY_CAP;
+use hookline_core::ports::{OutgoingRequest, Response, Sender, Sent};
 use hookline_core::target::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Host;
@@ -65,7 +65,7 @@ impl HttpSender {
         })
     }
 
-    async fn exchange(&self, request: OutgoingRequest) -> Result<Received, String> {
+    async fn exchange(&self, request: OutgoingRequest) -> Result<Response, String> {
         let url = reqwest::Url::parse(&request.url).map_err(|e| format!("invalid URL: {e}"))?;
         // An IP literal never reaches the resolver, so it is checked here.
         let literal = match url.host() {
@@ -102,7 +102,7 @@ impl HttpSender {
             }
         }
         body.truncate(RESPONSE_BODY_CAP);
-        Ok(Received {
+        Ok(Response {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
             retry_after,

@@ -1,25 +1,43 @@
 //! The `DeliveryQueue` port on SQLite: SQS's lease, visibility timeout and
 //! receive count, in the same file and transactions as the store.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use hookline_core::delivery::{Outcome, Target};
 use hookline_core::event::Line;
-use hookline_core::ports::{DeliveryQueue, StoreError};
-use hookline_core::{DeliveryJob, Settlement, SigningKeys, Timestamp, Trigger};
+use hookline_core::ports::{
+    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
+};
+use hookline_core::{Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
-use crate::store::signing_keys;
+use crate::store::{rule_from_row, signing_keys};
 use crate::{SqliteBackend, unavailable};
+
+/// A lease on SQLite is the queue row: its `delivery_seq`.
+fn lease(seq: i64, receive_count: u32) -> Lease {
+    Lease {
+        receive_count,
+        handle: seq.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a lease this queue handed out")]
+struct ForeignLease(String);
+
+fn queue_row(lease: &Lease) -> Result<i64, StoreError> {
+    lease
+        .handle
+        .parse()
+        .map_err(|_| StoreError::unavailable("settle", ForeignLease(lease.handle.clone())))
+}
 
 fn load_job(
     conn: &Connection,
     seq: i64,
     receive_count: u32,
     now: Timestamp,
-    keys: &mut HashMap<String, SigningKeys>,
+    keys: &mut KeyCache,
 ) -> Result<Option<DeliveryJob>, StoreError> {
     let row = conn
         .prepare_cached(
@@ -63,45 +81,31 @@ fn load_job(
     else {
         return Ok(None);
     };
-    let trigger: Trigger = trigger.parse().map_err(unavailable)?;
-    let target = match rule.map(|b| serde_json::from_str::<hookline_core::Rule>(&b)) {
-        None => Target::Gone("the rule was deleted"),
-        Some(Err(e)) => return Err(unavailable(e)),
-        Some(Ok(rule)) if !rule.enabled => Target::Gone("the rule is disabled"),
-        Some(Ok(rule)) => Target::Url(rule.url),
-    };
-    if !keys.contains_key(&tenant_id) {
-        let k = signing_keys(conn, &tenant_id, now)?;
-        keys.insert(tenant_id.clone(), k);
+    let trigger: Trigger = trigger
+        .parse()
+        .map_err(|e| StoreError::unreadable("event trigger", e))?;
+    let rule = rule.map(|b| rule_from_row(&tenant_id, &b)).transpose()?;
+    if !keys.contains(&tenant_id) {
+        keys.insert(&tenant_id, signing_keys(conn, &tenant_id, now)?);
     }
-    let line = match (line_id, product_id) {
-        (Some(id), Some(product_id)) => Some(Line { id, product_id }),
-        _ => None,
-    };
     Ok(Some(DeliveryJob {
         delivery_id,
-        keys: keys
-            .get(&tenant_id)
-            .cloned()
-            .unwrap_or(SigningKeys(Vec::new())),
+        keys: keys.get(&tenant_id),
         tenant_id,
         event_id,
         rule_id,
         trigger,
         occurred_at: Timestamp::from_millis(occurred_at),
-        line,
-        data: RawValue::from_string(data).map_err(unavailable)?,
-        target,
-        receive_count,
+        line: Line::from_parts(line_id, product_id),
+        data: RawValue::from_string(data).map_err(|e| StoreError::unreadable("event data", e))?,
+        destination: Destination::of(rule.as_ref()),
+        lease: lease(seq, receive_count),
     }))
 }
 
 fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
-    let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM deliveries WHERE id = ?1")
-        .and_then(|mut st| st.query_row([&s.delivery_id], |r| r.get(0)).optional())
-        .map_err(unavailable)?;
-    let Some(seq) = seq else { return Ok(()) };
+    let seq = queue_row(&s.lease)?;
+    let receive_count = s.lease.receive_count;
 
     // Only the lease this attempt ran under may move the queue: if it expired
     // and the delivery was received again, that receive settles it.
@@ -109,34 +113,33 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
         Outcome::Succeeded | Outcome::Dead => {
             let n = conn
                 .prepare_cached("DELETE FROM queue WHERE delivery_seq = ?1 AND receive_count = ?2")
-                .and_then(|mut st| st.execute(params![seq, s.receive_count]))
+                .and_then(|mut st| st.execute(params![seq, receive_count]))
                 .map_err(unavailable)?;
-            let status = if s.outcome == Outcome::Dead {
-                "dead"
-            } else {
-                "succeeded"
-            };
-            (n > 0, status)
+            (n > 0, s.status().as_str())
         }
         Outcome::RetryAt(at) => {
             let n = conn
                 .prepare_cached(
                     "UPDATE queue SET visible_at = ?3, leased = 0 WHERE delivery_seq = ?1 AND receive_count = ?2",
                 )
-                .and_then(|mut st| st.execute(params![seq, s.receive_count, at.as_millis()]))
+                .and_then(|mut st| st.execute(params![seq, receive_count, at.as_millis()]))
                 .map_err(unavailable)?;
-            (n > 0, "pending")
+            (n > 0, s.status().as_str())
         }
     };
     // The attempt is logged whatever the lease: it happened.
-    let n: i64 = conn
+    let n: Option<i64> = conn
         .prepare_cached(
             "UPDATE deliveries SET attempt_count = attempt_count + 1,
                 status = CASE WHEN ?2 THEN ?3 ELSE status END
              WHERE seq = ?1 RETURNING attempt_count",
         )
-        .and_then(|mut st| st.query_row(params![seq, moved, status], |r| r.get(0)))
+        .and_then(|mut st| {
+            st.query_row(params![seq, moved, status], |r| r.get(0))
+                .optional()
+        })
         .map_err(unavailable)?;
+    let Some(n) = n else { return Ok(()) };
     let a = &s.attempt;
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_seq, n, at, status_code, duration_ms, error, response_body)
@@ -177,7 +180,7 @@ impl DeliveryQueue for SqliteBackend {
                         .collect::<Result<Vec<_>, _>>()
                     })
                     .map_err(unavailable)?;
-                let mut keys = HashMap::new();
+                let mut keys = KeyCache::default();
                 let mut jobs = Vec::with_capacity(leased.len());
                 for (seq, receive_count) in leased {
                     match load_job(conn, seq, receive_count, now, &mut keys)? {

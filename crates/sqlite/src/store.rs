@@ -1,9 +1,10 @@
 //! The `Store` port on SQLite.
 
 use async_trait::async_trait;
-use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookline_core::delivery::{Attempt, Delivery};
 use hookline_core::fanout::plan;
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
+use hookline_core::record::{decode_rule, encode_rule};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -17,10 +18,8 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
         .transpose()
 }
 
-fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreError> {
-    let mut rule: Rule = serde_json::from_str(body).map_err(unavailable)?;
-    rule.tenant_id = tenant_id.to_owned();
-    Ok(rule)
+pub(crate) fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreError> {
+    decode_rule(body, tenant_id).map_err(|e| StoreError::unreadable("rule", e))
 }
 
 pub(crate) fn signing_keys(
@@ -40,8 +39,9 @@ pub(crate) fn signing_keys(
         })
         .map_err(unavailable)?
         .map(|k| {
-            k.map_err(unavailable)
-                .and_then(|k| WebhookKey::parse(&k).map_err(unavailable))
+            k.map_err(unavailable).and_then(|k| {
+                WebhookKey::parse(&k).map_err(|e| StoreError::unreadable("webhook key", e))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SigningKeys(keys))
@@ -77,7 +77,13 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)>
             id: r.get(1)?,
             event_id: r.get(2)?,
             rule_id: r.get(3)?,
-            status: status.parse().unwrap_or(DeliveryStatus::Pending),
+            status: status.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
             line_id: r.get(5)?,
             created_at: Timestamp::from_millis(r.get(6)?),
             attempts: Vec::new(),
@@ -310,7 +316,7 @@ impl Store for SqliteBackend {
 
     async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError> {
         let rule = rule.clone();
-        let body = serde_json::to_string(&rule).map_err(unavailable)?;
+        let body = encode_rule(&rule);
         self.writer()
             .write(move |conn, _| {
                 conn.execute(
@@ -354,14 +360,15 @@ impl Store for SqliteBackend {
                 .map_err(unavailable)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(unavailable)?;
-            paginate(rows, limit, |(_, body)| rule_from_row(&tenant, &body), |(seq, _)| *seq)
+            Page::from_overfetch(rows, limit, |(seq, _)| seq.to_string())
+                .try_map(|(_, body)| rule_from_row(&tenant, &body))
         })
         .await
     }
 
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError> {
         let rule = rule.clone();
-        let body = serde_json::to_string(&rule).map_err(unavailable)?;
+        let body = encode_rule(&rule);
         self.writer()
             .write(move |conn, _| {
                 conn.execute(
@@ -437,15 +444,10 @@ impl Store for SqliteBackend {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(unavailable)?;
-            paginate(
-                rows,
-                limit,
-                |(seq, mut d)| {
-                    d.attempts = attempts(conn, seq)?;
-                    Ok(d)
-                },
-                |(seq, _)| *seq,
-            )
+            Page::from_overfetch(rows, limit, |(seq, _)| seq.to_string()).try_map(|(seq, mut d)| {
+                d.attempts = attempts(conn, seq)?;
+                Ok(d)
+            })
         })
         .await
     }
@@ -507,25 +509,4 @@ impl Store for SqliteBackend {
             })
             .await
     }
-}
-
-/// Cuts a `limit + 1` row result to a page and its cursor.
-fn paginate<R, T>(
-    mut rows: Vec<R>,
-    limit: usize,
-    mut convert: impl FnMut(R) -> Result<T, StoreError>,
-    seq: impl Fn(&R) -> i64,
-) -> Result<Page<T>, StoreError> {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = if more {
-        rows.last().map(|r| seq(r).to_string())
-    } else {
-        None
-    };
-    let data = rows
-        .into_iter()
-        .map(&mut convert)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page { data, next_cursor })
 }

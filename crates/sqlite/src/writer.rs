@@ -17,10 +17,18 @@ pub(crate) struct Effects {
     pub queued: bool,
 }
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
 
 const MAX_BATCH: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+enum WriterGone {
+    #[error("the store is shut down")]
+    ShutDown,
+    #[error("the store writer stopped")]
+    Stopped,
+}
 
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -49,7 +57,7 @@ impl Writer {
             let reply: Reply = Box::new(move |commit| {
                 let answer = match commit {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Unavailable(e)),
+                    Err(e) => Err(StoreError::unavailable("commit", e)),
                 };
                 let _ = tx.send(answer);
             });
@@ -57,9 +65,9 @@ impl Writer {
         });
         self.jobs
             .send(job)
-            .map_err(|_| StoreError::Unavailable("the store is shut down".into()))?;
+            .map_err(|_| StoreError::unavailable("write", WriterGone::ShutDown))?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("write", WriterGone::Stopped))?
     }
 }
 
@@ -97,7 +105,7 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
         let commit = exec(&conn, "COMMIT").map_err(|e| {
             let _ = exec(&conn, "ROLLBACK");
             tracing::error!(error = %e, "commit failed");
-            e.to_string()
+            Arc::new(e)
         });
         for reply in replies {
             reply(commit.clone());

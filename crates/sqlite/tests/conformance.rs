@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hookline_conformance::{self as suite, Harness};
-use hookline_core::delivery::{Attempt, Outcome};
-use hookline_core::ports::{DeliveryQueue, NewTenant, Store};
+use hookline_core::delivery::Attempt;
+use hookline_core::ports::{DeliveryQueue, NewTenant, Outcome, Store};
 use hookline_core::{DeliveryStatus, Rule, RuleDraft, Scope, Settlement, Trigger, WebhookKey};
 use hookline_sqlite::{SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
@@ -88,7 +88,10 @@ async fn a_stale_lease_records_its_attempt_but_moves_nothing() {
     let first = b.receive(10, t).await.unwrap();
     let later = hookline_core::Timestamp::from_millis(t.as_millis() + 1000);
     let second = b.receive(10, later).await.unwrap();
-    assert_eq!((first[0].receive_count, second[0].receive_count), (1, 2));
+    assert_eq!(
+        (first[0].lease.receive_count, second[0].lease.receive_count),
+        (1, 2)
+    );
     let attempt = Attempt {
         at: later,
         status_code: Some(200),
@@ -96,12 +99,7 @@ async fn a_stale_lease_records_its_attempt_but_moves_nothing() {
         error: None,
         response_body: None,
     };
-    let stale = Settlement {
-        delivery_id: first[0].delivery_id.clone(),
-        receive_count: 1,
-        attempt,
-        outcome: Outcome::Succeeded,
-    };
+    let stale = Settlement::new(&first[0], attempt, Outcome::Succeeded);
     b.settle(vec![stale]).await.unwrap();
     let d = b
         .delivery("a", &first[0].delivery_id)

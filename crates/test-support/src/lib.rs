@@ -1,6 +1,6 @@
-//! A local AWS endpoint (moto's server) and fresh resources on it per test.
-
-#![allow(dead_code)]
+//! What Hookline's tests share across crates: a local AWS endpoint (moto's
+//! server) and fresh resources on it per test, made by the same script
+//! developers use.
 
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -120,9 +120,4 @@ pub async fn drain_events(b: &AwsBackend) {
         .unwrap()
         > 0
     {}
-}
-
-/// Another backend on the same clients' endpoint with other settings.
-pub async fn backend_with(like: &AwsBackend, settings: AwsSettings) -> AwsBackend {
-    like.with_settings(settings)
 }

@@ -1,0 +1,31 @@
+//! What every handler shares: the store, the clock and the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_core::ports::{Clock, Store};
+use hookline_core::target::TargetPolicy;
+
+pub struct ApiConfig {
+    pub ingest_token: String,
+    pub policy: TargetPolicy,
+    /// How long a rotated-out webhook key keeps signing.
+    pub key_grace: Duration,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: Arc<ApiConfig>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ApiConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config: Arc::new(config),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The AWS backend as one value: the table, the queues, where they are, and
+//! the counts of every call made to them. Cheap to clone.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::calls::Calls;
+use crate::queues::Queues;
+use crate::settings::AwsSettings;
+use crate::table::Table;
+
+#[derive(Clone)]
+pub struct AwsBackend {
+    pub(crate) table: Table,
+    pub(crate) queues: Queues,
+    pub(crate) settings: Arc<AwsSettings>,
+    pub(crate) calls: Arc<Calls>,
+    /// Tenants known to exist: ingest checks every event's tenant.
+    pub(crate) known_tenants: Arc<Mutex<HashSet<String>>>,
+}
+
+impl AwsBackend {
+    pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
+        let calls = Arc::new(Calls::default());
+        AwsBackend {
+            table: Table::new(
+                aws_sdk_dynamodb::Client::new(config),
+                settings.table.clone(),
+                calls.clone(),
+            ),
+            queues: Queues::new(aws_sdk_sqs::Client::new(config), calls.clone()),
+            settings: Arc::new(settings),
+            calls,
+            known_tenants: Arc::default(),
+        }
+    }
+
+    /// The same clients and counters, pointed at other resources.
+    pub fn with_settings(&self, settings: AwsSettings) -> Self {
+        AwsBackend {
+            table: self.table.with_name(settings.table.clone()),
+            queues: self.queues.clone(),
+            settings: Arc::new(settings),
+            calls: self.calls.clone(),
+            known_tenants: Arc::default(),
+        }
+    }
+
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    pub fn settings(&self) -> &AwsSettings {
+        &self.settings
+    }
+}

@@ -1,0 +1,219 @@
+//! SQS: every call Hookline makes to a queue, counted, with its errors kept.
+//! Messages come back in the shape Lambda's event source mapping hands a
+//! function, so the handlers and the pollers read them one way.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
+use hookline_core::ports::StoreError;
+
+use crate::calls::Calls;
+use crate::error::{build_error, sdk_error};
+
+#[derive(Clone)]
+pub(crate) struct Queues {
+    client: Client,
+    calls: Arc<Calls>,
+}
+
+/// A batch entry SQS refused although the call as a whole succeeded.
+#[derive(Debug, thiserror::Error)]
+#[error("entry {id} refused: {code}: {message}")]
+pub(crate) struct EntryRefused {
+    id: String,
+    code: String,
+    message: String,
+}
+
+impl Queues {
+    pub fn new(client: Client, calls: Arc<Calls>) -> Self {
+        Queues { client, calls }
+    }
+
+    /// ReceiveMessage of up to `max` (at most 10), waiting up to
+    /// `wait_seconds`, with the receive count; `count` says whose call it is.
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        max: usize,
+        wait_seconds: i32,
+        count: fn(&Calls),
+    ) -> Result<Vec<SqsMessage>, StoreError> {
+        count(&self.calls);
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ReceiveMessage", e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id;
+                record.receipt_handle = m.receipt_handle;
+                record.body = m.body;
+                record.attributes = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                record.event_source = Some("aws:sqs".into());
+                record
+            })
+            .collect())
+    }
+
+    /// SendMessage for one body, SendMessageBatch for more, ten at a time.
+    pub async fn send(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), StoreError> {
+        if let [one] = bodies.as_slice() {
+            self.calls.count_sqs();
+            self.client
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(one)
+                .send()
+                .await
+                .map_err(|e| sdk_error("SendMessage", e))?;
+            return Ok(());
+        }
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_error("SendMessageBatch", e))?;
+            self.calls.count_sqs();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("SendMessageBatch", e))?;
+            if let Some(failed) = out.failed.into_iter().next() {
+                let refused = EntryRefused {
+                    id: failed.id,
+                    code: failed.code,
+                    message: failed.message.unwrap_or_default(),
+                };
+                return Err(StoreError::Unavailable {
+                    operation: "SendMessageBatch".into(),
+                    code: Some(refused.code.clone()),
+                    message: refused.to_string(),
+                    source: Some(Box::new(refused)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// JSON of each message, sent as [`Queues::send`] does.
+    pub async fn send_json<T: serde::Serialize>(
+        &self,
+        queue_url: &str,
+        messages: &[T],
+    ) -> Result<(), StoreError> {
+        let bodies = messages
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_error("encode message", e))?;
+        self.send(queue_url, bodies).await
+    }
+
+    /// DeleteMessageBatch, ten at a time; `count` says whose call it is.
+    pub async fn delete(
+        &self,
+        queue_url: &str,
+        handles: &[String],
+        count: fn(&Calls),
+    ) -> Result<(), StoreError> {
+        for chunk in handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_error("DeleteMessageBatch", e))?;
+            count(&self.calls);
+            self.client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DeleteMessageBatch", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets when each message becomes visible again, in seconds from now:
+    /// ChangeMessageVisibility for one, ChangeMessageVisibilityBatch (ten a
+    /// call) for more.
+    pub async fn change_visibility(
+        &self,
+        queue_url: &str,
+        changes: &[(String, i32)],
+    ) -> Result<(), StoreError> {
+        if let [(handle, secs)] = changes {
+            self.calls.count_sqs();
+            self.client
+                .change_message_visibility()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(*secs)
+                .send()
+                .await
+                .map_err(|e| sdk_error("ChangeMessageVisibility", e))?;
+            return Ok(());
+        }
+        for chunk in changes.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (handle, secs))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(*secs)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_error("ChangeMessageVisibilityBatch", e))?;
+            self.calls.count_sqs();
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", e))?;
+        }
+        Ok(())
+    }
+}

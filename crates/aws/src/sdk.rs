@@ -1,0 +1,18 @@
+//! The AWS SDK's configuration, on an HTTP client without aws-lc.
+
+/// The SDK's HTTP client: rustls on ring (the default would bring aws-lc).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// SDK configuration from the environment (`AWS_ENDPOINT_URL`, region and
+/// credentials included), on [`http_client`].
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}

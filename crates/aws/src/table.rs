@@ -1,0 +1,288 @@
+//! The DynamoDB table: every call Hookline makes to it, counted, with its
+//! errors kept. What the items are is `items`; what they mean is the store's.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
+    WriteRequest,
+};
+use hookline_core::ports::StoreError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::calls::Calls;
+use crate::error::{build_error, sdk_error, unreadable};
+use crate::items::Item;
+
+#[derive(Clone)]
+pub(crate) struct Table {
+    client: Client,
+    name: String,
+    calls: Arc<Calls>,
+}
+
+pub(crate) fn to_item<T: Serialize>(v: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(v).map_err(|e| build_error("encode item", e))
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| unreadable("item", e))
+}
+
+/// A write refused because its condition did not hold.
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// A transaction cancelled because one of its conditions did not hold.
+fn is_cancelled_by_condition<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+impl Table {
+    pub fn new(client: Client, name: String, calls: Arc<Calls>) -> Self {
+        Table {
+            client,
+            name,
+            calls,
+        }
+    }
+
+    /// The same client and counters on another table.
+    pub fn with_name(&self, name: String) -> Self {
+        Table {
+            name,
+            ..self.clone()
+        }
+    }
+
+    /// GetItem, strongly consistent.
+    pub async fn get<T: DeserializeOwned>(&self, key: Item) -> Result<Option<T>, StoreError> {
+        self.calls.count_read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(from_item).transpose()
+    }
+
+    /// PutItem; false when `condition` did not hold.
+    pub async fn put(&self, item: Item, condition: &str) -> Result<bool, StoreError> {
+        self.calls.count_write();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    /// DeleteItem of an item that exists; false when it did not.
+    pub async fn delete_existing(&self, key: Item) -> Result<bool, StoreError> {
+        self.calls.count_write();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("DeleteItem", e)),
+        }
+    }
+
+    /// UpdateItem of `key` with what `update` sets; false when its condition
+    /// did not hold.
+    pub async fn update(
+        &self,
+        key: Item,
+        update: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        self.calls.count_write();
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key));
+        match update(request).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    /// TransactWriteItems; false when a condition cancelled it.
+    pub async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        self.calls.count_write();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_cancelled_by_condition(&e) => Ok(false),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+        }
+    }
+
+    /// A put for [`Table::transact`], under `condition` if one is given.
+    pub fn put_write(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// An update for [`Table::transact`] that sets `name` to `value`.
+    pub fn set_write(
+        &self,
+        key: Item,
+        name: &str,
+        value: AttributeValue,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .update_expression("SET #n = :v")
+            .expression_attribute_names("#n", name)
+            .expression_attribute_values(":v", value)
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A delete for [`Table::transact`].
+    pub fn delete_write(&self, key: Item) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// A Query page after page, from `start`: `query` sets everything but
+    /// the table and the start key. Stops when there are no more pages or at
+    /// least `enough` items came.
+    pub async fn query(
+        &self,
+        query: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+        mut start: Option<Item>,
+        enough: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        loop {
+            self.calls.count_read();
+            let out = query(self.client.query().table_name(&self.name))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() || items.len() >= enough {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// BatchGetItem, 100 keys a call, retrying unprocessed keys; strongly consistent.
+    pub async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| build_error("BatchGetItem", e))?,
+            );
+            while let Some(request) = pending.take() {
+                self.calls.count_read();
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.name, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.name).unwrap_or_default());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.name))
+                    .filter(|k| !k.keys.is_empty());
+            }
+        }
+        Ok(found)
+    }
+
+    /// BatchWriteItem puts, 25 a call, retrying unprocessed items.
+    pub async fn batch_put<T: Serialize>(&self, items: &[T]) -> Result<(), StoreError> {
+        for chunk in items.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(to_item(item)?))
+                        .build()
+                        .map_err(|e| build_error("BatchWriteItem", e))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            while !requests.is_empty() {
+                self.calls.count_write();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, requests)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.name))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+}

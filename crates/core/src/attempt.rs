@@ -1,0 +1,177 @@
+//! One attempt at a delivery: the body and signature, the send, and what
+//! follows from the answer. Both backends' deliverers run exactly this and
+//! then hand the [`Settlement`] to their queue's one `settle`.
+//!
+//! This is the top of the core: it drives the [`Sender`] and [`Clock`] ports.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::delivery::Attempt;
+use crate::event::Line;
+use crate::ports::{Clock, DeliveryJob, Destination, Outcome, OutgoingRequest, Sender, Settlement};
+use crate::retry::RetrySchedule;
+use crate::time::Timestamp;
+use crate::trigger::Trigger;
+
+/// The body receivers get: `{"type","timestamp","event_id","tenant_id","rule_id","data","line"?}`.
+#[derive(Serialize)]
+struct Payload<'a> {
+    #[serde(rename = "type")]
+    trigger: Trigger,
+    timestamp: Timestamp,
+    event_id: &'a str,
+    tenant_id: &'a str,
+    rule_id: &'a str,
+    data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<&'a Line>,
+}
+
+/// The body of a delivery, the same on every attempt.
+pub fn body(job: &DeliveryJob) -> Vec<u8> {
+    let payload = Payload {
+        trigger: job.trigger,
+        timestamp: job.occurred_at,
+        event_id: &job.event_id,
+        tenant_id: &job.tenant_id,
+        rule_id: &job.rule_id,
+        data: &job.data,
+        line: job.line.as_ref(),
+    };
+    // Serializing owned strings and a parsed RawValue cannot fail.
+    serde_json::to_vec(&payload).unwrap_or_default()
+}
+
+/// Runs attempts: signs, sends and decides what comes next, the same way on
+/// both backends.
+#[derive(Debug, Clone)]
+pub struct Attempter {
+    pub schedule: RetrySchedule,
+    pub user_agent: String,
+}
+
+impl Attempter {
+    pub fn new(schedule: RetrySchedule) -> Self {
+        Self {
+            schedule,
+            user_agent: format!("hookline/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// Signs and sends one attempt and decides what happens next.
+    pub async fn attempt(
+        &self,
+        job: &DeliveryJob,
+        sender: &dyn Sender,
+        clock: &dyn Clock,
+    ) -> Settlement {
+        let at = clock.now();
+        let url = match &job.destination {
+            Destination::Url(url) => url,
+            Destination::Gone(why) => {
+                return Settlement::new(job, failed(at, (*why).to_owned()), Outcome::Dead);
+            }
+        };
+        if job.keys.0.is_empty() {
+            let attempt = failed(at, "the tenant has no webhook key".into());
+            return Settlement::new(job, attempt, Outcome::Dead);
+        }
+        let sent = sender.send(self.request(job, url, at)).await;
+        let duration_ms = u64::try_from(sent.elapsed.as_millis()).unwrap_or(u64::MAX);
+        let (attempt, ok, retry_after) = match sent.result {
+            Ok(r) => {
+                let ok = (200..300).contains(&r.status);
+                let honoured = matches!(r.status, 429 | 503)
+                    .then_some(r.retry_after)
+                    .flatten();
+                let attempt = Attempt {
+                    at,
+                    status_code: Some(r.status),
+                    duration_ms,
+                    error: (!ok).then(|| format!("receiver answered {}", r.status)),
+                    response_body: Some(r.body),
+                };
+                (attempt, ok, honoured)
+            }
+            Err(error) => (
+                Attempt {
+                    duration_ms,
+                    ..failed(at, error)
+                },
+                false,
+                None,
+            ),
+        };
+        let attempt_number = job.lease.receive_count;
+        let outcome = if ok {
+            Outcome::Succeeded
+        } else {
+            match self.schedule.next_delay(
+                attempt_number,
+                retry_after,
+                jitter(&job.delivery_id, attempt_number),
+            ) {
+                Some(delay) => Outcome::RetryAt(clock.now().saturating_add(delay)),
+                None => Outcome::Dead,
+            }
+        };
+        Settlement::new(job, attempt, outcome)
+    }
+
+    fn request(&self, job: &DeliveryJob, url: &str, at: Timestamp) -> OutgoingRequest {
+        let body = body(job);
+        let ts = at.as_secs();
+        let signature = job.keys.signature_header(&job.delivery_id, ts, &body);
+        OutgoingRequest {
+            url: url.to_owned(),
+            headers: vec![
+                ("content-type", "application/json".to_owned()),
+                ("user-agent", self.user_agent.clone()),
+                ("webhook-id", job.delivery_id.clone()),
+                ("webhook-timestamp", ts.to_string()),
+                ("webhook-signature", signature),
+            ],
+            body,
+        }
+    }
+}
+
+/// Where in `[0, 1)` this attempt's retry falls within the jitter: derived
+/// from the delivery and attempt, so deliveries that fail together spread out
+/// while each delivery's schedule stays reproducible.
+fn jitter(delivery_id: &str, attempt: u32) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(delivery_id)
+        .chain_update(attempt.to_le_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn failed(at: Timestamp, error: String) -> Attempt {
+    Attempt {
+        at,
+        status_code: None,
+        duration_ms: 0,
+        error: Some(error),
+        response_body: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jitter;
+
+    #[test]
+    fn jitter_is_reproducible_and_spread() {
+        assert_eq!(jitter("msg_a", 2), jitter("msg_a", 2));
+        assert_ne!(jitter("msg_a", 2), jitter("msg_a", 3));
+        let draws: Vec<f64> = (0..1000).map(|i| jitter(&format!("msg_{i}"), 1)).collect();
+        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
+        let low = draws.iter().filter(|j| **j < 0.5).count();
+        assert!((400..600).contains(&low), "{low} of 1000 below one half");
+    }
+}

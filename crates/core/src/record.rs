@@ -1,0 +1,98 @@
+//! How a rule is stored. The record is its own type, not the API's JSON: a
+//! change to what the API shows cannot silently change what is on disk or in
+//! the table, and both backends decode a stored rule the one way written here.
+//! The encoding is the one rules were first stored in, so stored rules read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rule::{Rule, Scope};
+use crate::time::Timestamp;
+use crate::trigger::Trigger;
+
+#[derive(Serialize, Deserialize)]
+struct RuleRecord {
+    id: String,
+    name: String,
+    trigger: Trigger,
+    url: String,
+    scope: ScopeRecord,
+    per_order_line: bool,
+    first_payment_only: bool,
+    enabled: bool,
+    created_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ScopeRecord {
+    Universal,
+    Product { id: String },
+    PaymentPage { id: String },
+    Upsell { id: String },
+}
+
+/// The stored text of a rule (its tenant is in the store's key, not here).
+pub fn encode_rule(rule: &Rule) -> String {
+    let record = RuleRecord {
+        id: rule.id.clone(),
+        name: rule.name.clone(),
+        trigger: rule.trigger,
+        url: rule.url.clone(),
+        scope: match &rule.scope {
+            Scope::Universal => ScopeRecord::Universal,
+            Scope::Product { id } => ScopeRecord::Product { id: id.clone() },
+            Scope::PaymentPage { id } => ScopeRecord::PaymentPage { id: id.clone() },
+            Scope::Upsell { id } => ScopeRecord::Upsell { id: id.clone() },
+        },
+        per_order_line: rule.per_order_line,
+        first_payment_only: rule.first_payment_only,
+        enabled: rule.enabled,
+        created_at: rule.created_at,
+    };
+    // Strings, booleans and enums of unit or string variants always serialize.
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// A stored rule of `tenant_id`, back from [`encode_rule`]'s text.
+pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, serde_json::Error> {
+    let r: RuleRecord = serde_json::from_str(text)?;
+    Ok(Rule {
+        id: r.id,
+        tenant_id: tenant_id.to_owned(),
+        name: r.name,
+        trigger: r.trigger,
+        url: r.url,
+        scope: match r.scope {
+            ScopeRecord::Universal => Scope::Universal,
+            ScopeRecord::Product { id } => Scope::Product { id },
+            ScopeRecord::PaymentPage { id } => Scope::PaymentPage { id },
+            ScopeRecord::Upsell { id } => Scope::Upsell { id },
+        },
+        per_order_line: r.per_order_line,
+        first_payment_only: r.first_payment_only,
+        enabled: r.enabled,
+        created_at: r.created_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_form_rules_were_first_stored_in() {
+        let stored = r#"{"id":"rul_1","name":"n","trigger":"order.paid","url":"https://e.com/",
+            "scope":{"type":"product","id":"p1"},"per_order_line":true,
+            "first_payment_only":false,"enabled":true,"created_at":"2026-11-29T12:00:00Z"}"#;
+        let rule = decode_rule(stored, "t").unwrap();
+        assert_eq!(rule.tenant_id, "t");
+        assert_eq!(rule.scope, Scope::Product { id: "p1".into() });
+        assert!(rule.per_order_line);
+        assert_eq!(decode_rule(&encode_rule(&rule), "t").unwrap(), rule);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_rule() {
+        assert!(decode_rule(r#"{"id":"r"}"#, "t").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! The `HOOKLINE_*` settings that `hookline serve` and every Lambda function
+//! share, parsed in this one place so that the same text means the same thing
+//! everywhere. A value that does not parse is an error naming its variable,
+//! never a silent default.
+
+use std::time::Duration;
+
+use crate::retry::{RetrySchedule, parse_duration};
+use crate::target::TargetPolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `HOOKLINE_INGEST_TOKEN`: the platform's bearer token.
+    pub ingest_token: Option<String>,
+    /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: permit loopback and private receivers.
+    pub allow_private_targets: bool,
+    /// `HOOKLINE_RETRY_SCHEDULE`: the delays before each retry.
+    pub retry_schedule: RetrySchedule,
+    /// `HOOKLINE_KEY_GRACE`: how long a rotated-out webhook key still signs.
+    pub key_grace: Duration,
+    /// `HOOKLINE_DELIVERY_TIMEOUT`: an attempt's total timeout.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ingest_token: None,
+            allow_private_targets: false,
+            retry_schedule: RetrySchedule::default(),
+            key_grace: Duration::from_secs(24 * 3600),
+            delivery_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Reads each variable through `lookup`. Unset means the default, and so
+    /// does empty, except for the retry schedule, where an empty list of
+    /// delays means no retries.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+        let schedule_text = |name: &'static str| lookup(name).map(|v| (name, v));
+        let defaults = Settings::default();
+        Ok(Settings {
+            ingest_token: get("HOOKLINE_INGEST_TOKEN").map(|(_, v)| v),
+            allow_private_targets: match get("HOOKLINE_ALLOW_PRIVATE_TARGETS") {
+                None => defaults.allow_private_targets,
+                Some((name, v)) => flag(&v).map_err(|reason| error(name, &v, reason))?,
+            },
+            retry_schedule: match schedule_text("HOOKLINE_RETRY_SCHEDULE") {
+                None => defaults.retry_schedule,
+                Some((name, v)) => schedule(&v).map_err(|reason| error(name, &v, reason))?,
+            },
+            key_grace: match get("HOOKLINE_KEY_GRACE") {
+                None => defaults.key_grace,
+                Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
+            },
+            delivery_timeout: match get("HOOKLINE_DELIVERY_TIMEOUT") {
+                None => defaults.delivery_timeout,
+                Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
+            },
+        })
+    }
+
+    pub fn target_policy(&self) -> TargetPolicy {
+        TargetPolicy {
+            allow_private: self.allow_private_targets,
+        }
+    }
+}
+
+fn error(variable: &'static str, value: &str, reason: String) -> SettingsError {
+    SettingsError {
+        variable,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+/// `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, in any case.
+pub fn flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected one of 1, true, yes, on, 0, false, no, off".into()),
+    }
+}
+
+/// A duration such as `250ms`, `15s`, `30m`, `24h` or `1d`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s.trim()).ok_or_else(|| "expected a duration such as 15s, 30m or 24h".into())
+}
+
+/// A retry schedule such as `5s,5m,30m`.
+pub fn schedule(s: &str) -> Result<RetrySchedule, String> {
+    RetrySchedule::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &str) -> Result<Settings, SettingsError> {
+        let value = value.to_owned();
+        Settings::from_lookup(move |n| (n == name).then(|| value.clone()))
+    }
+
+    #[test]
+    fn the_same_text_means_the_same_flag() {
+        for (text, expected) in [
+            ("0", Some(false)),
+            ("1", Some(true)),
+            ("true", Some(true)),
+            ("False", Some(false)),
+            ("yes", Some(true)),
+            ("NO", Some(false)),
+            ("off", Some(false)),
+            ("", Some(false)),
+            ("maybe", None),
+            ("2", None),
+        ] {
+            let got = with("HOOKLINE_ALLOW_PRIVATE_TARGETS", text);
+            match expected {
+                Some(b) => assert_eq!(got.unwrap().allow_private_targets, b, "{text:?}"),
+                None => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.variable, "HOOKLINE_ALLOW_PRIVATE_TARGETS", "{text:?}");
+                    assert!(e.to_string().starts_with("HOOKLINE_ALLOW_PRIVATE_TARGETS="));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for name in [
+            "HOOKLINE_RETRY_SCHEDULE",
+            "HOOKLINE_KEY_GRACE",
+            "HOOKLINE_DELIVERY_TIMEOUT",
+        ] {
+            assert_eq!(with(name, "soon").unwrap_err().variable, name);
+        }
+        let s = with("HOOKLINE_RETRY_SCHEDULE", "1s,2s").unwrap();
+        assert_eq!(s.retry_schedule.max_attempts(), 3);
+        let none = with("HOOKLINE_RETRY_SCHEDULE", "").unwrap();
+        assert_eq!(
+            none.retry_schedule.max_attempts(),
+            1,
+            "empty means no retries"
+        );
+        assert_eq!(
+            with("HOOKLINE_KEY_GRACE", "2h").unwrap().key_grace,
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            Settings::from_lookup(|_| None).unwrap(),
+            Settings::default()
+        );
+    }
+}
