@@ -304,3 +304,57 @@ async fn tenant_create_refuses_an_existing_id_and_unknown_routes_answer_json() {
         (404, Some("not_found"))
     );
 }
+
+/// Limits answer 409 with a code a client can act on.
+#[tokio::test]
+async fn limits_answer_409_limit_exceeded_and_already_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_MAX_RULES", "2")]);
+    let shop = hookline.tenant("shop_1");
+    let receiver = Receiver::start_with(|_, _| Reply::Hang).await;
+    let rule = json!({"name": "n", "trigger": "order.paid", "url": receiver.url("/hook")});
+    hookline.create_rule(&shop, rule.clone()).await;
+    hookline.create_rule(&shop, rule.clone()).await;
+    let (status, body) = hookline
+        .admin(&shop, "POST", "/v1/rules", Some(rule.clone()))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "limit_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HOOKLINE_MAX_RULES")
+    );
+
+    for _ in 0..2 {
+        let (status, body) = hookline
+            .admin(&shop, "POST", "/v1/webhook-key/rotate", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = hookline
+        .admin(&shop, "POST", "/v1/webhook-key/rotate", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("limit_exceeded")),
+        "{body}"
+    );
+
+    // The receiver holds every request, so the delivery stays pending.
+    let delivery = hookline.paid_order(&shop, "evt_1").await;
+    let (status, body) = hookline
+        .admin(
+            &shop,
+            "POST",
+            &format!("/v1/deliveries/{delivery}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_pending")),
+        "{body}"
+    );
+}

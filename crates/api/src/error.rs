@@ -70,6 +70,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::LimitExceeded(m) => Self::new(StatusCode::CONFLICT, "limit_exceeded", m),
+            StoreError::AlreadyPending => Self::new(
+                StatusCode::CONFLICT,
+                "already_pending",
+                "the delivery is queued or waiting for a retry already; retry it once it is dead or succeeded",
+            ),
             StoreError::BadCursor => {
                 Self::field(StatusCode::BAD_REQUEST, "invalid", "cursor", e.to_string())
             }

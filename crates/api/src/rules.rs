@@ -57,7 +57,10 @@ pub async fn create(
     let draft = RuleDraft::from_json(&body::bytes(raw)?, &state.config.policy)?;
     let now = state.clock.now();
     let rule = Rule::new(new_id("rul", now)?, tenant, draft, now);
-    state.store.insert_rule(&rule).await?;
+    state
+        .store
+        .insert_rule(&rule, state.config.max_rules)
+        .await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
 

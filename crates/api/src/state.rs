@@ -11,6 +11,8 @@ pub struct ApiConfig {
     pub policy: TargetPolicy,
     /// How long a rotated-out webhook key keeps signing.
     pub key_grace: Duration,
+    /// How many rules one tenant may have.
+    pub max_rules: usize,
 }
 
 #[derive(Clone)]

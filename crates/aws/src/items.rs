@@ -114,6 +114,10 @@ pub struct TenantItem {
     pub pk: String,
     pub sk: String,
     pub created_at: i64,
+    /// How many rules the tenant has, moved in the same transaction as each
+    /// rule so the limit holds under concurrent creates.
+    #[serde(default)]
+    pub rule_count: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +201,9 @@ pub struct DeliveryItem {
     pub line_product_id: Option<String>,
     pub status: String,
     pub created_at: i64,
+    /// Every attempt made; `attempts` keeps the most recent ones.
+    #[serde(default)]
+    pub attempt_count: Option<u64>,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
     pub ttl: i64,
@@ -215,6 +222,8 @@ impl DeliveryItem {
             rule_id: self.rule_id,
             line_id: self.line_id,
             created_at: Timestamp::from_millis(self.created_at),
+            // Items recorded before the count existed kept every attempt.
+            attempt_count: self.attempt_count.unwrap_or(self.attempts.len() as u64),
             attempts: self.attempts,
         })
     }

@@ -21,4 +21,9 @@ pub struct DeliveryMessage {
     pub rule_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<Line>,
+    /// Sent by a retry or recover: attempt it even if it succeeded before.
+    /// The router's messages leave it false, so a duplicate of one for a
+    /// delivery that succeeded is dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }

@@ -15,7 +15,8 @@
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
     StoreError,
@@ -128,7 +129,7 @@ pub(crate) async fn load(
             out.push(Loaded::Missing);
             continue;
         };
-        if delivery.status == DeliveryStatus::Succeeded.as_str() {
+        if delivery.status == DeliveryStatus::Succeeded.as_str() && !m.replay {
             out.push(Loaded::Done);
             continue;
         }
@@ -170,8 +171,10 @@ pub(crate) enum Disposition {
     Stays,
 }
 
-/// Appends the attempt to its delivery and sets the status it leads to: one
-/// UpdateItem per attempt. False when the delivery is gone from the table.
+/// Appends the attempt to its delivery, counts it and sets the status it
+/// leads to: one UpdateItem per attempt. Past [`ATTEMPT_LOG_LIMIT`] the oldest
+/// entries are removed by a second one, so no item outgrows DynamoDB's
+/// 400 KB. False when the delivery is gone from the table.
 async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError> {
     #[derive(Serialize)]
     struct AttemptList<'a> {
@@ -182,19 +185,48 @@ async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError
     })?
     .remove("attempts")
     .ok_or_else(|| build_error("encode attempt", BadRecord::Body("no attempts".into())))?;
-    backend
+    let key = delivery_key(&s.tenant_id, &s.delivery_id);
+    let n = |v: usize| AttributeValue::N(v.to_string());
+    let Some(after) = backend
         .table
-        .update(delivery_key(&s.tenant_id, &s.delivery_id), |u| {
+        .update(key.clone(), |u| {
             u.update_expression(
-                "SET #s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt)",
+                "SET #s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt), \
+                 attempt_count = if_not_exists(attempt_count, :zero) + :one",
             )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":status", AttributeValue::S(s.status().as_str().into()))
             .expression_attribute_values(":attempt", attempt)
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
         })
-        .await
+        .await?
+    else {
+        return Ok(false);
+    };
+    let logged = match after.get("attempts") {
+        Some(AttributeValue::L(list)) => list.len(),
+        _ => 0,
+    };
+    if logged > ATTEMPT_LOG_LIMIT {
+        let oldest: Vec<String> = (0..logged - ATTEMPT_LOG_LIMIT)
+            .map(|i| format!("attempts[{i}]"))
+            .collect();
+        let count = after.get("attempt_count").cloned().unwrap_or(n(0));
+        // Only if no attempt was appended since; the next record trims otherwise.
+        backend
+            .table
+            .update(key, |u| {
+                u.update_expression(format!("REMOVE {}", oldest.join(", ")))
+                    .condition_expression("attempt_count = :count")
+                    .expression_attribute_values(":count", count)
+            })
+            .await?;
+    }
+    Ok(true)
 }
 
 /// Records each attempt and acts on its outcome under its lease; answers

@@ -137,6 +137,7 @@ async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), S
             line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
             status: DeliveryStatus::Pending.as_str().to_owned(),
             created_at: received_at,
+            attempt_count: Some(0),
             attempts: Vec::new(),
             ttl: ttl_from(Timestamp::from_millis(received_at)),
         })
@@ -152,6 +153,7 @@ async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), S
             event_id: event.id.clone(),
             rule_id: d.rule_id,
             line: d.line,
+            replay: false,
         })
         .collect();
     backend

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus};
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
+use hookline_core::signing::StoredKey;
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
 use crate::backend::AwsBackend;
@@ -61,37 +62,48 @@ impl AwsBackend {
             .collect()
     }
 
-    /// Marks deliveries pending and queues them. Each is marked before any
-    /// message goes out, so a crash in between leaves pending deliveries
-    /// without messages only until the sends are made again.
-    async fn set_pending_and_queue(
-        &self,
-        tenant: &str,
-        items: Vec<DeliveryItem>,
-    ) -> Result<(), StoreError> {
-        let mut messages = Vec::with_capacity(items.len());
-        for d in items {
-            self.table
-                .update(delivery_key(tenant, &d.id), |u| {
-                    u.update_expression("SET #s = :pending")
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(
-                            ":pending",
-                            s(DeliveryStatus::Pending.as_str()),
-                        )
+    /// Queues deliveries again and marks them pending, ten at a time: the
+    /// messages go out first, then each delivery is marked pending only if it
+    /// is still as it was read (same status, same attempt count). A crash in
+    /// between leaves a delivery as it was (dead ones recoverable again) with
+    /// a message on its way, never pending without one; a deliverer faster
+    /// than the mark has settled it already, and the mark leaves it alone.
+    async fn requeue(&self, tenant: &str, items: Vec<DeliveryItem>) -> Result<(), StoreError> {
+        for chunk in items.chunks(10) {
+            let messages: Vec<DeliveryMessage> = chunk
+                .iter()
+                .map(|d| DeliveryMessage {
+                    tenant_id: tenant.to_owned(),
+                    line: d.line(),
+                    delivery_id: d.id.clone(),
+                    event_id: d.event_id.clone(),
+                    rule_id: d.rule_id.clone(),
+                    replay: true,
                 })
+                .collect();
+            self.queues
+                .send_json(&self.settings.deliveries_queue_url, &messages)
                 .await?;
-            messages.push(DeliveryMessage {
-                tenant_id: tenant.to_owned(),
-                line: d.line(),
-                delivery_id: d.id,
-                event_id: d.event_id,
-                rule_id: d.rule_id,
-            });
+            for d in chunk {
+                let count = d.attempt_count.unwrap_or(0).to_string();
+                self.table
+                    .update(delivery_key(tenant, &d.id), |u| {
+                        u.update_expression("SET #s = :pending")
+                            .condition_expression(
+                                "#s = :was AND (attribute_not_exists(attempt_count) OR attempt_count = :count)",
+                            )
+                            .expression_attribute_names("#s", "status")
+                            .expression_attribute_values(
+                                ":pending",
+                                s(DeliveryStatus::Pending.as_str()),
+                            )
+                            .expression_attribute_values(":was", s(&d.status))
+                            .expression_attribute_values(":count", AttributeValue::N(count))
+                    })
+                    .await?;
+            }
         }
-        self.queues
-            .send_json(&self.settings.deliveries_queue_url, &messages)
-            .await
+        Ok(())
     }
 }
 
@@ -106,6 +118,7 @@ impl Store for AwsBackend {
                     pk: tenant_pk(&tenant.id),
                     sk: TENANT_SK.into(),
                     created_at: at.as_millis(),
+                    rule_count: 0,
                 })?,
                 new,
             )?,
@@ -122,13 +135,12 @@ impl Store for AwsBackend {
                 new,
             )?,
         ];
-        if self.table.transact(writes).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
+        match self.table.transact(writes).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Conflict(format!(
                 "tenant {:?} exists already",
                 tenant.id
-            )))
+            ))),
         }
     }
 
@@ -164,17 +176,19 @@ impl Store for AwsBackend {
         tenant_id: &str,
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError> {
-        let mut keys: Vec<WebhookKeyItem> = self
+        let stored = self
             .webhook_keys(tenant_id)
             .await?
             .into_iter()
-            .filter(|k| k.expires_at.is_none_or(|e| e > now.as_millis()))
-            .collect();
-        keys.sort_by_key(|k| (k.expires_at.is_some(), std::cmp::Reverse(k.created_at)));
-        keys.iter()
-            .map(|k| WebhookKey::parse(&k.key).map_err(|e| unreadable("webhook key", e)))
-            .collect::<Result<Vec<_>, _>>()
-            .map(SigningKeys)
+            .map(|k| {
+                Ok(StoredKey {
+                    key: WebhookKey::parse(&k.key).map_err(|e| unreadable("webhook key", e))?,
+                    created_at: Timestamp::from_millis(k.created_at),
+                    expires_at: k.expires_at.map(Timestamp::from_millis),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(SigningKeys::at(now, stored))
     }
 
     async fn rotate_webhook_key(
@@ -184,16 +198,21 @@ impl Store for AwsBackend {
         now: Timestamp,
         old_until: Timestamp,
     ) -> Result<(), StoreError> {
+        if !self.signing_keys(tenant_id, now).await?.may_rotate() {
+            return Err(StoreError::too_many_keys());
+        }
         let mut writes = Vec::new();
         for k in self.webhook_keys(tenant_id).await? {
             match k.expires_at {
-                None => writes.push(self.table.set_write(
-                    key_of(&k),
-                    "expires_at",
-                    AttributeValue::N(old_until.as_millis().to_string()),
-                )?),
+                None => writes.push(self.table.update_write(key_of(&k), |u| {
+                    u.update_expression("SET expires_at = :until")
+                        .expression_attribute_values(
+                            ":until",
+                            AttributeValue::N(old_until.as_millis().to_string()),
+                        )
+                })?),
                 Some(e) if e <= now.as_millis() => {
-                    writes.push(self.table.delete_write(key_of(&k))?)
+                    writes.push(self.table.delete_write(key_of(&k), None)?)
                 }
                 Some(_) => {}
             }
@@ -202,19 +221,33 @@ impl Store for AwsBackend {
             self.table
                 .put_write(to_item(&webhook_key_item(tenant_id, &key, now))?, None)?,
         );
-        self.table.transact(writes).await?;
-        Ok(())
+        // Two rotations at once: one transaction wins, the other is told.
+        self.table.transact(writes).await?.map_err(|_| {
+            StoreError::Conflict("the webhook key changed meanwhile; try again".into())
+        })
     }
 
-    async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError> {
-        let item = to_item(&RuleItem::new(rule))?;
-        if self.table.put(item, "attribute_not_exists(pk)").await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
+    async fn insert_rule(&self, rule: &Rule, max_rules: usize) -> Result<(), StoreError> {
+        let count = self.table.update_write(tenant_key(&rule.tenant_id), |u| {
+            u.update_expression("SET rule_count = if_not_exists(rule_count, :zero) + :one")
+                .condition_expression("attribute_not_exists(rule_count) OR rule_count < :max")
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":max", AttributeValue::N(max_rules.to_string()))
+        })?;
+        let put = self.table.put_write(
+            to_item(&RuleItem::new(rule))?,
+            Some("attribute_not_exists(pk)"),
+        )?;
+        match self.table.transact(vec![count, put]).await? {
+            Ok(()) => Ok(()),
+            Err(failed) if failed.first() == Some(&true) => {
+                Err(StoreError::too_many_rules(max_rules))
+            }
+            Err(_) => Err(StoreError::Conflict(format!(
                 "rule {:?} exists already",
                 rule.id
-            )))
+            ))),
         }
     }
 
@@ -265,9 +298,14 @@ impl Store for AwsBackend {
     }
 
     async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError> {
-        self.table
-            .delete_existing(rule_key(tenant_id, rule_id))
-            .await
+        let delete = self
+            .table
+            .delete_write(rule_key(tenant_id, rule_id), Some("attribute_exists(pk)"))?;
+        let count = self.table.update_write(tenant_key(tenant_id), |u| {
+            u.update_expression("SET rule_count = if_not_exists(rule_count, :one) - :one")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        })?;
+        Ok(self.table.transact(vec![delete, count]).await?.is_ok())
     }
 
     /// A conditional put makes the event durable exactly once; the router
@@ -396,7 +434,10 @@ impl Store for AwsBackend {
             return Ok(None);
         };
         let mut delivery = item.clone().delivery()?;
-        self.set_pending_and_queue(tenant_id, vec![item]).await?;
+        if delivery.status == DeliveryStatus::Pending {
+            return Err(StoreError::AlreadyPending);
+        }
+        self.requeue(tenant_id, vec![item]).await?;
         delivery.status = DeliveryStatus::Pending;
         Ok(Some(delivery))
     }
@@ -441,7 +482,7 @@ impl Store for AwsBackend {
             .collect::<Result<Vec<_>, _>>()?;
         let count = dead.len() as u64;
         if !dead.is_empty() {
-            self.set_pending_and_queue(tenant_id, dead).await?;
+            self.requeue(tenant_id, dead).await?;
         }
         Ok(Some(count))
     }

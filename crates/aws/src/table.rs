@@ -9,8 +9,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
-    WriteRequest,
+    Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use hookline_core::ports::StoreError;
 use serde::Serialize;
@@ -40,14 +39,19 @@ fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> boo
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
-/// A transaction cancelled because one of its conditions did not hold.
-fn is_cancelled_by_condition<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+/// Which writes of a transaction a failed condition cancelled, if that is
+/// why it was cancelled.
+fn failed_conditions<R>(e: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<bool>> {
     match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            let failed: Vec<bool> = c
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect();
+            failed.contains(&true).then_some(failed)
+        }
+        _ => None,
     }
 }
 
@@ -101,31 +105,13 @@ impl Table {
         }
     }
 
-    /// DeleteItem of an item that exists; false when it did not.
-    pub async fn delete_existing(&self, key: Item) -> Result<bool, StoreError> {
-        self.calls.count_write();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.name)
-            .set_key(Some(key))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("DeleteItem", e)),
-        }
-    }
-
-    /// UpdateItem of `key` with what `update` sets; false when its condition
-    /// did not hold.
+    /// UpdateItem of `key` with what `update` sets: `None` when its
+    /// condition did not hold, else the attributes it asked to have returned.
     pub async fn update(
         &self,
         key: Item,
         update: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Item>, StoreError> {
         self.calls.count_write();
         let request = self
             .client
@@ -133,14 +119,18 @@ impl Table {
             .table_name(&self.name)
             .set_key(Some(key));
         match update(request).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if is_conditional_failure(&e) => Ok(None),
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
 
-    /// TransactWriteItems; false when a condition cancelled it.
-    pub async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+    /// TransactWriteItems. When conditions cancelled it: `Err` with, for
+    /// each write in order, whether its condition failed.
+    pub async fn transact(
+        &self,
+        writes: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<bool>>, StoreError> {
         self.calls.count_write();
         let result = self
             .client
@@ -149,10 +139,27 @@ impl Table {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_cancelled_by_condition(&e) => Ok(false),
-            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match failed_conditions(&e) {
+                Some(failed) => Ok(Err(failed)),
+                None => Err(sdk_error("TransactWriteItems", e)),
+            },
         }
+    }
+
+    /// An update for [`Table::transact`]: `update` sets the expression,
+    /// names, values and condition.
+    pub fn update_write(
+        &self,
+        key: Item,
+        update: impl FnOnce(
+            aws_sdk_dynamodb::types::builders::UpdateBuilder,
+        ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = update(Update::builder().table_name(&self.name).set_key(Some(key)))
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// A put for [`Table::transact`], under `condition` if one is given.
@@ -170,29 +177,16 @@ impl Table {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// An update for [`Table::transact`] that sets `name` to `value`.
-    pub fn set_write(
+    /// A delete for [`Table::transact`], under `condition` if one is given.
+    pub fn delete_write(
         &self,
         key: Item,
-        name: &str,
-        value: AttributeValue,
+        condition: Option<&str>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let update = Update::builder()
-            .table_name(&self.name)
-            .set_key(Some(key))
-            .update_expression("SET #n = :v")
-            .expression_attribute_names("#n", name)
-            .expression_attribute_values(":v", value)
-            .build()
-            .map_err(|e| build_error("TransactWriteItems", e))?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    /// A delete for [`Table::transact`].
-    pub fn delete_write(&self, key: Item) -> Result<TransactWriteItem, StoreError> {
         let delete = Delete::builder()
             .table_name(&self.name)
             .set_key(Some(key))
+            .set_condition_expression(condition.map(str::to_owned))
             .build()
             .map_err(|e| build_error("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().delete(delete).build())

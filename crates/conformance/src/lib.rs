@@ -90,13 +90,10 @@ fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) 
 
 /// Stores a universal `order.paid` rule.
 async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
-    b.insert_rule(&rule(
-        tenant,
-        id,
-        Trigger::OrderPaid,
-        Scope::Universal,
-        false,
-    ))
+    b.insert_rule(
+        &rule(tenant, id, Trigger::OrderPaid, Scope::Universal, false),
+        100,
+    )
     .await
     .expect("insert rule");
 }
@@ -210,22 +207,22 @@ pub async fn rules(h: &dyn Harness) {
 pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
-    b.insert_rule(&rule(
-        "a",
-        "lines",
-        Trigger::OrderPaid,
-        Scope::Universal,
-        true,
-    ))
+    b.insert_rule(
+        &rule("a", "lines", Trigger::OrderPaid, Scope::Universal, true),
+        100,
+    )
     .await
     .unwrap();
-    b.insert_rule(&rule(
-        "a",
-        "bump",
-        Trigger::OrderPaid,
-        Scope::Product { id: "p2".into() },
-        false,
-    ))
+    b.insert_rule(
+        &rule(
+            "a",
+            "bump",
+            Trigger::OrderPaid,
+            Scope::Product { id: "p2".into() },
+            false,
+        ),
+        100,
+    )
     .await
     .unwrap();
     let e = event("a", "e1", Trigger::OrderPaid, &[("l1", "p1"), ("l2", "p2")]);
@@ -510,6 +507,99 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
     );
 }
 
+/// Limits: rules per tenant, keys that sign at once, no second chain of
+/// attempts for a pending delivery, and a bounded attempt log.
+pub async fn limits(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    for i in 0..3 {
+        b.insert_rule(
+            &rule(
+                "a",
+                &format!("r{i}"),
+                Trigger::OrderPaid,
+                Scope::Universal,
+                false,
+            ),
+            3,
+        )
+        .await
+        .unwrap();
+    }
+    let fourth = rule("a", "r3", Trigger::OrderPaid, Scope::Universal, false);
+    assert!(matches!(
+        b.insert_rule(&fourth, 3).await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert!(b.delete_rule("a", "r0").await.unwrap());
+    b.insert_rule(&fourth, 3)
+        .await
+        .expect("room again after a delete");
+    assert!(
+        !b.delete_rule("a", "r0").await.unwrap(),
+        "deleted once only"
+    );
+    assert!(
+        matches!(
+            b.insert_rule(
+                &rule("a", "r4", Trigger::OrderPaid, Scope::Universal, false),
+                3
+            )
+            .await,
+            Err(StoreError::LimitExceeded(_))
+        ),
+        "a second delete of the same rule frees nothing"
+    );
+
+    // The current key and two in their grace period sign; a fourth waits.
+    let t = now();
+    b.rotate_webhook_key("a", key(2), t, after(t, 60_000))
+        .await
+        .unwrap();
+    b.rotate_webhook_key("a", key(3), after(t, 1), after(t, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(b.signing_keys("a", after(t, 2)).await.unwrap().0.len(), 3);
+    assert!(matches!(
+        b.rotate_webhook_key("a", key(4), after(t, 2), after(t, 60_000))
+            .await,
+        Err(StoreError::LimitExceeded(_))
+    ));
+    let later = after(t, 60_001);
+    b.rotate_webhook_key("a", key(4), later, after(later, 60_000))
+        .await
+        .expect("room again once the grace periods ended");
+    assert_eq!(
+        b.signing_keys("a", after(later, 1)).await.unwrap().0,
+        vec![key(4), key(3)]
+    );
+
+    // A pending delivery is not retried into a second chain.
+    b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
+        .await
+        .unwrap();
+    h.route().await;
+    let jobs = receive_n(h, 3, 10).await;
+    let id = jobs[0].delivery_id.clone();
+    assert!(matches!(
+        b.retry_delivery("a", &id, now()).await,
+        Err(StoreError::AlreadyPending)
+    ));
+
+    // The log keeps the latest attempts; the count keeps them all.
+    let total = hookline_core::delivery::ATTEMPT_LOG_LIMIT + 2;
+    for i in 0..total {
+        let mut s = settle(&jobs[0], Outcome::RetryAt(after(now(), 600_000)));
+        s.attempt.duration_ms = i as u64;
+        h.queue().settle(vec![s]).await.unwrap();
+    }
+    let d = b.delivery("a", &id).await.unwrap().unwrap();
+    assert_eq!(d.attempt_count, total as u64);
+    assert_eq!(d.attempts.len(), hookline_core::delivery::ATTEMPT_LOG_LIMIT);
+    assert_eq!(d.attempts[0].duration_ms, 2, "the oldest two are gone");
+    assert_eq!(d.attempts.last().unwrap().duration_ms, total as u64 - 1);
+}
+
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
@@ -524,6 +614,7 @@ macro_rules! conformance_tests {
             receive_respects_max,
             jobs_of_gone_rules,
             delivery_log_and_recover,
+            limits,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

@@ -62,6 +62,10 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
+/// How many attempts a delivery's log keeps: the most recent ones. The total
+/// is in [`Delivery::attempt_count`].
+pub const ATTEMPT_LOG_LIMIT: usize = 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
     pub id: DeliveryId,
@@ -71,6 +75,9 @@ pub struct Delivery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line_id: Option<String>,
     pub created_at: Timestamp,
+    /// Every attempt made, also those the log no longer keeps.
+    pub attempt_count: u64,
+    /// The most recent [`ATTEMPT_LOG_LIMIT`] attempts, oldest first.
     pub attempts: Vec<Attempt>,
 }
 

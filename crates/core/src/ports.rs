@@ -14,7 +14,7 @@ use crate::delivery::{Attempt, Delivery, DeliveryId, DeliveryStatus};
 use crate::error::{FieldError, check_id};
 use crate::event::{Event, Line};
 use crate::rule::Rule;
-use crate::signing::{SigningKeys, WebhookKey};
+use crate::signing::{MAX_SIGNING_KEYS, SigningKeys, WebhookKey};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
 
@@ -26,6 +26,13 @@ pub enum StoreError {
     /// The thing to create exists already (a tenant id, say).
     #[error("{0}")]
     Conflict(String),
+    /// One more would pass a limit (rules per tenant, keys that sign).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The delivery is queued or waiting for a retry already; a second chain
+    /// of attempts is not started.
+    #[error("the delivery is pending already")]
+    AlreadyPending,
     /// A cursor this store did not hand out.
     #[error("the cursor is not one this API returned")]
     BadCursor,
@@ -78,6 +85,21 @@ impl StoreError {
             what,
             source: source.into(),
         }
+    }
+
+    /// A rule past the tenant's limit of `max_rules`.
+    pub fn too_many_rules(max_rules: usize) -> Self {
+        StoreError::LimitExceeded(format!(
+            "a tenant has at most {max_rules} rules (HOOKLINE_MAX_RULES); delete one first"
+        ))
+    }
+
+    /// A rotation while [`MAX_SIGNING_KEYS`] keys sign.
+    pub fn too_many_keys() -> Self {
+        StoreError::LimitExceeded(format!(
+            "{MAX_SIGNING_KEYS} webhook keys sign already; rotate again once the oldest \
+             one's grace period (HOOKLINE_KEY_GRACE) has ended"
+        ))
     }
 
     /// The service's error code, when the failure came with one.
@@ -189,6 +211,7 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError>;
     /// Makes `key` current; the previous key keeps signing until `old_until`.
+    /// Refused with `LimitExceeded` while [`MAX_SIGNING_KEYS`] keys sign.
     async fn rotate_webhook_key(
         &self,
         tenant_id: &str,
@@ -197,7 +220,8 @@ pub trait Store: Send + Sync {
         old_until: Timestamp,
     ) -> Result<(), StoreError>;
 
-    async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError>;
+    /// Stores a new rule; `LimitExceeded` when the tenant has `max_rules`.
+    async fn insert_rule(&self, rule: &Rule, max_rules: usize) -> Result<(), StoreError>;
     async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError>;
     async fn rules(
         &self,
@@ -219,7 +243,8 @@ pub trait Store: Send + Sync {
         tenant_id: &str,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError>;
-    /// Queues a delivery for an attempt now, with a fresh set of retries.
+    /// Queues a delivery for an attempt now, with a fresh set of retries;
+    /// `AlreadyPending` when it is queued or waiting for a retry already.
     async fn retry_delivery(
         &self,
         tenant_id: &str,

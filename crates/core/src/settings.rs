@@ -20,6 +20,8 @@ pub struct Settings {
     pub key_grace: Duration,
     /// `HOOKLINE_DELIVERY_TIMEOUT`: an attempt's total timeout.
     pub delivery_timeout: Duration,
+    /// `HOOKLINE_MAX_RULES`: how many rules one tenant may have.
+    pub max_rules: usize,
 }
 
 impl Default for Settings {
@@ -30,6 +32,7 @@ impl Default for Settings {
             retry_schedule: RetrySchedule::default(),
             key_grace: Duration::from_secs(24 * 3600),
             delivery_timeout: Duration::from_secs(15),
+            max_rules: 100,
         }
     }
 }
@@ -73,6 +76,10 @@ impl Settings {
                 None => defaults.delivery_timeout,
                 Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
             },
+            max_rules: match get("HOOKLINE_MAX_RULES") {
+                None => defaults.max_rules,
+                Some((name, v)) => count(&v).map_err(|reason| error(name, &v, reason))?,
+            },
         })
     }
 
@@ -103,6 +110,15 @@ pub fn flag(s: &str) -> Result<bool, String> {
 /// A duration such as `250ms`, `15s`, `30m`, `24h` or `1d`.
 pub fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s.trim()).ok_or_else(|| "expected a duration such as 15s, 30m or 24h".into())
+}
+
+/// A whole number of at least one.
+pub fn count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a whole number of at least 1".into())
 }
 
 /// A retry schedule such as `5s,5m,30m`.
@@ -151,6 +167,7 @@ mod tests {
             "HOOKLINE_RETRY_SCHEDULE",
             "HOOKLINE_KEY_GRACE",
             "HOOKLINE_DELIVERY_TIMEOUT",
+            "HOOKLINE_MAX_RULES",
         ] {
             assert_eq!(with(name, "soon").unwrap_err().variable, name);
         }

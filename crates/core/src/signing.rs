@@ -8,6 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::time::Timestamp;
+
 const PREFIX: &str = "whsec_";
 
 /// A tenant's webhook signing key. `Debug` never shows the secret.
@@ -66,12 +68,46 @@ impl fmt::Debug for WebhookKey {
     }
 }
 
+/// The most keys that sign at once: the current one and two rotated-out keys
+/// in their grace period. Every signature is an HMAC over the whole body, so
+/// this bounds the work and the header a rotation spree can cause.
+pub const MAX_SIGNING_KEYS: usize = 3;
+
+/// A webhook key as a store keeps it: current (no expiry) or rotated out and
+/// signing until `expires_at`.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub key: WebhookKey,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
 /// The keys that sign a tenant's deliveries right now: the current one first,
 /// then any rotated-out key still inside its grace period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeys(pub Vec<WebhookKey>);
 
 impl SigningKeys {
+    /// The keys of `stored` that sign at `now`: the current key, then the
+    /// rotated-out ones newest first, at most [`MAX_SIGNING_KEYS`].
+    pub fn at(now: Timestamp, mut stored: Vec<StoredKey>) -> SigningKeys {
+        stored.retain(|k| k.expires_at.is_none_or(|e| e > now));
+        stored.sort_by_key(|k| (k.expires_at.is_some(), std::cmp::Reverse(k.created_at)));
+        SigningKeys(
+            stored
+                .into_iter()
+                .take(MAX_SIGNING_KEYS)
+                .map(|k| k.key)
+                .collect(),
+        )
+    }
+
+    /// Whether one more rotation at `now` keeps the keys that sign within
+    /// [`MAX_SIGNING_KEYS`].
+    pub fn may_rotate(&self) -> bool {
+        self.0.len() < MAX_SIGNING_KEYS
+    }
+
     /// The `webhook-signature` header value: space-separated `v1,` entries.
     pub fn signature_header(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         self.0
@@ -85,6 +121,29 @@ impl SigningKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_three_keys_sign_current_first() {
+        let key = |b: u8| WebhookKey::from_bytes(&[b; 32]).unwrap();
+        let t = Timestamp::from_millis;
+        let stored = |b: u8, created: i64, expires: Option<i64>| StoredKey {
+            key: key(b),
+            created_at: t(created),
+            expires_at: expires.map(t),
+        };
+        let keys = vec![
+            stored(1, 10, Some(100)),
+            stored(2, 20, Some(200)),
+            stored(3, 30, None),
+            stored(4, 5, Some(50)),
+        ];
+        let at = SigningKeys::at(t(40), keys.clone());
+        assert_eq!(at.0, vec![key(3), key(2), key(1)]);
+        assert!(!at.may_rotate());
+        let later = SigningKeys::at(t(150), keys);
+        assert_eq!(later.0, vec![key(3), key(2)]);
+        assert!(later.may_rotate());
+    }
 
     #[test]
     fn standard_webhooks_test_vector() {

@@ -91,6 +91,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             ingest_token,
             policy,
             key_grace: settings.key_grace,
+            max_rules: settings.max_rules,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -45,6 +45,7 @@ pub fn api(backend: AwsBackend, settings: &Settings) -> Result<axum::Router, Err
         ingest_token,
         policy: settings.target_policy(),
         key_grace: settings.key_grace,
+        max_rules: settings.max_rules,
     };
     Ok(hookline_api::router(ApiState::new(
         Arc::new(backend),

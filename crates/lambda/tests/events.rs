@@ -72,12 +72,10 @@ async fn each_function_handles_its_sample_event() {
         enabled: true,
     };
     backend
-        .insert_rule(&Rule::new(
-            "rul_example".into(),
-            "shop_1".into(),
-            draft,
-            now,
-        ))
+        .insert_rule(
+            &Rule::new("rul_example".into(), "shop_1".into(), draft, now),
+            100,
+        )
         .await
         .unwrap();
 
@@ -88,6 +86,7 @@ async fn each_function_handles_its_sample_event() {
             allow_private: true,
         },
         key_grace: Duration::from_secs(60),
+        max_rules: 100,
     };
     let app = hookline_api::router(ApiState::new(
         Arc::new(backend.clone()),

@@ -76,7 +76,11 @@ struct Pipeline {
 }
 
 async fn pipeline(max_attempts: u32, schedule: &str) -> Pipeline {
-    let env = support::create_resources(max_attempts, 30);
+    pipeline_with_visibility(max_attempts, schedule, 30).await
+}
+
+async fn pipeline_with_visibility(max_attempts: u32, schedule: &str, visibility: u32) -> Pipeline {
+    let env = support::create_resources(max_attempts, visibility);
     let backend = support::backend(&env).await;
     let key = WebhookKey::from_bytes(&[9; 32]).unwrap();
     backend
@@ -95,6 +99,7 @@ async fn pipeline(max_attempts: u32, schedule: &str) -> Pipeline {
         ingest_token: TOKEN.into(),
         policy,
         key_grace: Duration::from_secs(60),
+        max_rules: 100,
     };
     let app = hookline_api::router(ApiState::new(
         Arc::new(backend.clone()),
@@ -356,6 +361,95 @@ async fn a_delivery_dead_before_the_last_receive_moves_to_the_dlq_at_once() {
         moved, 1,
         "one receive put the dead delivery's message in the DLQ"
     );
+}
+
+/// Recover stopped at any point (a Lambda timeout, a crash) strands nothing:
+/// every delivery is dead (and recoverable again) or pending with its message
+/// really in the queue.
+#[tokio::test]
+async fn recover_stopped_halfway_strands_no_delivery() {
+    for cut_ms in [40, 150, 400] {
+        // One attempt each; a short visibility and room for the look at the
+        // queue below, which counts as a receive.
+        let p = pipeline_with_visibility(3, "", 2).await;
+        let r = receiver(&p.key).await;
+        *r.status.lock().unwrap() = 500;
+        let rule = p
+            .rule(json!({"name": "n", "trigger": "order.paid", "url": format!("{}/hook", r.base)}))
+            .await;
+        for i in 0..25 {
+            p.ingest(event(&format!("evt_{i:02}"), "order.paid", json!({})))
+                .await;
+        }
+        p.route_all().await;
+        p.deliver_all(Duration::from_millis(300)).await;
+        assert!(
+            p.deliveries()
+                .await
+                .iter()
+                .all(|d| d.status == DeliveryStatus::Dead)
+        );
+
+        let (since, until) = (
+            hookline_core::Timestamp::from_millis(0),
+            SystemClock.now().saturating_add(Duration::from_secs(60)),
+        );
+        let stopped = tokio::time::timeout(
+            Duration::from_millis(cut_ms),
+            p.backend
+                .recover("shop_1", &rule, since, until, SystemClock.now()),
+        )
+        .await;
+
+        // What is in the queue now, left there (reported failed) to look at.
+        let mut queued = std::collections::HashSet::new();
+        let url = p.backend.settings().deliveries_queue_url.clone();
+        loop {
+            let mut batch_ids = Vec::new();
+            let n = poll_once(&p.backend, &url, 0, |batch| {
+                let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+                for record in batch.records {
+                    let m: Value = serde_json::from_str(record.body.as_deref().unwrap()).unwrap();
+                    batch_ids.push(m["delivery_id"].as_str().unwrap().to_owned());
+                    let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+                    failure.item_identifier = record.message_id.unwrap_or_default();
+                    response.batch_item_failures.push(failure);
+                }
+                async move { response }
+            })
+            .await
+            .unwrap();
+            queued.extend(batch_ids);
+            if n == 0 {
+                break;
+            }
+        }
+        let deliveries = p.deliveries().await;
+        for d in &deliveries {
+            assert!(
+                d.status == DeliveryStatus::Dead || queued.contains(&d.id),
+                "cut at {cut_ms} ms ({stopped:?}): {} is {} with no message",
+                d.id,
+                d.status
+            );
+        }
+
+        // Recovering again finishes the job; everything is delivered.
+        *r.status.lock().unwrap() = 200;
+        p.backend
+            .recover("shop_1", &rule, since, until, SystemClock.now())
+            .await
+            .unwrap();
+        p.deliver_all(Duration::from_millis(2500)).await;
+        let deliveries = p.deliveries().await;
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d.status == DeliveryStatus::Succeeded),
+            "cut at {cut_ms} ms: {:?}",
+            deliveries.iter().map(|d| d.status).collect::<Vec<_>>()
+        );
+    }
 }
 
 /// Captures what the handlers log, as CloudWatch would receive it.

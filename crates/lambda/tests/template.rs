@@ -227,6 +227,7 @@ async fn every_http_route_is_served_by_the_router() {
         ingest_token: "token".into(),
         policy: Default::default(),
         key_grace: Duration::from_secs(1),
+        max_rules: 100,
     };
     let app = hookline_api::router(hookline_api::ApiState::new(
         Arc::new(backend),

@@ -2,6 +2,7 @@
 //! receive count, in the same file and transactions as the store.
 
 use async_trait::async_trait;
+use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::event::Line;
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
@@ -157,6 +158,10 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
         ])
     })
     .map_err(unavailable)?;
+    // The log keeps the most recent attempts; `attempt_count` keeps the total.
+    conn.prepare_cached("DELETE FROM attempts WHERE delivery_seq = ?1 AND n <= ?2")
+        .and_then(|mut st| st.execute(params![seq, n - ATTEMPT_LOG_LIMIT as i64]))
+        .map_err(unavailable)?;
     Ok(())
 }
 

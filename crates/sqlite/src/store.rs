@@ -1,10 +1,11 @@
 //! The `Store` port on SQLite.
 
 use async_trait::async_trait;
-use hookline_core::delivery::{Attempt, Delivery};
+use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookline_core::fanout::plan;
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
 use hookline_core::record::{decode_rule, encode_rule};
+use hookline_core::signing::StoredKey;
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -28,23 +29,28 @@ pub(crate) fn signing_keys(
     now: Timestamp,
 ) -> Result<SigningKeys, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT key FROM webhook_keys WHERE tenant_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)
-             ORDER BY expires_at IS NULL DESC, created_at DESC",
-        )
+        .prepare_cached("SELECT key, created_at, expires_at FROM webhook_keys WHERE tenant_id = ?1")
         .map_err(unavailable)?;
-    let keys = stmt
-        .query_map(params![tenant_id, now.as_millis()], |r| {
-            r.get::<_, String>(0)
+    let stored = stmt
+        .query_map([tenant_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
         })
         .map_err(unavailable)?
-        .map(|k| {
-            k.map_err(unavailable).and_then(|k| {
-                WebhookKey::parse(&k).map_err(|e| StoreError::unreadable("webhook key", e))
+        .map(|row| {
+            let (key, created_at, expires_at) = row.map_err(unavailable)?;
+            Ok(StoredKey {
+                key: WebhookKey::parse(&key)
+                    .map_err(|e| StoreError::unreadable("webhook key", e))?,
+                created_at: Timestamp::from_millis(created_at),
+                expires_at: expires_at.map(Timestamp::from_millis),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(SigningKeys(keys))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(SigningKeys::at(now, stored))
 }
 
 fn attempts(conn: &Connection, seq: i64) -> Result<Vec<Attempt>, StoreError> {
@@ -67,7 +73,8 @@ fn attempts(conn: &Connection, seq: i64) -> Result<Vec<Attempt>, StoreError> {
     .map_err(unavailable)
 }
 
-const DELIVERY_COLUMNS: &str = "seq, id, event_id, rule_id, status, line_id, created_at";
+const DELIVERY_COLUMNS: &str =
+    "seq, id, event_id, rule_id, status, line_id, created_at, attempt_count";
 
 fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)> {
     let status: String = r.get(4)?;
@@ -86,6 +93,7 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)>
             })?,
             line_id: r.get(5)?,
             created_at: Timestamp::from_millis(r.get(6)?),
+            attempt_count: r.get::<_, i64>(7)? as u64,
             attempts: Vec::new(),
         },
     ))
@@ -292,6 +300,9 @@ impl Store for SqliteBackend {
         let id = tenant_id.to_owned();
         self.writer()
             .write(move |conn, _| {
+                if !signing_keys(conn, &id, now)?.may_rotate() {
+                    return Err(StoreError::too_many_keys());
+                }
                 conn.execute(
                     "DELETE FROM webhook_keys WHERE tenant_id = ?1 AND expires_at <= ?2",
                     params![id, now.as_millis()],
@@ -314,11 +325,18 @@ impl Store for SqliteBackend {
             .await
     }
 
-    async fn insert_rule(&self, rule: &Rule) -> Result<(), StoreError> {
+    async fn insert_rule(&self, rule: &Rule, max_rules: usize) -> Result<(), StoreError> {
         let rule = rule.clone();
         let body = encode_rule(&rule);
         self.writer()
             .write(move |conn, _| {
+                let count: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM rules WHERE tenant_id = ?1")
+                    .and_then(|mut s| s.query_row([&rule.tenant_id], |r| r.get(0)))
+                    .map_err(unavailable)?;
+                if count as usize >= max_rules {
+                    return Err(StoreError::too_many_rules(max_rules));
+                }
                 conn.execute(
                     "INSERT INTO rules (id, tenant_id, trigger, body) VALUES (?1, ?2, ?3, ?4)",
                     params![rule.id, rule.tenant_id, rule.trigger.as_str(), body],
@@ -461,11 +479,21 @@ impl Store for SqliteBackend {
         let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
         self.writer()
             .write(move |conn, effects| {
-                let seq: Option<i64> = conn
-                    .prepare_cached("SELECT seq FROM deliveries WHERE tenant_id = ?1 AND id = ?2")
-                    .and_then(|mut s| s.query_row(params![tenant, id], |r| r.get(0)).optional())
+                let found: Option<(i64, String)> = conn
+                    .prepare_cached(
+                        "SELECT seq, status FROM deliveries WHERE tenant_id = ?1 AND id = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
                     .map_err(unavailable)?;
-                let Some(seq) = seq else { return Ok(None) };
+                let Some((seq, status)) = found else {
+                    return Ok(None);
+                };
+                if status == DeliveryStatus::Pending.as_str() {
+                    return Err(StoreError::AlreadyPending);
+                }
                 requeue(conn, seq, now, effects)?;
                 load_delivery(conn, &tenant, &id)
             })

@@ -67,7 +67,7 @@ async fn one_queued_delivery(b: &SqliteBackend) {
         first_payment_only: false,
         enabled: true,
     };
-    b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now))
+    b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 100)
         .await
         .unwrap();
     let body = r#"{"id":"e","tenant_id":"a","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","data":{}}"#;
