@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use hookline_core::breaker::Breaker;
+
 use crate::calls::Calls;
 use crate::queues::Queues;
 use crate::settings::AwsSettings;
@@ -17,6 +19,7 @@ pub struct AwsBackend {
     pub(crate) calls: Arc<Calls>,
     /// Tenants known to exist: ingest checks every event's tenant.
     pub(crate) known_tenants: Arc<Mutex<HashSet<String>>>,
+    pub(crate) breaker: Breaker,
 }
 
 impl AwsBackend {
@@ -32,7 +35,13 @@ impl AwsBackend {
             settings: Arc::new(settings),
             calls,
             known_tenants: Arc::default(),
+            breaker: Breaker::default(),
         }
+    }
+
+    /// The same backend with the deliverer's circuit breaker tuned.
+    pub fn with_breaker(self, breaker: Breaker) -> Self {
+        AwsBackend { breaker, ..self }
     }
 
     /// The same clients and counters, pointed at other resources.
@@ -43,6 +52,7 @@ impl AwsBackend {
             settings: Arc::new(settings),
             calls: self.calls.clone(),
             known_tenants: Arc::default(),
+            breaker: self.breaker,
         }
     }
 

@@ -14,7 +14,7 @@ use hookline_core::ports::{Clock, Sender, Settlement};
 use tokio::task::JoinSet;
 
 use crate::backend::AwsBackend;
-use crate::queue::{Disposition, Loaded, load, log_failure, parse, settle};
+use crate::queue::{Disposition, Loaded, hold, load, log_failure, parse, settle};
 
 pub struct Deliverer {
     pub backend: AwsBackend,
@@ -67,6 +67,16 @@ impl Deliverer {
                         async move { (id, attempter.attempt(&job, &*sender, &*clock).await) }
                     });
                     messages.insert(task.id(), id);
+                }
+                Loaded::HeldBack { message, until } => {
+                    if let Err(e) = hold(&self.backend, &message, until, self.clock.now()).await {
+                        log_failure(
+                            &e,
+                            &message.delivery_id,
+                            "hold a delivery back; SQS will hand it out again",
+                        );
+                        failed.push(id);
+                    }
                 }
                 Loaded::Done => {}
                 Loaded::Missing => {

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use hookline_core::breaker::Health;
 use hookline_core::event::Line;
 use hookline_core::ports::StoreError;
 use hookline_core::record::{decode_rule, encode_rule};
@@ -137,7 +138,9 @@ pub struct WebhookKeyItem {
     pub expires_at: Option<i64>,
 }
 
-/// A rule: keys plus the rule's stored record ([`hookline_core::record`]).
+/// A rule: keys plus the rule's stored record ([`hookline_core::record`]),
+/// and its receiver's health, which the deliverer keeps (a PUT of the rule,
+/// as an edit makes, starts it healthy again).
 #[derive(Serialize, Deserialize)]
 pub struct RuleItem {
     pub pk: String,
@@ -145,6 +148,13 @@ pub struct RuleItem {
     pub gsi1pk: String,
     pub gsi1sk: String,
     pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_until: Option<i64>,
+    /// Until when a probe attempt is running (circuit probing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_until: Option<i64>,
 }
 
 impl RuleItem {
@@ -155,6 +165,16 @@ impl RuleItem {
             gsi1pk: rules_by_trigger(&rule.tenant_id, rule.trigger.as_str()),
             gsi1sk: rule_sk(&rule.id),
             rule: encode_rule(rule),
+            failures: None,
+            open_until: None,
+            probe_until: None,
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        Health {
+            failures: self.failures.unwrap_or(0),
+            open_until: self.open_until.map(Timestamp::from_millis),
         }
     }
 

@@ -26,4 +26,13 @@ pub struct DeliveryMessage {
     /// delivery that succeeded is dropped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
+    /// Attempts made in this chain before this message was sent: a message
+    /// held back by an open circuit is sent again with its count carried
+    /// over, so the attempt number is this plus the receive count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_before: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -16,10 +16,11 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use hookline_core::breaker::Circuit;
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::ports::{
-    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
-    StoreError,
+    DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
+    Store, StoreError,
 };
 use hookline_core::{DeliveryStatus, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,12 @@ fn sqs_lease(lease: &Lease) -> Result<SqsLease, StoreError> {
 /// What loading found for one received message.
 pub(crate) enum Loaded {
     Job(Box<DeliveryJob>),
+    /// The rule's circuit is open (or another attempt is probing it): the
+    /// message is to be sent again, due at `until`, with no attempt charged.
+    HeldBack {
+        message: DeliveryMessage,
+        until: Timestamp,
+    },
     /// Already succeeded (a duplicate message): nothing to send.
     Done,
     /// The delivery or its event is not in the table.
@@ -133,11 +140,26 @@ pub(crate) async fn load(
             out.push(Loaded::Done);
             continue;
         }
-        let rule = take(&pk, &rule_sk(&m.rule_id))
+        let rule_item = take(&pk, &rule_sk(&m.rule_id))
             .map(from_item::<RuleItem>)
-            .transpose()?
-            .map(|r| r.rule(&m.tenant_id))
             .transpose()?;
+        let rule_health = rule_item.as_ref().map(RuleItem::health).unwrap_or_default();
+        let attempt = m.attempts_before.saturating_add(lease.receive_count);
+        match backend.breaker.circuit(&rule_health, now) {
+            Circuit::Closed => {}
+            Circuit::Open { until } => {
+                out.push(held(m, lease.receive_count, until));
+                continue;
+            }
+            Circuit::Probing => {
+                if !claim_probe(backend, &m, now).await? {
+                    let until = now.saturating_add(backend.breaker.cool_down);
+                    out.push(held(m, lease.receive_count, until));
+                    continue;
+                }
+            }
+        }
+        let rule = rule_item.map(|r| r.rule(&m.tenant_id)).transpose()?;
         if !signing.contains(&m.tenant_id) {
             signing.insert(&m.tenant_id, backend.signing_keys(&m.tenant_id, now).await?);
         }
@@ -156,9 +178,113 @@ pub(crate) async fn load(
             rule_id: m.rule_id,
             line: m.line,
             lease,
+            attempt,
+            rule_health,
         })));
     }
     Ok(out)
+}
+
+/// A message held back at this receive, which was no attempt.
+fn held(mut message: DeliveryMessage, receive_count: u32, until: Timestamp) -> Loaded {
+    message.attempts_before = message
+        .attempts_before
+        .saturating_add(receive_count.saturating_sub(1));
+    Loaded::HeldBack { message, until }
+}
+
+/// Makes this attempt the rule's one probe, unless another is running.
+async fn claim_probe(
+    backend: &AwsBackend,
+    m: &DeliveryMessage,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    // A probe that never settles (its function died) frees the rule again
+    // after one cool-down.
+    let until = now.saturating_add(backend.breaker.cool_down).as_millis();
+    let claimed = backend
+        .table
+        .update(rule_key(&m.tenant_id, &m.rule_id), |u| {
+            u.update_expression("SET probe_until = :until")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(probe_until) OR probe_until < :now)",
+                )
+                .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+                .expression_attribute_values(":now", AttributeValue::N(now.as_millis().to_string()))
+        })
+        .await?;
+    Ok(claimed.is_some())
+}
+
+/// Sends held-back messages again, each due when its rule's circuit lets it
+/// (SQS delays a message by at most 15 minutes; a longer hold takes more
+/// rounds, each costing no attempt).
+pub(crate) async fn hold(
+    backend: &AwsBackend,
+    message: &DeliveryMessage,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let secs = (until.as_millis() - now.as_millis() + 999)
+        .div_euclid(1000)
+        .clamp(0, 900);
+    let body = serde_json::to_string(message).map_err(|e| build_error("encode message", e))?;
+    backend
+        .queues
+        .send_delayed(
+            &backend.settings.deliveries_queue_url,
+            vec![body],
+            Some(i32::try_from(secs).unwrap_or(900)),
+        )
+        .await
+}
+
+/// Tells the rule's breaker what an attempt showed. A failure is counted in
+/// place, since attempts of one rule run side by side, and opens the circuit
+/// at the threshold; a success of a rule known unhealthy clears it.
+async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), StoreError> {
+    let key = rule_key(&s.tenant_id, &s.rule_id);
+    match s.health_change() {
+        None => {}
+        Some(HealthChange::Recovered) => {
+            backend
+                .table
+                .update(key, |u| {
+                    u.update_expression("REMOVE failures, open_until, probe_until")
+                        .condition_expression("attribute_exists(pk)")
+                })
+                .await?;
+        }
+        Some(HealthChange::Failed) => {
+            let after = backend
+                .table
+                .update(key.clone(), |u| {
+                    u.update_expression("ADD failures :one")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                        .return_values(ReturnValue::UpdatedNew)
+                })
+                .await?;
+            let failures = match after.as_ref().and_then(|a| a.get("failures")) {
+                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                _ => 0,
+            };
+            if let Some(until) = backend.breaker.open_until(failures, s.attempt.at) {
+                backend
+                    .table
+                    .update(key, |u| {
+                        u.update_expression("SET open_until = :until REMOVE probe_until")
+                            .condition_expression("attribute_exists(pk)")
+                            .expression_attribute_values(
+                                ":until",
+                                AttributeValue::N(until.as_millis().to_string()),
+                            )
+                    })
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What [`settle`] leaves of a message.
@@ -260,6 +386,10 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
                 continue;
             }
         }
+        if let Err(e) = record_health(backend, s).await {
+            // The breaker misses one data point; the delivery is settled all the same.
+            log_failure(&e, &s.delivery_id, "record the rule's health");
+        }
         match s.outcome {
             Outcome::Succeeded => dispositions[i] = Disposition::Done,
             Outcome::RetryAt(at) => delays.push((lease.receipt, visibility_until(at))),
@@ -337,6 +467,10 @@ impl DeliveryQueue for AwsBackend {
         for (loaded, lease) in load(self, received, now).await?.into_iter().zip(leases) {
             match loaded {
                 Loaded::Job(job) => jobs.push(*job),
+                Loaded::HeldBack { message, until } => {
+                    hold(self, &message, until, now).await?;
+                    done.extend(receipt(&lease));
+                }
                 Loaded::Done => done.extend(receipt(&lease)),
                 Loaded::Missing => {}
             }

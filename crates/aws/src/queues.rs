@@ -78,12 +78,23 @@ impl Queues {
 
     /// SendMessage for one body, SendMessageBatch for more, ten at a time.
     pub async fn send(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), StoreError> {
+        self.send_delayed(queue_url, bodies, None).await
+    }
+
+    /// [`Queues::send`], each message invisible for `delay_seconds` (at most 900).
+    pub async fn send_delayed(
+        &self,
+        queue_url: &str,
+        bodies: Vec<String>,
+        delay_seconds: Option<i32>,
+    ) -> Result<(), StoreError> {
         if let [one] = bodies.as_slice() {
             self.calls.count_sqs();
             self.client
                 .send_message()
                 .queue_url(queue_url)
                 .message_body(one)
+                .set_delay_seconds(delay_seconds)
                 .send()
                 .await
                 .map_err(|e| sdk_error("SendMessage", e))?;
@@ -97,6 +108,7 @@ impl Queues {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
+                        .set_delay_seconds(delay_seconds)
                         .build()
                 })
                 .collect::<Result<Vec<_>, _>>()

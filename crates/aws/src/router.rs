@@ -154,6 +154,7 @@ async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), S
             rule_id: d.rule_id,
             line: d.line,
             replay: false,
+            attempts_before: 0,
         })
         .collect();
     backend

@@ -79,6 +79,7 @@ impl AwsBackend {
                     event_id: d.event_id.clone(),
                     rule_id: d.rule_id.clone(),
                     replay: true,
+                    attempts_before: 0,
                 })
                 .collect();
             self.queues

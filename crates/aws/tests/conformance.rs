@@ -17,7 +17,9 @@ async fn harness() -> Aws {
     // Three attempts: the suite's lease check makes three receives, then
     // expects a dead delivery to be gone from the queue.
     let env = support::create_resources(3, VISIBILITY.as_secs() as u32);
-    Aws(support::backend(&env).await)
+    Aws(support::backend(&env)
+        .await
+        .with_breaker(hookline_conformance::BREAKER))
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use hookline_core::breaker::Breaker;
 use hookline_core::delivery::Attempt;
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, DeliveryQueue, Destination, NewTenant, Outcome, Store, StoreError,
@@ -26,6 +27,13 @@ pub trait Harness: Send + Sync {
     /// The deliveries queue's visibility timeout; short, to keep tests quick.
     fn visibility(&self) -> Duration;
 }
+
+/// The breaker every harness runs its backend with: quick to open and cool.
+pub const BREAKER: Breaker = Breaker {
+    threshold: 3,
+    cool_down: Duration::from_secs(2),
+    max_cool_down: Duration::from_secs(8),
+};
 
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -600,6 +608,71 @@ pub async fn limits(h: &dyn Harness) {
     assert_eq!(d.attempts.last().unwrap().duration_ms, total as u64 - 1);
 }
 
+/// The circuit breaker: a run of failures holds a rule's due deliveries back
+/// without charging them an attempt, then one probe decides, and the rest
+/// follow once it succeeds.
+pub async fn circuit_breaker(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    paid_rule(b, "a", "r").await;
+    for i in 0..6 {
+        b.accept_event(
+            &event("a", &format!("e{i}"), Trigger::OrderPaid, &[]),
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+    h.route().await;
+    let failed = |job: &DeliveryJob| Settlement {
+        receiver_ok: Some(false),
+        ..settle(job, Outcome::RetryAt(now()))
+    };
+    let threshold = BREAKER.threshold as usize;
+    let first = receive_n(h, threshold, threshold).await;
+    assert!(first.iter().all(|j| j.attempt == 1));
+    h.queue()
+        .settle(first.iter().map(failed).collect())
+        .await
+        .unwrap();
+    let opened = std::time::Instant::now();
+    assert!(
+        h.queue().receive(10, now()).await.unwrap().is_empty(),
+        "an open circuit holds every due delivery back"
+    );
+    assert!(h.queue().receive(10, now()).await.unwrap().is_empty());
+    sleep(BREAKER.cool_down.saturating_sub(opened.elapsed()) + Duration::from_millis(300)).await;
+
+    let probe = receive_n(h, 1, 10).await;
+    assert!(
+        h.queue().receive(10, now()).await.unwrap().is_empty(),
+        "one probe at a time"
+    );
+    let failed_before = first.iter().any(|j| j.delivery_id == probe[0].delivery_id);
+    assert_eq!(
+        probe[0].attempt,
+        if failed_before { 2 } else { 1 },
+        "holding back charged no attempt"
+    );
+    let ok = Settlement {
+        receiver_ok: Some(true),
+        ..settle(&probe[0], Outcome::Succeeded)
+    };
+    h.queue().settle(vec![ok]).await.unwrap();
+
+    // Closed again: the other five follow, each charged only its real attempts.
+    let rest = receive_n(h, 5, 10).await;
+    for job in &rest {
+        let failed_before = first.iter().any(|j| j.delivery_id == job.delivery_id);
+        assert_eq!(
+            job.attempt,
+            if failed_before { 2 } else { 1 },
+            "{}",
+            job.delivery_id
+        );
+    }
+}
+
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
@@ -615,6 +688,7 @@ macro_rules! conformance_tests {
             jobs_of_gone_rules,
             delivery_log_and_recover,
             limits,
+            circuit_breaker,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

@@ -103,7 +103,7 @@ impl Attempter {
                 None,
             ),
         };
-        let attempt_number = job.lease.receive_count;
+        let attempt_number = job.attempt;
         let outcome = if ok {
             Outcome::Succeeded
         } else {
@@ -116,7 +116,10 @@ impl Attempter {
                 None => Outcome::Dead,
             }
         };
-        Settlement::new(job, attempt, outcome)
+        Settlement {
+            receiver_ok: Some(ok),
+            ..Settlement::new(job, attempt, outcome)
+        }
     }
 
     fn request(&self, job: &DeliveryJob, url: &str, at: Timestamp) -> OutgoingRequest {

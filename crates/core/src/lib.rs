@@ -7,7 +7,8 @@
 //!
 //! 1. data: [`time`], [`trigger`], [`error`], [`signing`], [`api_key`],
 //!    [`event`], [`rule`], [`delivery`], and [`record`] (how a rule is stored);
-//! 2. logic on the data: [`fanout`], [`retry`], [`target`], [`settings`];
+//! 2. logic on the data: [`fanout`], [`retry`], [`breaker`], [`target`],
+//!    [`settings`];
 //! 3. [`ports`]: the traits adapters implement and every type they exchange;
 //! 4. [`attempt`]: the one attempt, which drives the sender and clock ports.
 //!
@@ -15,6 +16,7 @@
 
 pub mod api_key;
 pub mod attempt;
+pub mod breaker;
 pub mod delivery;
 pub mod error;
 pub mod event;

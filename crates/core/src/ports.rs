@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use crate::api_key::{api_key_from_bytes, hash_api_key};
+use crate::breaker::Health;
 use crate::delivery::{Attempt, Delivery, DeliveryId, DeliveryStatus};
 use crate::error::{FieldError, check_id};
 use crate::event::{Event, Line};
@@ -308,6 +309,11 @@ pub struct DeliveryJob {
     pub destination: Destination,
     pub keys: SigningKeys,
     pub lease: Lease,
+    /// The attempt number in the current chain: retries of this delivery
+    /// made so far, plus one. Held-back receives are never counted.
+    pub attempt: u32,
+    /// The rule's receiver health as loaded, for the breaker's bookkeeping.
+    pub rule_health: Health,
 }
 
 /// What comes of an attempt.
@@ -327,9 +333,16 @@ pub struct Settlement {
     pub lease: Lease,
     pub attempt: Attempt,
     pub outcome: Outcome,
+    pub rule_id: String,
+    /// Whether the receiver took the request (a 2xx); `None` when no request
+    /// was made (the rule is gone, the tenant has no key).
+    pub receiver_ok: Option<bool>,
+    /// The rule's health when the job was loaded.
+    pub rule_health: Health,
 }
 
 impl Settlement {
+    /// The settlement of an attempt that made no request.
     pub fn new(job: &DeliveryJob, attempt: Attempt, outcome: Outcome) -> Self {
         Settlement {
             delivery_id: job.delivery_id.clone(),
@@ -337,6 +350,22 @@ impl Settlement {
             lease: job.lease.clone(),
             attempt,
             outcome,
+            rule_id: job.rule_id.clone(),
+            receiver_ok: None,
+            rule_health: job.rule_health,
+        }
+    }
+
+    /// What this attempt tells the rule's breaker, if anything: an attempt
+    /// that made no request says nothing of the receiver, and a success on a
+    /// rule known healthy changes nothing (so the healthy path writes
+    /// nothing). A failure is counted by the store atomically, since attempts
+    /// of one rule run side by side.
+    pub fn health_change(&self) -> Option<HealthChange> {
+        match self.receiver_ok? {
+            true if self.rule_health == Health::default() => None,
+            true => Some(HealthChange::Recovered),
+            false => Some(HealthChange::Failed),
         }
     }
 
@@ -348,6 +377,15 @@ impl Settlement {
             Outcome::Dead => DeliveryStatus::Dead,
         }
     }
+}
+
+/// See [`Settlement::health_change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    /// The receiver took a delivery: the run of failures is over.
+    Recovered,
+    /// One more failure in the run.
+    Failed,
 }
 
 /// Each tenant's signing keys, loaded once for a batch of jobs.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::retry::{RetrySchedule, parse_duration};
 use crate::target::TargetPolicy;
 
@@ -22,6 +23,9 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     /// `HOOKLINE_MAX_RULES`: how many rules one tenant may have.
     pub max_rules: usize,
+    /// `HOOKLINE_BREAKER_THRESHOLD` (consecutive failures that open a rule's
+    /// circuit) and `HOOKLINE_BREAKER_COOL_DOWN` (its first cool-down).
+    pub breaker: Breaker,
 }
 
 impl Default for Settings {
@@ -33,6 +37,7 @@ impl Default for Settings {
             key_grace: Duration::from_secs(24 * 3600),
             delivery_timeout: Duration::from_secs(15),
             max_rules: 100,
+            breaker: Breaker::default(),
         }
     }
 }
@@ -79,6 +84,19 @@ impl Settings {
             max_rules: match get("HOOKLINE_MAX_RULES") {
                 None => defaults.max_rules,
                 Some((name, v)) => count(&v).map_err(|reason| error(name, &v, reason))?,
+            },
+            breaker: Breaker {
+                threshold: match get("HOOKLINE_BREAKER_THRESHOLD") {
+                    None => defaults.breaker.threshold,
+                    Some((name, v)) => count(&v)
+                        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                        .map_err(|reason| error(name, &v, reason))?,
+                },
+                cool_down: match get("HOOKLINE_BREAKER_COOL_DOWN") {
+                    None => defaults.breaker.cool_down,
+                    Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
+                },
+                ..defaults.breaker
             },
         })
     }
@@ -168,6 +186,8 @@ mod tests {
             "HOOKLINE_KEY_GRACE",
             "HOOKLINE_DELIVERY_TIMEOUT",
             "HOOKLINE_MAX_RULES",
+            "HOOKLINE_BREAKER_THRESHOLD",
+            "HOOKLINE_BREAKER_COOL_DOWN",
         ] {
             assert_eq!(with(name, "soon").unwrap_err().variable, name);
         }

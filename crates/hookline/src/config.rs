@@ -48,6 +48,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKLINE_CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,
 
+    /// How many of them one rule may have in flight.
+    #[arg(long, env = "HOOKLINE_RULE_CONCURRENCY", default_value_t = 64, value_parser = settings::count)]
+    pub rule_concurrency: usize,
+
+    /// How many of them one tenant may have in flight.
+    #[arg(long, env = "HOOKLINE_TENANT_CONCURRENCY", default_value_t = 128, value_parser = settings::count)]
+    pub tenant_concurrency: usize,
+
     /// An attempt's total timeout, e.g. `15s` (default 15s).
     /// [env: HOOKLINE_DELIVERY_TIMEOUT]
     #[arg(long, value_parser = settings::duration)]

@@ -7,7 +7,7 @@ use hookline_core::Attempter;
 use hookline_core::ports::{Clock, StoreError};
 use hookline_core::settings::Settings;
 use hookline_sender::{HttpSender, SenderConfig};
-use hookline_sqlite::{OpenError, SqliteBackend, SqliteOptions};
+use hookline_sqlite::{Fairness, OpenError, SqliteBackend, SqliteOptions};
 use tokio::sync::watch;
 
 use crate::SystemClock;
@@ -42,6 +42,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let schedule = settings.retry_schedule.clone();
     let options = SqliteOptions {
         visibility_timeout: settings.delivery_timeout * 2 + std::time::Duration::from_secs(30),
+        fairness: Fairness {
+            per_rule: args.rule_concurrency,
+            per_tenant: args.tenant_concurrency,
+        },
+        breaker: settings.breaker,
     };
     let backend = SqliteBackend::open(&args.store.db, options)?;
     let policy = settings.target_policy();

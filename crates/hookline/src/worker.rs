@@ -14,6 +14,11 @@ use tokio::task::JoinSet;
 /// The longest the deliverer sleeps without looking at the queue.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How soon to look again when due work is there but none could be taken
+/// (its rules or tenants at their share, or their circuits open). Settling
+/// an attempt wakes the deliverer sooner.
+const HELD_RECHECK: Duration = Duration::from_millis(250);
+
 pub struct Worker {
     pub queue: SqliteBackend,
     pub sender: Arc<dyn Sender>,
@@ -85,7 +90,11 @@ impl Worker {
         match self.queue.next_due().await {
             Ok(Some(due)) => {
                 let ms = due.as_millis() - self.clock.now().as_millis();
-                Duration::from_millis(ms.max(0) as u64).min(IDLE_CHECK)
+                if ms <= 0 {
+                    HELD_RECHECK
+                } else {
+                    Duration::from_millis(ms as u64).min(IDLE_CHECK)
+                }
             }
             _ => IDLE_CHECK,
         }

@@ -69,7 +69,7 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
         ..SenderConfig::default()
     })?;
     Ok(Deliverer {
-        backend,
+        backend: backend.with_breaker(settings.breaker),
         sender: Arc::new(sender),
         clock: Arc::new(SystemClock),
         attempter: Arc::new(Attempter::new(settings.retry_schedule.clone())),

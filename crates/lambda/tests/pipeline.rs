@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use hookline_api::{ApiConfig, ApiState};
 use hookline_aws::{AwsBackend, Deliverer, EventMessage, poll_once, redrive, route_batch};
 use hookline_core::api_key::hash_api_key;
+use hookline_core::breaker::Breaker;
 use hookline_core::ports::{Clock, DeliveryFilter, NewTenant, Store};
 use hookline_core::retry::RetrySchedule;
 use hookline_core::target::TargetPolicy;
@@ -371,7 +372,12 @@ async fn recover_stopped_halfway_strands_no_delivery() {
     for cut_ms in [40, 150, 400] {
         // One attempt each; a short visibility and room for the look at the
         // queue below, which counts as a receive.
-        let p = pipeline_with_visibility(3, "", 2).await;
+        let mut p = pipeline_with_visibility(3, "", 2).await;
+        // All 25 are to die at their one attempt, not be held by the breaker.
+        p.deliverer.backend = p.deliverer.backend.clone().with_breaker(Breaker {
+            threshold: u32::MAX,
+            ..Breaker::default()
+        });
         let r = receiver(&p.key).await;
         *r.status.lock().unwrap() = 500;
         let rule = p

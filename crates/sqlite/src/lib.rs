@@ -2,19 +2,25 @@
 //! SQLite file (WAL). Writes go through one group-committing writer thread;
 //! reads use a small pool of connections beside it.
 
+mod error;
 mod queue;
+mod schedule;
 mod store;
 mod writer;
+
+pub use schedule::Fairness;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookline_core::Timestamp;
+use hookline_core::breaker::Breaker;
 use hookline_core::ports::StoreError;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Notify;
 
+use crate::error::unavailable;
 use crate::writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +39,17 @@ pub struct SqliteOptions {
     /// How long a received delivery stays invisible to other receivers; it
     /// must outlast an attempt's timeout.
     pub visibility_timeout: Duration,
+    /// Each rule's and tenant's share of the attempts in flight.
+    pub fairness: Fairness,
+    pub breaker: Breaker,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
             visibility_timeout: Duration::from_secs(60),
+            fairness: Fairness::default(),
+            breaker: Breaker::default(),
         }
     }
 }
@@ -68,8 +79,26 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-pub(crate) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::unavailable("sqlite", e)
+/// Brings a file made by an earlier Hookline up to the schema: queue rows
+/// name their tenant and rule (filled in from their deliveries), and the
+/// queue's indexes are the ones receiving uses.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_rule: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('queue') WHERE name = 'rule_id'")?
+        .exists([])?;
+    if !has_rule {
+        conn.execute_batch(
+            "ALTER TABLE queue ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
+             ALTER TABLE queue ADD COLUMN rule_id TEXT NOT NULL DEFAULT '';
+             UPDATE queue SET (tenant_id, rule_id) =
+               (SELECT tenant_id, rule_id FROM deliveries WHERE seq = queue.delivery_seq);",
+        )?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS queue_due;
+         CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);
+         CREATE INDEX IF NOT EXISTS queue_leased ON queue (visible_at, rule_id, tenant_id) WHERE leased = 1;",
+    )
 }
 
 impl SqliteBackend {
@@ -81,6 +110,7 @@ impl SqliteBackend {
         };
         let conn = connect(&path).map_err(err)?;
         conn.execute_batch(include_str!("schema.sql"))
+            .and_then(|()| migrate(&conn))
             .map_err(err)?;
         let work = Arc::new(Notify::new());
         let writer = Writer::spawn(conn, work.clone())?;
@@ -127,8 +157,8 @@ impl SqliteBackend {
         &self.inner.writer
     }
 
-    pub(crate) fn visibility_timeout(&self) -> Duration {
-        self.inner.options.visibility_timeout
+    pub(crate) fn options(&self) -> &SqliteOptions {
+        &self.inner.options
     }
 
     /// Makes deliveries leased by a process that is gone visible again, so a

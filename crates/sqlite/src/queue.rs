@@ -2,17 +2,21 @@
 //! receive count, in the same file and transactions as the store.
 
 use async_trait::async_trait;
+use hookline_core::breaker::{Breaker, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::event::Line;
 use hookline_core::ports::{
-    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
+    DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
+    StoreError,
 };
 use hookline_core::{Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
+use crate::SqliteBackend;
+use crate::error::unavailable;
+use crate::schedule::{Admission, pick};
 use crate::store::{rule_from_row, signing_keys};
-use crate::{SqliteBackend, unavailable};
 
 /// A lease on SQLite is the queue row: its `delivery_seq`.
 fn lease(seq: i64, receive_count: u32) -> Lease {
@@ -43,10 +47,11 @@ fn load_job(
     let row = conn
         .prepare_cached(
             "SELECT d.id, d.tenant_id, d.event_id, d.rule_id, d.line_id, d.line_product_id,
-                    e.trigger, e.occurred_at, e.data, r.body
+                    e.trigger, e.occurred_at, e.data, r.body, h.failures, h.open_until
              FROM deliveries d
              JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
              LEFT JOIN rules r ON r.tenant_id = d.tenant_id AND r.id = d.rule_id
+             LEFT JOIN rule_health h ON h.tenant_id = d.tenant_id AND h.rule_id = d.rule_id
              WHERE d.seq = ?1",
         )
         .and_then(|mut s| {
@@ -62,6 +67,10 @@ fn load_job(
                     r.get::<_, i64>(7)?,
                     r.get::<_, String>(8)?,
                     r.get::<_, Option<String>>(9)?,
+                    Health {
+                        failures: r.get::<_, Option<u32>>(10)?.unwrap_or(0),
+                        open_until: r.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+                    },
                 ))
             })
             .optional()
@@ -78,6 +87,7 @@ fn load_job(
         occurred_at,
         data,
         rule,
+        rule_health,
     )) = row
     else {
         return Ok(None);
@@ -101,6 +111,10 @@ fn load_job(
         data: RawValue::from_string(data).map_err(|e| StoreError::unreadable("event data", e))?,
         destination: Destination::of(rule.as_ref()),
         lease: lease(seq, receive_count),
+        // Held-back deliveries are never received here, so every receive is
+        // an attempt: the count is the attempt number, as on SQS.
+        attempt: receive_count,
+        rule_health,
     }))
 }
 
@@ -165,34 +179,64 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Tells the rule's breaker what the attempt showed: a failure is counted
+/// in place (attempts of one rule run side by side) and opens the circuit at
+/// the threshold; a success of a rule known unhealthy clears it.
+fn record_health(conn: &Connection, s: &Settlement, breaker: &Breaker) -> Result<(), StoreError> {
+    match s.health_change() {
+        None => Ok(()),
+        Some(HealthChange::Recovered) => conn
+            .prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
+            .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
+            .map(|_| ())
+            .map_err(unavailable),
+        Some(HealthChange::Failed) => {
+            let failures: u32 = conn
+                .prepare_cached(
+                    "INSERT INTO rule_health (tenant_id, rule_id, failures) VALUES (?1, ?2, 1)
+                     ON CONFLICT DO UPDATE SET failures = failures + 1 RETURNING failures",
+                )
+                .and_then(|mut st| st.query_row(params![s.tenant_id, s.rule_id], |r| r.get(0)))
+                .map_err(unavailable)?;
+            if let Some(until) = breaker.open_until(failures, s.attempt.at) {
+                conn.prepare_cached(
+                    "UPDATE rule_health SET open_until = ?3 WHERE tenant_id = ?1 AND rule_id = ?2",
+                )
+                .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id, until.as_millis()]))
+                .map_err(unavailable)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteBackend {
     async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
-        let invisible_until = now.saturating_add(self.visibility_timeout());
+        let invisible_until = now.saturating_add(self.options().visibility_timeout);
+        let (fairness, breaker) = (self.options().fairness, self.options().breaker);
         self.writer()
             .write(move |conn, _| {
-                let leased = conn
+                let mut admission = Admission::load(conn, now, fairness, &breaker)?;
+                let picked = pick(conn, now, max, &mut admission)?;
+                let mut lease = conn
                     .prepare_cached(
                         "UPDATE queue SET leased = 1, visible_at = ?2, receive_count = receive_count + 1
-                         WHERE delivery_seq IN
-                           (SELECT delivery_seq FROM queue WHERE visible_at <= ?1 ORDER BY visible_at LIMIT ?3)
-                         RETURNING delivery_seq, receive_count",
+                         WHERE delivery_seq = ?1 RETURNING receive_count",
                     )
-                    .and_then(|mut s| {
-                        s.query_map(params![now.as_millis(), invisible_until.as_millis(), max as i64], |r| {
-                            Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
-                        })?
-                        .collect::<Result<Vec<_>, _>>()
-                    })
                     .map_err(unavailable)?;
                 let mut keys = KeyCache::default();
-                let mut jobs = Vec::with_capacity(leased.len());
-                for (seq, receive_count) in leased {
+                let mut jobs = Vec::with_capacity(picked.len());
+                for seq in picked {
+                    let receive_count: u32 = lease
+                        .query_row(params![seq, invisible_until.as_millis()], |r| r.get(0))
+                        .map_err(unavailable)?;
                     match load_job(conn, seq, receive_count, now, &mut keys)? {
                         Some(job) => jobs.push(job),
                         // A queue entry without its delivery cannot be sent; drop it.
                         None => {
-                            conn.execute("DELETE FROM queue WHERE delivery_seq = ?1", [seq]).map_err(unavailable)?;
+                            conn.execute("DELETE FROM queue WHERE delivery_seq = ?1", [seq])
+                                .map_err(unavailable)?;
                         }
                     }
                 }
@@ -202,11 +246,15 @@ impl DeliveryQueue for SqliteBackend {
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
+        let breaker = self.options().breaker;
         self.writer()
             .write(move |conn, effects| {
                 for s in &settlements {
                     settle_one(conn, s)?;
-                    effects.queued |= matches!(s.outcome, Outcome::RetryAt(_));
+                    record_health(conn, s, &breaker)?;
+                    // A retry is new work, and a settled attempt frees its
+                    // rule's and tenant's share: either way, look again.
+                    effects.queued = true;
                 }
                 Ok(())
             })

@@ -61,11 +61,23 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 
 -- The deliveries queue, with SQS's semantics: a message is invisible while
--- leased (until visible_at) and counts how often it was received.
+-- leased (until visible_at) and counts how often it was received. Each row
+-- names its tenant and rule, so receiving can share the deliverer fairly
+-- without a join (files made before carry them too: see migrate()).
 CREATE TABLE IF NOT EXISTS queue (
     delivery_seq  INTEGER PRIMARY KEY,
     visible_at    INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    leased        INTEGER NOT NULL DEFAULT 0
+    leased        INTEGER NOT NULL DEFAULT 0,
+    tenant_id     TEXT NOT NULL DEFAULT '',
+    rule_id       TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS queue_due ON queue (visible_at);
+
+-- A rule's receiver health for the circuit breaker; no row means healthy.
+CREATE TABLE IF NOT EXISTS rule_health (
+    tenant_id  TEXT NOT NULL,
+    rule_id    TEXT NOT NULL,
+    failures   INTEGER NOT NULL,
+    open_until INTEGER,
+    PRIMARY KEY (tenant_id, rule_id)
+) WITHOUT ROWID;

@@ -10,8 +10,9 @@ use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::SqliteBackend;
+use crate::error::unavailable;
 use crate::writer::Effects;
-use crate::{SqliteBackend, unavailable};
 
 fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
     cursor
@@ -129,7 +130,8 @@ fn requeue(
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO queue (delivery_seq, visible_at, receive_count, leased) VALUES (?1, ?2, 0, 0)
+        "INSERT INTO queue (delivery_seq, visible_at, receive_count, leased, tenant_id, rule_id)
+           SELECT seq, ?2, 0, 0, tenant_id, rule_id FROM deliveries WHERE seq = ?1
          ON CONFLICT (delivery_seq) DO UPDATE SET visible_at = ?2, receive_count = 0, leased = 0",
     )
     .and_then(|mut s| s.execute(params![seq, now.as_millis()]))
@@ -197,7 +199,9 @@ fn accept(
         )
         .map_err(unavailable)?;
     let mut enqueue = conn
-        .prepare_cached("INSERT INTO queue (delivery_seq, visible_at) VALUES (?1, ?2)")
+        .prepare_cached(
+            "INSERT INTO queue (delivery_seq, visible_at, tenant_id, rule_id) VALUES (?1, ?2, ?3, ?4)",
+        )
         .map_err(unavailable)?;
     for d in plan(event, &rules) {
         let seq: i64 = insert
@@ -215,7 +219,7 @@ fn accept(
             )
             .map_err(unavailable)?;
         enqueue
-            .execute(params![seq, now.as_millis()])
+            .execute(params![seq, now.as_millis(), event.tenant_id, d.rule_id])
             .map_err(unavailable)?;
         effects.queued = true;
     }

@@ -23,6 +23,8 @@ fn harness() -> Sqlite {
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteOptions {
         visibility_timeout: VISIBILITY,
+        breaker: suite::BREAKER,
+        ..SqliteOptions::default()
     };
     Sqlite {
         backend: SqliteBackend::open(dir.path().join("hookline.db"), options).unwrap(),

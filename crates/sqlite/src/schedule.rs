@@ -1,0 +1,224 @@
+//! Which due deliveries the local deliverer takes next: oldest first, but no
+//! rule past its share of the attempts in flight, no tenant past its share,
+//! nothing of a rule whose circuit is open, and one probe at a time of a rule
+//! whose cool-down is over. So a slow or failing receiver, or one tenant's
+//! backlog, leaves the rest of the deliverer to everyone else.
+
+use std::collections::HashMap;
+
+use hookline_core::Timestamp;
+use hookline_core::breaker::{Breaker, Circuit, Health};
+use hookline_core::ports::StoreError;
+use rusqlite::{Connection, params};
+
+use crate::error::unavailable;
+
+/// How many attempts may be in flight at once per rule and per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fairness {
+    pub per_rule: usize,
+    pub per_tenant: usize,
+}
+
+impl Default for Fairness {
+    fn default() -> Self {
+        Fairness {
+            per_rule: 64,
+            per_tenant: 128,
+        }
+    }
+}
+
+/// A due queue row: its delivery, rule and tenant.
+pub(crate) struct Due {
+    pub seq: i64,
+    pub rule_id: String,
+    pub tenant_id: String,
+}
+
+/// The shares in use as one receive hands out work.
+pub(crate) struct Admission {
+    fairness: Fairness,
+    in_flight_rules: HashMap<String, usize>,
+    in_flight_tenants: HashMap<String, usize>,
+    circuits: HashMap<String, Circuit>,
+}
+
+impl Admission {
+    /// What is in flight now (unexpired leases) and which rules' circuits
+    /// are not closed.
+    pub fn load(
+        conn: &Connection,
+        now: Timestamp,
+        fairness: Fairness,
+        breaker: &Breaker,
+    ) -> Result<Self, StoreError> {
+        let mut admission = Admission {
+            fairness,
+            in_flight_rules: HashMap::new(),
+            in_flight_tenants: HashMap::new(),
+            circuits: HashMap::new(),
+        };
+        let mut leased = conn
+            .prepare_cached(
+                "SELECT rule_id, tenant_id FROM queue WHERE leased = 1 AND visible_at > ?1",
+            )
+            .map_err(unavailable)?;
+        let rows = leased
+            .query_map([now.as_millis()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(unavailable)?;
+        for row in rows {
+            let (rule, tenant) = row.map_err(unavailable)?;
+            *admission.in_flight_rules.entry(rule).or_default() += 1;
+            *admission.in_flight_tenants.entry(tenant).or_default() += 1;
+        }
+        let mut unhealthy = conn
+            .prepare_cached(
+                "SELECT rule_id, failures, open_until FROM rule_health WHERE open_until IS NOT NULL",
+            )
+            .map_err(unavailable)?;
+        let rows = unhealthy
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        for row in rows {
+            let (rule, failures, open_until) = row.map_err(unavailable)?;
+            let health = Health {
+                failures,
+                open_until: Some(Timestamp::from_millis(open_until)),
+            };
+            admission
+                .circuits
+                .insert(rule, breaker.circuit(&health, now));
+        }
+        Ok(admission)
+    }
+
+    fn rule_limit(&self, rule: &str) -> usize {
+        match self.circuits.get(rule) {
+            Some(Circuit::Open { .. }) => 0,
+            Some(Circuit::Probing) => 1,
+            Some(Circuit::Closed) | None => self.fairness.per_rule,
+        }
+    }
+
+    /// Takes `due` if its rule and tenant have room, counting it.
+    pub fn admit(&mut self, due: &Due) -> bool {
+        let rule = self.in_flight_rules.get(&due.rule_id).copied().unwrap_or(0);
+        let tenant = self
+            .in_flight_tenants
+            .get(&due.tenant_id)
+            .copied()
+            .unwrap_or(0);
+        if rule >= self.rule_limit(&due.rule_id) || tenant >= self.fairness.per_tenant {
+            return false;
+        }
+        *self.in_flight_rules.entry(due.rule_id.clone()).or_default() += 1;
+        *self
+            .in_flight_tenants
+            .entry(due.tenant_id.clone())
+            .or_default() += 1;
+        true
+    }
+
+    /// The rules and tenants that can take nothing more now, as JSON lists
+    /// for a query to skip.
+    fn blocked(&self) -> (String, String) {
+        let rules: Vec<&String> = self
+            .in_flight_rules
+            .keys()
+            .chain(self.circuits.keys())
+            .filter(|r| self.in_flight_rules.get(*r).copied().unwrap_or(0) >= self.rule_limit(r))
+            .collect();
+        let tenants: Vec<&String> = self
+            .in_flight_tenants
+            .iter()
+            .filter(|(_, n)| **n >= self.fairness.per_tenant)
+            .map(|(t, _)| t)
+            .collect();
+        (
+            serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&tenants).unwrap_or_else(|_| "[]".into()),
+        )
+    }
+}
+
+fn due_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Due>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map(params, |r| {
+                Ok(Due {
+                    seq: r.get(0)?,
+                    rule_id: r.get(1)?,
+                    tenant_id: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(unavailable)
+}
+
+/// How many of the newest due rows the second look examines: enough to find
+/// a newcomer behind a long backlog, few enough to cost microseconds.
+const NEWEST_WALK: i64 = 512;
+
+/// Picks up to `max` due deliveries: first from the oldest due rows; when
+/// those are all taken by rules or tenants at their share, from the newest
+/// due rows of the others, so a newcomer is not stuck behind a backlog.
+pub(crate) fn pick(
+    conn: &Connection,
+    now: Timestamp,
+    max: usize,
+    admission: &mut Admission,
+) -> Result<Vec<i64>, StoreError> {
+    let window = max * 2 + 64;
+    let oldest = due_rows(
+        conn,
+        "SELECT delivery_seq, rule_id, tenant_id FROM queue WHERE visible_at <= ?1
+         ORDER BY visible_at LIMIT ?2",
+        params![now.as_millis(), window as i64],
+    )?;
+    let mut picked = Vec::new();
+    for due in &oldest {
+        if picked.len() == max {
+            return Ok(picked);
+        }
+        if admission.admit(due) {
+            picked.push(due.seq);
+        }
+    }
+    if picked.len() == max || oldest.len() < window {
+        return Ok(picked);
+    }
+    let (rules, tenants) = admission.blocked();
+    let newest = due_rows(
+        conn,
+        "SELECT delivery_seq, rule_id, tenant_id FROM
+           (SELECT delivery_seq, rule_id, tenant_id, visible_at FROM queue WHERE visible_at <= ?1
+            ORDER BY visible_at DESC LIMIT ?2)
+         WHERE rule_id NOT IN (SELECT value FROM json_each(?3))
+           AND tenant_id NOT IN (SELECT value FROM json_each(?4))
+         ORDER BY visible_at",
+        params![now.as_millis(), NEWEST_WALK, rules, tenants],
+    )?;
+    for due in &newest {
+        if picked.len() == max {
+            break;
+        }
+        if !picked.contains(&due.seq) && admission.admit(due) {
+            picked.push(due.seq);
+        }
+    }
+    Ok(picked)
+}
