@@ -10,6 +10,7 @@ mod e2e {
     mod aws_cli;
     mod delivery;
     mod durability;
+    mod fairness;
     mod matching;
     mod security;
 }

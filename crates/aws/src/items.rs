@@ -245,6 +245,7 @@ impl DeliveryItem {
             // Items recorded before the count existed kept every attempt.
             attempt_count: self.attempt_count.unwrap_or(self.attempts.len() as u64),
             attempts: self.attempts,
+            waiting: None,
         })
     }
 

@@ -260,14 +260,22 @@ async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), Store
                 .table
                 .update(key.clone(), |u| {
                     u.update_expression("ADD failures :one")
-                        .condition_expression("attribute_exists(pk)")
+                        .condition_expression(
+                            "attribute_exists(pk) AND (attribute_not_exists(open_until) OR open_until <= :at)",
+                        )
                         .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                        .expression_attribute_values(
+                            ":at",
+                            AttributeValue::N(s.attempt.at.as_millis().to_string()),
+                        )
                         .return_values(ReturnValue::UpdatedNew)
                 })
                 .await?;
+            // No answer: the rule is gone, or its circuit opened while this
+            // attempt was in flight, and then the failure is not counted.
             let failures = match after.as_ref().and_then(|a| a.get("failures")) {
                 Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                _ => 0,
+                _ => return Ok(()),
             };
             if let Some(until) = backend.breaker.open_until(failures, s.attempt.at) {
                 backend

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use hookline_core::delivery::{Delivery, DeliveryStatus};
+use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
 use hookline_core::signing::StoredKey;
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
@@ -105,6 +105,46 @@ impl AwsBackend {
             }
         }
         Ok(())
+    }
+}
+
+impl AwsBackend {
+    /// Says why pending deliveries wait, from their rules' circuits: one
+    /// batched read of the rules of the pending ones, none when none is.
+    async fn with_waits(
+        &self,
+        tenant_id: &str,
+        mut deliveries: Vec<Delivery>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut rules: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .map(|d| d.rule_id.as_str())
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        if rules.is_empty() {
+            return Ok(deliveries);
+        }
+        let keys = rules.iter().map(|r| rule_key(tenant_id, r)).collect();
+        let open: HashMap<String, Timestamp> = self
+            .table
+            .batch_get(keys)
+            .await?
+            .into_iter()
+            .map(from_item::<RuleItem>)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|r| {
+                let until = r.open_until?;
+                let id = r.sk.strip_prefix(RULE_PREFIX)?.to_owned();
+                Some((id, Timestamp::from_millis(until)))
+            })
+            .collect();
+        for d in &mut deliveries {
+            d.waiting = Waiting::for_circuit(d.status, open.get(&d.rule_id).copied());
+        }
+        Ok(deliveries)
     }
 }
 
@@ -357,11 +397,15 @@ impl Store for AwsBackend {
     }
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.table
+        let Some(item) = self
+            .table
             .get::<DeliveryItem>(delivery_key(tenant_id, id))
             .await?
-            .map(DeliveryItem::delivery)
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        let delivery = item.delivery()?;
+        Ok(self.with_waits(tenant_id, vec![delivery]).await?.pop())
     }
 
     async fn deliveries(
@@ -417,8 +461,13 @@ impl Store for AwsBackend {
             .into_iter()
             .map(from_item::<DeliveryItem>)
             .collect::<Result<Vec<_>, _>>()?;
-        Page::from_overfetch(items, filter.limit, |d| encode_cursor(&[&d.sk, &d.gsi1sk]))
-            .try_map(DeliveryItem::delivery)
+        let page =
+            Page::from_overfetch(items, filter.limit, |d| encode_cursor(&[&d.sk, &d.gsi1sk]))
+                .try_map(DeliveryItem::delivery)?;
+        Ok(Page {
+            data: self.with_waits(tenant_id, page.data).await?,
+            next_cursor: page.next_cursor,
+        })
     }
 
     async fn retry_delivery(

@@ -641,6 +641,16 @@ pub async fn circuit_breaker(h: &dyn Harness) {
         "an open circuit holds every due delivery back"
     );
     assert!(h.queue().receive(10, now()).await.unwrap().is_empty());
+    let held = b
+        .delivery("a", &first[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        held.waiting.map(|w| w.reason),
+        Some(hookline_core::delivery::WaitReason::CircuitOpen),
+        "the log says why a delivery waits"
+    );
     sleep(BREAKER.cool_down.saturating_sub(opened.elapsed()) + Duration::from_millis(300)).await;
 
     let probe = receive_n(h, 1, 10).await;
@@ -659,6 +669,12 @@ pub async fn circuit_breaker(h: &dyn Harness) {
         ..settle(&probe[0], Outcome::Succeeded)
     };
     h.queue().settle(vec![ok]).await.unwrap();
+    let healthy = b
+        .delivery("a", &probe[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(healthy.waiting, None);
 
     // Closed again: the other five follow, each charged only its real attempts.
     let rest = receive_n(h, 5, 10).await;

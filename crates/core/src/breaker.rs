@@ -3,7 +3,10 @@
 //! back for a cool-down instead of being attempted one by one; then a single
 //! probe decides. Held-back deliveries are delayed, never dropped, and never
 //! charged an attempt. The cool-down doubles with every failed probe, up to a
-//! ceiling, so a receiver that stays down costs little.
+//! ceiling, so a receiver that stays down costs little. Failures of attempts
+//! that were already in flight when the circuit opened are not counted
+//! (stores count a failure only while the circuit is not open), so a burst
+//! of them does not escalate the cool-down.
 
 use std::time::Duration;
 

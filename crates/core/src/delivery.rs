@@ -79,6 +79,36 @@ pub struct Delivery {
     pub attempt_count: u64,
     /// The most recent [`ATTEMPT_LOG_LIMIT`] attempts, oldest first.
     pub attempts: Vec<Attempt>,
+    /// Why a pending delivery is not being attempted now, if it is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// Why a pending delivery waits beyond its retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Waiting {
+    pub reason: WaitReason,
+    /// When the hold ends (then one probe attempt decides).
+    pub until: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// The rule's receiver failed too often in a row; its circuit is open.
+    CircuitOpen,
+}
+
+impl Waiting {
+    /// The wait of a delivery in `status` whose rule's circuit is open until
+    /// `open_until`, if any.
+    pub fn for_circuit(status: DeliveryStatus, open_until: Option<Timestamp>) -> Option<Waiting> {
+        (status == DeliveryStatus::Pending).then_some(())?;
+        Some(Waiting {
+            reason: WaitReason::CircuitOpen,
+            until: open_until?,
+        })
+    }
 }
 
 /// The longest a receiver's answer is kept in the attempt log.

@@ -364,6 +364,83 @@ async fn a_delivery_dead_before_the_last_receive_moves_to_the_dlq_at_once() {
     );
 }
 
+/// Tenant A's receiver holds every request; B's single event still goes out
+/// at once. Each attempt is settled as it finishes, and batches run side by
+/// side (three pollers play the event source mapping's concurrency), so A's
+/// slow attempts hold neither B's send nor its record.
+#[tokio::test]
+async fn a_tarpit_tenant_does_not_delay_another_tenants_delivery() {
+    let mut p = pipeline(8, "1s").await;
+    p.backend
+        .create_tenant(NewTenant {
+            id: "shop_2".into(),
+            api_key_hash: hash_api_key("hk_pipeline_b"),
+            webhook_key: p.key.clone(),
+            created_at: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    let mut settings = Settings::from_env().unwrap();
+    settings.allow_private_targets = true;
+    settings.delivery_timeout = Duration::from_secs(6);
+    p.deliverer = hookline_lambda::deliverer(p.backend.clone(), &settings).unwrap();
+
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tarpit_url = format!("http://{}/hook", tarpit.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        StatusCode::OK
+    });
+    tokio::spawn(async move { axum::serve(tarpit, app).await });
+    let quick = receiver(&p.key).await;
+    p.rule(json!({"name": "a", "trigger": "order.paid", "url": tarpit_url}))
+        .await;
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/rules",
+            "hk_pipeline_b",
+            json!({"name": "b", "trigger": "order.paid", "url": format!("{}/hook", quick.base)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for i in 0..9 {
+        p.ingest(event(&format!("evt_a{i}"), "order.paid", json!({})))
+            .await;
+    }
+    let mut b_event = event("evt_b", "order.paid", json!({}));
+    b_event["tenant_id"] = json!("shop_2");
+    p.ingest(b_event).await;
+    p.route_all().await;
+
+    let started = Instant::now();
+    let p = Arc::new(p);
+    let pollers: Vec<_> = (0..3)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.deliver_all(Duration::from_millis(500)).await })
+        })
+        .collect();
+    while quick.hits.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "B's delivery took {waited:?} behind A's tarpit"
+    );
+    println!(
+        "tenant B delivered {waited:?} after the deliverer started, beside 9 tarpit attempts of A"
+    );
+    for poller in pollers {
+        poller.await.unwrap();
+    }
+}
+
 /// Recover stopped at any point (a Lambda timeout, a crash) strands nothing:
 /// every delivery is dead (and recoverable again) or pending with its message
 /// really in the queue.

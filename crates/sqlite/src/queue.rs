@@ -191,13 +191,22 @@ fn record_health(conn: &Connection, s: &Settlement, breaker: &Breaker) -> Result
             .map(|_| ())
             .map_err(unavailable),
         Some(HealthChange::Failed) => {
-            let failures: u32 = conn
+            let at = s.attempt.at.as_millis();
+            let failures: Option<u32> = conn
                 .prepare_cached(
                     "INSERT INTO rule_health (tenant_id, rule_id, failures) VALUES (?1, ?2, 1)
-                     ON CONFLICT DO UPDATE SET failures = failures + 1 RETURNING failures",
+                     ON CONFLICT DO UPDATE SET failures = failures + 1
+                       WHERE open_until IS NULL OR open_until <= ?3
+                     RETURNING failures",
                 )
-                .and_then(|mut st| st.query_row(params![s.tenant_id, s.rule_id], |r| r.get(0)))
+                .and_then(|mut st| {
+                    st.query_row(params![s.tenant_id, s.rule_id, at], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(unavailable)?;
+            let Some(failures) = failures else {
+                return Ok(());
+            };
             if let Some(until) = breaker.open_until(failures, s.attempt.at) {
                 conn.prepare_cached(
                     "UPDATE rule_health SET open_until = ?3 WHERE tenant_id = ?1 AND rule_id = ?2",

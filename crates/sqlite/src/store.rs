@@ -1,7 +1,7 @@
 //! The `Store` port on SQLite.
 
 use async_trait::async_trait;
-use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::plan;
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
 use hookline_core::record::{decode_rule, encode_rule};
@@ -74,28 +74,32 @@ fn attempts(conn: &Connection, seq: i64) -> Result<Vec<Attempt>, StoreError> {
     .map_err(unavailable)
 }
 
-const DELIVERY_COLUMNS: &str =
-    "seq, id, event_id, rule_id, status, line_id, created_at, attempt_count";
+/// A delivery's columns, with its rule's open circuit (`deliveries d LEFT
+/// JOIN rule_health h`).
+const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.rule_id, d.status, d.line_id, d.created_at, d.attempt_count, h.open_until";
+const DELIVERIES: &str =
+    "deliveries d LEFT JOIN rule_health h ON h.tenant_id = d.tenant_id AND h.rule_id = d.rule_id";
 
 fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)> {
     let status: String = r.get(4)?;
+    let status: DeliveryStatus = status.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     Ok((
         r.get(0)?,
         Delivery {
             id: r.get(1)?,
             event_id: r.get(2)?,
             rule_id: r.get(3)?,
-            status: status.parse().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    4,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+            status,
             line_id: r.get(5)?,
             created_at: Timestamp::from_millis(r.get(6)?),
             attempt_count: r.get::<_, i64>(7)? as u64,
             attempts: Vec::new(),
+            waiting: Waiting::for_circuit(
+                status,
+                r.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
+            ),
         },
     ))
 }
@@ -105,7 +109,8 @@ fn load_delivery(
     tenant_id: &str,
     id: &str,
 ) -> Result<Option<Delivery>, StoreError> {
-    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ?1 AND id = ?2");
+    let sql =
+        format!("SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE d.tenant_id = ?1 AND d.id = ?2");
     let found = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {
@@ -435,27 +440,27 @@ impl Store for SqliteBackend {
         tenant_id: &str,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError> {
-        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = ?");
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE d.tenant_id = ?");
         let mut args: Vec<Value> = vec![Value::Text(tenant_id.to_owned())];
         let mut and = |clause: &str, v: Value| {
             sql.push_str(clause);
             args.push(v);
         };
         if let Some(rule) = &filter.rule_id {
-            and(" AND rule_id = ?", Value::Text(rule.clone()));
+            and(" AND d.rule_id = ?", Value::Text(rule.clone()));
         }
         if let Some(event) = &filter.event_id {
-            and(" AND event_id = ?", Value::Text(event.clone()));
+            and(" AND d.event_id = ?", Value::Text(event.clone()));
         }
         if let Some(status) = filter.status {
-            and(" AND status = ?", Value::Text(status.as_str().to_owned()));
+            and(" AND d.status = ?", Value::Text(status.as_str().to_owned()));
         }
         if let Some(before) = parse_cursor(filter.cursor.as_deref())? {
-            and(" AND seq < ?", Value::Integer(before));
+            and(" AND d.seq < ?", Value::Integer(before));
         }
         let limit = filter.limit;
         and(
-            " ORDER BY seq DESC LIMIT ?",
+            " ORDER BY d.seq DESC LIMIT ?",
             Value::Integer(limit as i64 + 1),
         );
         self.read(move |conn| {
