@@ -358,3 +358,32 @@ async fn limits_answer_409_limit_exceeded_and_already_pending() {
         "{body}"
     );
 }
+
+/// Every rejection is the API's JSON error, whatever part of the request
+/// was wrong: the path, the query, the method or the route.
+#[tokio::test]
+async fn malformed_paths_queries_and_methods_answer_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let shop = hookline.tenant("shop_1");
+    for (method, path, status, field) in [
+        ("GET", "/v1/deliveries/%ff%fe", 400, Some("path")),
+        ("POST", "/v1/deliveries/%ff/retry", 400, Some("path")),
+        ("GET", "/v1/rules/%c3%28", 400, Some("path")),
+        ("DELETE", "/v1/rules/%80", 400, Some("path")),
+        ("GET", "/v1/deliveries?limit=lots", 400, Some("limit")),
+        ("GET", "/v1/deliveries?status=%ff", 400, Some("status")),
+        ("GET", "/v1/rules?limit=-1", 400, Some("limit")),
+        ("PUT", "/v1/rules", 405, None),
+        ("DELETE", "/v1/deliveries", 405, None),
+        ("GET", "/v1/nothing-here", 404, None),
+    ] {
+        let (got, body) = hookline.admin(&shop, method, path, None).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{method} {path}: not a JSON error: {body}"
+        );
+        assert_eq!(body["error"]["field"].as_str(), field, "{method} {path}: {body}");
+    }
+}

@@ -1,10 +1,11 @@
-//! Request bodies and query strings, with the size limit and JSON errors of
-//! the API in place of axum's plain-text rejections.
+//! Request bodies, query strings and path ids, with the size limit and JSON
+//! errors of the API in place of axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::Query;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 
 use crate::error::ApiError;
 
@@ -39,4 +40,26 @@ pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> 
             rejection.body_text(),
         )
     })
+}
+
+/// The id in a route's path (`/v1/rules/{id}`), refused with a JSON error
+/// naming `path` when it does not decode (`%ff%fe` is no UTF-8).
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Id(id))
+            .map_err(|rejection| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "path",
+                    rejection.body_text(),
+                )
+            })
+    }
 }

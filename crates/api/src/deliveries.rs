@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use hookline_core::ports::DeliveryFilter;
 use hookline_core::{Delivery, DeliveryStatus, Timestamp};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
-use crate::body;
+use crate::body::{self, Id};
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -91,7 +91,7 @@ pub async fn list(
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Delivery>, ApiError> {
     let delivery = state.store.delivery(&tenant, &id).await?;
     delivery
@@ -102,7 +102,7 @@ pub async fn get(
 pub async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<(StatusCode, Json<Delivery>), ApiError> {
     let delivery = state
         .store
@@ -136,7 +136,7 @@ fn timestamp(body: &Value, field: &str) -> Result<Option<Timestamp>, ApiError> {
 pub async fn recover(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(rule_id): Path<String>,
+    Id(rule_id): Id,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let raw = body::bytes(raw)?;

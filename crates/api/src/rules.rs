@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use hookline_core::{Rule, RuleDraft, RulePatch};
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
-use crate::body;
+use crate::body::{self, Id};
 use crate::deliveries::Paging;
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -75,7 +75,7 @@ async fn find(state: &ApiState, tenant: &str, id: &str) -> Result<Rule, ApiError
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Rule>, ApiError> {
     Ok(Json(find(&state, &tenant, &id).await?))
 }
@@ -83,7 +83,7 @@ pub async fn get(
 pub async fn update(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Rule>, ApiError> {
     let mut rule = find(&state, &tenant, &id).await?;
@@ -100,7 +100,7 @@ pub async fn update(
 pub async fn delete(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_rule(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)

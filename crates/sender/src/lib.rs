@@ -15,11 +15,13 @@ use hookline_core::target::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Host;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SenderConfig {
     pub policy: TargetPolicy,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// How names become addresses: the system resolver, or a test's answers.
+    pub lookup: Arc<dyn Lookup>,
 }
 
 impl Default for SenderConfig {
@@ -28,7 +30,29 @@ impl Default for SenderConfig {
             policy: TargetPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(15),
+            lookup: Arc::new(SystemLookup),
         }
+    }
+}
+
+/// Looks a host name up.
+pub trait Lookup: Send + Sync {
+    fn lookup(&self, host: String) -> BoxFuture<std::io::Result<Vec<IpAddr>>>;
+}
+
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The operating system's resolver.
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(&self, host: String) -> BoxFuture<std::io::Result<Vec<IpAddr>>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
     }
 }
 
@@ -56,6 +80,7 @@ impl HttpSender {
             .tcp_nodelay(true)
             .dns_resolver(Arc::new(FilteringResolver {
                 policy: config.policy,
+                lookup: config.lookup.clone(),
             }))
             .build()?;
         Ok(Self {
@@ -76,7 +101,7 @@ impl HttpSender {
         if let Some(ip) = literal {
             self.policy
                 .check_ip(ip)
-                .map_err(|e| format!("refused: {e}"))?;
+                .map_err(|_| "refused: the target is not a public address".to_owned())?;
         }
         let mut builder = self.client.post(url).body(request.body);
         for (name, value) in request.headers {
@@ -160,46 +185,43 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
+/// Why a name was not connected to. It says no more than that: the
+/// addresses a merchant's host resolves to inside Hookline's network are
+/// not the merchant's to learn.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves only to non-public addresses ({detail})")]
-struct Refused {
-    host: String,
-    detail: String,
+enum Refused {
+    #[error("{0} does not resolve to a public address")]
+    NotPublic(String),
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
 }
 
-/// Resolves with the system resolver and drops every address the policy
-/// refuses; the connector only ever sees what is left.
+/// Resolves a name and refuses it unless every address it has is one the
+/// policy allows: a name that mixes public and private answers is how a
+/// rebinding attack would slip a private one in. The connector only ever
+/// sees addresses that passed.
 struct FilteringResolver {
     policy: TargetPolicy,
+    lookup: Arc<dyn Lookup>,
 }
 
 impl Resolve for FilteringResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
+        let (policy, lookup) = (self.policy, self.lookup.clone());
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = Vec::new();
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused.push(e.to_string());
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let detail = if refused.is_empty() {
-                    "no addresses".to_owned()
-                } else {
-                    refused.join("; ")
-                };
-                return Err(Box::new(Refused { host, detail }) as Box<dyn StdError + Send + Sync>);
+            let resolved = lookup.lookup(host.clone()).await?;
+            if resolved.is_empty() {
+                return Err(Box::new(Refused::NoAddress(host)) as Box<dyn StdError + Send + Sync>);
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            if resolved.iter().any(|ip| policy.check_ip(*ip).is_err()) {
+                return Err(Box::new(Refused::NotPublic(host)) as Box<dyn StdError + Send + Sync>);
+            }
+            let addrs: Vec<SocketAddr> = resolved
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
 }

@@ -10,7 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use hookline_core::ports::{OutgoingRequest, Sender};
 use hookline_core::target::TargetPolicy;
-use hookline_sender::{HttpSender, SenderConfig};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hookline_sender::{BoxFuture, HttpSender, Lookup, SenderConfig, SystemLookup};
 
 async fn receiver(hits: Arc<AtomicUsize>) -> u16 {
     let app = Router::new()
@@ -63,8 +66,25 @@ fn sender(allow_private: bool) -> HttpSender {
         policy: TargetPolicy { allow_private },
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_millis(1500),
+        ..SenderConfig::default()
     })
     .unwrap()
+}
+
+/// Answers names from a table, as a DNS server under an attacker's control
+/// might; anything else goes to the system resolver.
+struct Answers(HashMap<&'static str, Vec<IpAddr>>);
+
+impl Lookup for Answers {
+    fn lookup(&self, host: String) -> BoxFuture<std::io::Result<Vec<IpAddr>>> {
+        let answer = self.0.get(host.as_str()).cloned();
+        Box::pin(async move {
+            match answer {
+                Some(ips) => Ok(ips),
+                None => SystemLookup.lookup(host).await,
+            }
+        })
+    }
 }
 
 fn post_to(url: String) -> OutgoingRequest {
@@ -81,21 +101,24 @@ async fn refuses_non_public_targets_by_default() {
     let port = receiver(hits.clone()).await;
     let strict = sender(false);
     for (url, reason) in [
-        (format!("http://127.0.0.1:{port}/ok"), "loopback"),
-        (format!("http://[::1]:{port}/ok"), "loopback"),
+        (
+            format!("http://127.0.0.1:{port}/ok"),
+            "not a public address",
+        ),
+        (format!("http://[::1]:{port}/ok"), "not a public address"),
         (
             format!("http://localhost:{port}/ok"),
-            "localhost resolves only to non-public addresses",
+            "localhost does not resolve to a public address",
         ),
-        ("http://10.0.0.1/ok".into(), "private"),
-        ("http://172.20.1.1/ok".into(), "private"),
-        ("http://192.168.1.1/ok".into(), "private"),
-        ("http://169.254.10.10/ok".into(), "link-local"),
+        ("http://10.0.0.1/ok".into(), "not a public address"),
+        ("http://172.20.1.1/ok".into(), "not a public address"),
+        ("http://192.168.1.1/ok".into(), "not a public address"),
+        ("http://169.254.10.10/ok".into(), "not a public address"),
         (
             "http://169.254.169.254/latest/meta-data/".into(),
-            "cloud metadata",
+            "not a public address",
         ),
-        ("http://[fe80::1]/ok".into(), "link-local"),
+        ("http://[fe80::1]/ok".into(), "not a public address"),
     ] {
         let sent = strict.send(post_to(url.clone())).await;
         let err = sent.result.expect_err(&url);
@@ -157,4 +180,55 @@ async fn delivers_when_private_targets_are_allowed() {
 
     let closed = open.send(post_to("http://127.0.0.1:1/ok".into())).await;
     assert!(closed.result.unwrap_err().starts_with("connection failed"));
+}
+
+/// Names are judged by every address they resolve to, at connect time, and
+/// the attempt log does not say what they resolved to.
+#[tokio::test]
+async fn names_resolving_to_any_non_global_address_are_refused() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let port = receiver(hits.clone()).await;
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let answers = Answers(HashMap::from([
+        ("loopback.test", vec![ip("127.0.0.1")]),
+        ("mixed.test", vec![ip("8.8.8.8"), ip("127.0.0.1")]),
+        ("mixed6.test", vec![ip("2606:4700::1111"), ip("::1")]),
+        ("mapped.test", vec![ip("::ffff:127.0.0.1")]),
+        ("compat.test", vec![ip("::127.0.0.1")]),
+        ("nat64.test", vec![ip("64:ff9b::a9fe:a9fe")]),
+        ("sixtofour.test", vec![ip("2002:7f00:1::1")]),
+        ("metadata.test", vec![ip("169.254.169.254")]),
+        ("cgnat.test", vec![ip("100.64.0.1")]),
+        ("sitelocal.test", vec![ip("fec0::1")]),
+        ("discard.test", vec![ip("100::1")]),
+        ("nowhere.test", vec![]),
+    ]));
+    let names: Vec<&str> = answers.0.keys().copied().collect();
+    let strict = HttpSender::new(SenderConfig {
+        policy: TargetPolicy {
+            allow_private: false,
+        },
+        timeout: Duration::from_millis(1500),
+        lookup: Arc::new(answers),
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    for name in names {
+        let url = format!("http://{name}:{port}/ok");
+        let err = strict
+            .send(post_to(url.clone()))
+            .await
+            .result
+            .expect_err(&url);
+        assert!(err.starts_with(&format!("refused: {name}")), "{url}: {err}");
+        assert!(
+            !err.contains("127.0.0.1") && !err.contains("::") && !err.contains("169.254"),
+            "{url}: the log names what the host resolved to: {err}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a refused target was reached"
+    );
 }
