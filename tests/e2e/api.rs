@@ -384,6 +384,10 @@ async fn malformed_paths_queries_and_methods_answer_json_errors() {
             body["error"]["code"].is_string() && body["error"]["message"].is_string(),
             "{method} {path}: not a JSON error: {body}"
         );
-        assert_eq!(body["error"]["field"].as_str(), field, "{method} {path}: {body}");
+        assert_eq!(
+            body["error"]["field"].as_str(),
+            field,
+            "{method} {path}: {body}"
+        );
     }
 }

@@ -5,7 +5,6 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use hookline_core::api_key::hash_api_key;
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -31,9 +30,7 @@ impl FromRequestParts<ApiState> for Producer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let expected = state.config.ingest_token.as_bytes();
-        if bool::from(token.as_bytes().ct_eq(expected)) {
+        if state.config.ingest_tokens.accepts(bearer(parts)?) {
             Ok(Producer)
         } else {
             Err(ApiError::unauthorized("the ingest token is not valid"))

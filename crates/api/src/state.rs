@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_core::ingest_token::IngestTokens;
 use hookline_core::ports::{Clock, Store};
 use hookline_core::target::TargetPolicy;
 
 pub struct ApiConfig {
-    pub ingest_token: String,
+    /// The tokens ingest accepts; none where only admin is served.
+    pub ingest_tokens: IngestTokens,
     pub policy: TargetPolicy,
     /// How long a rotated-out webhook key keeps signing.
     pub key_grace: Duration,

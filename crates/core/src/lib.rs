@@ -6,9 +6,10 @@
 //! The modules form layers, each importing only from those below it:
 //!
 //! 1. data: [`time`], [`trigger`], [`error`], [`signing`], [`api_key`],
+//!    [`ingest_token`],
 //!    [`event`], [`rule`], [`delivery`], and [`record`] (how a rule is stored);
 //! 2. logic on the data: [`fanout`], [`retry`], [`breaker`], [`target`],
-//!    [`settings`];
+//!    [`sealing`] (webhook keys at rest), [`settings`];
 //! 3. [`ports`]: the traits adapters implement and every type they exchange;
 //! 4. [`attempt`]: the one attempt, which drives the sender and clock ports.
 //!
@@ -21,10 +22,12 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod fanout;
+pub mod ingest_token;
 pub mod ports;
 pub mod record;
 pub mod retry;
 pub mod rule;
+pub mod sealing;
 pub mod settings;
 pub mod signing;
 pub mod target;

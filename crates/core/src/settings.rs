@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use crate::breaker::Breaker;
+use crate::ingest_token::IngestTokens;
 use crate::retry::{RetrySchedule, parse_duration};
 use crate::target::TargetPolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// `HOOKLINE_INGEST_TOKEN`: the platform's bearer token.
-    pub ingest_token: Option<String>,
+    /// `HOOKLINE_INGEST_TOKEN`: the platform's bearer token, or two
+    /// (`new,old`) while it is rotated.
+    pub ingest_tokens: Option<IngestTokens>,
     /// `HOOKLINE_ALLOW_PRIVATE_TARGETS`: permit loopback and private receivers.
     pub allow_private_targets: bool,
     /// `HOOKLINE_RETRY_SCHEDULE`: the delays before each retry.
@@ -31,7 +33,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ingest_token: None,
+            ingest_tokens: None,
             allow_private_targets: false,
             retry_schedule: RetrySchedule::default(),
             key_grace: Duration::from_secs(24 * 3600),
@@ -64,7 +66,14 @@ impl Settings {
         let schedule_text = |name: &'static str| lookup(name).map(|v| (name, v));
         let defaults = Settings::default();
         Ok(Settings {
-            ingest_token: get("HOOKLINE_INGEST_TOKEN").map(|(_, v)| v),
+            ingest_tokens: match get("HOOKLINE_INGEST_TOKEN") {
+                None => None,
+                // The value is a secret: the error names the variable, not it.
+                Some((name, v)) => Some(
+                    IngestTokens::parse(&v)
+                        .map_err(|e| error(name, "<redacted>", e.to_string()))?,
+                ),
+            },
             allow_private_targets: match get("HOOKLINE_ALLOW_PRIVATE_TARGETS") {
                 None => defaults.allow_private_targets,
                 Some((name, v)) => flag(&v).map_err(|reason| error(name, &v, reason))?,

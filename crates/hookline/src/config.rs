@@ -5,14 +5,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use hookline_core::ingest_token::IngestTokens;
 use hookline_core::retry::RetrySchedule;
 use hookline_core::settings::{self, Settings, SettingsError};
+use hookline_sqlite::parse_sealing_key;
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// The SQLite file that holds everything.
     #[arg(long, env = "HOOKLINE_DB", default_value = "./hookline.db")]
     pub db: PathBuf,
+
+    /// The key webhook keys are sealed with, as 64 hex digits; without it,
+    /// the key file beside the database (`<db>.key`, made on first start).
+    #[arg(long, env = "HOOKLINE_SEALING_KEY", hide_env_values = true, value_parser = parse_sealing_key)]
+    pub sealing_key: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -29,10 +36,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_private_targets: bool,
 
-    /// The token the platform sends as `authorization: Bearer`; generated and
-    /// printed when unset. [env: HOOKLINE_INGEST_TOKEN]
-    #[arg(long)]
-    pub ingest_token: Option<String>,
+    /// The token the platform sends as `authorization: Bearer` (or `new,old`
+    /// while rotating it); generated and printed when unset.
+    /// [env: HOOKLINE_INGEST_TOKEN]
+    #[arg(long, value_parser = parse_tokens)]
+    pub ingest_token: Option<IngestTokens>,
 
     /// Delays before each retry, e.g. `5s,5m,30m` (default: 5s,5m,30m,2h,5h,10h,10h).
     /// [env: HOOKLINE_RETRY_SCHEDULE]
@@ -69,7 +77,7 @@ impl ServeArgs {
         let mut s = Settings::from_env()?;
         s.allow_private_targets |= self.allow_private_targets;
         if let Some(t) = &self.ingest_token {
-            s.ingest_token = Some(t.clone());
+            s.ingest_tokens = Some(t.clone());
         }
         if let Some(r) = &self.retry_schedule {
             s.retry_schedule = r.clone();
@@ -82,4 +90,8 @@ impl ServeArgs {
         }
         Ok(s)
     }
+}
+
+fn parse_tokens(s: &str) -> Result<IngestTokens, String> {
+    IngestTokens::parse(s).map_err(|e| e.to_string())
 }

@@ -122,8 +122,11 @@ async fn aws_backend() -> Result<hookline_aws::AwsBackend, String> {
 async fn create_tenant(tenant_id: &str, store: &StoreArgs, backend: Backend) -> Result<(), String> {
     let credentials = match backend {
         Backend::Sqlite => {
-            let sqlite = SqliteBackend::open(&store.db, SqliteOptions::default())
-                .map_err(|e| e.to_string())?;
+            let options = SqliteOptions {
+                sealing_key: store.sealing_key,
+                ..SqliteOptions::default()
+            };
+            let sqlite = SqliteBackend::open(&store.db, options).map_err(|e| e.to_string())?;
             hookline::tenant::create(&sqlite, tenant_id).await
         }
         Backend::Aws => hookline::tenant::create(&aws_backend().await?, tenant_id).await,

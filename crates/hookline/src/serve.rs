@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use hookline_api::{ApiConfig, ApiState, router};
 use hookline_core::Attempter;
+use hookline_core::ingest_token::IngestTokens;
 use hookline_core::ports::{Clock, StoreError};
 use hookline_core::settings::Settings;
 use hookline_sender::{HttpSender, SenderConfig};
@@ -34,6 +35,8 @@ pub enum ServeError {
     Sender(#[from] hookline_sender::BuildError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the generated ingest token is not valid: {0}")]
+    Token(String),
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
@@ -47,20 +50,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             per_tenant: args.tenant_concurrency,
         },
         breaker: settings.breaker,
+        sealing_key: args.store.sealing_key,
     };
     let backend = SqliteBackend::open(&args.store.db, options)?;
     let policy = settings.target_policy();
 
-    let ingest_token = match settings.ingest_token.clone() {
+    let ingest_tokens = match settings.ingest_tokens.clone() {
         Some(t) => t,
         None => {
             let token = format!("ing_{}", hex_string(&crate::random::<24>()?));
             println!(
                 "HOOKLINE_INGEST_TOKEN was not set; this run's ingest token is:\n\n  {token}\n"
             );
-            token
+            IngestTokens::parse(&token).map_err(|e| ServeError::Token(e.to_string()))?
         }
     };
+    let ingest_token = ingest_tokens.current().unwrap_or_default().to_owned();
     if backend.tenant_count().await? == 0 {
         let demo = tenant::create(&backend, "demo").await?;
         println!("{}", walkthrough(&demo, &args, &settings, &ingest_token));
@@ -93,7 +98,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         Arc::new(backend.clone()),
         clock,
         ApiConfig {
-            ingest_token,
+            ingest_tokens,
             policy,
             key_grace: settings.key_grace,
             max_rules: settings.max_rules,

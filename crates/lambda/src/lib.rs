@@ -7,6 +7,7 @@ use std::sync::Arc;
 use hookline_api::{ApiConfig, ApiState};
 use hookline_aws::{AwsBackend, AwsSettings, Deliverer};
 use hookline_core::Attempter;
+use hookline_core::ingest_token::IngestTokens;
 use hookline_sender::{HttpSender, SenderConfig};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -29,20 +30,28 @@ pub fn init_logging() {
         .init();
 }
 
+/// The ingest tokens: from `HOOKLINE_INGEST_TOKEN` where it is set (local
+/// runs, `sam local`); on AWS, none is in any function's environment.
+pub async fn ingest_tokens() -> Result<IngestTokens, Error> {
+    Settings::from_env()?
+        .ingest_tokens
+        .ok_or_else(|| "HOOKLINE_INGEST_TOKEN is not set".into())
+}
+
 pub async fn backend() -> Result<AwsBackend, Error> {
     let settings = AwsSettings::from_env()?;
     Ok(AwsBackend::new(&hookline_aws::sdk_config().await, settings))
 }
 
-/// The HTTP API on the AWS backend. The ingest token is required here: a
-/// function has nowhere to print a generated one.
-pub fn api(backend: AwsBackend, settings: &Settings) -> Result<axum::Router, Error> {
-    let ingest_token = settings
-        .ingest_token
-        .clone()
-        .ok_or("HOOKLINE_INGEST_TOKEN is not set")?;
+/// The HTTP API on the AWS backend. `ingest_tokens` is what ingest accepts:
+/// none on the admin function, which API Gateway never sends an event.
+pub fn api(
+    backend: AwsBackend,
+    settings: &Settings,
+    ingest_tokens: IngestTokens,
+) -> Result<axum::Router, Error> {
     let config = ApiConfig {
-        ingest_token,
+        ingest_tokens,
         policy: settings.target_policy(),
         key_grace: settings.key_grace,
         max_rules: settings.max_rules,
@@ -76,10 +85,10 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
     })
 }
 
-/// Serves the API to API Gateway (HTTP API, payload 2.0).
-pub async fn serve_http() -> Result<(), Error> {
-    init_logging();
+/// Serves the API to API Gateway (HTTP API, payload 2.0) with the ingest
+/// tokens given: the ingest function's, or none on the admin function.
+pub async fn serve_http(ingest_tokens: IngestTokens) -> Result<(), Error> {
     let settings = Settings::from_env()?;
-    let app = api(backend().await?, &settings)?;
+    let app = api(backend().await?, &settings, ingest_tokens)?;
     lambda_http::run(app).await
 }

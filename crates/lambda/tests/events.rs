@@ -11,6 +11,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use axum::body::Body;
 use hookline_api::{ApiConfig, ApiState};
 use hookline_core::api_key::hash_api_key;
+use hookline_core::ingest_token::IngestTokens;
 use hookline_core::ports::{Clock, DeliveryFilter, NewTenant, Store};
 use hookline_core::target::TargetPolicy;
 use hookline_core::{Rule, RuleDraft, Scope, Trigger, WebhookKey};
@@ -81,7 +82,7 @@ async fn each_function_handles_its_sample_event() {
 
     // hookline-ingest and hookline-admin: the one router, through lambda_http's request type.
     let config = ApiConfig {
-        ingest_token: "example-ingest-token".into(),
+        ingest_tokens: IngestTokens::parse("example-ingest-token").unwrap(),
         policy: TargetPolicy {
             allow_private: true,
         },

@@ -16,6 +16,7 @@ use hookline_api::{ApiConfig, ApiState};
 use hookline_aws::{AwsBackend, Deliverer, EventMessage, poll_once, redrive, route_batch};
 use hookline_core::api_key::hash_api_key;
 use hookline_core::breaker::Breaker;
+use hookline_core::ingest_token::IngestTokens;
 use hookline_core::ports::{Clock, DeliveryFilter, NewTenant, Store};
 use hookline_core::retry::RetrySchedule;
 use hookline_core::target::TargetPolicy;
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const API_KEY: &str = "hk_pipeline";
-const TOKEN: &str = "pipeline-token";
+const TOKEN: &str = "pipeline-ingest-token";
 
 #[derive(Clone, Debug)]
 struct Hit {
@@ -97,7 +98,7 @@ async fn pipeline_with_visibility(max_attempts: u32, schedule: &str, visibility:
         allow_private: true,
     };
     let config = ApiConfig {
-        ingest_token: TOKEN.into(),
+        ingest_tokens: IngestTokens::parse(TOKEN).unwrap(),
         policy,
         key_grace: Duration::from_secs(60),
         max_rules: 100,

@@ -224,7 +224,7 @@ async fn every_http_route_is_served_by_the_router() {
     };
     let backend = hookline_aws::AwsBackend::new(&config, settings);
     let api = hookline_api::ApiConfig {
-        ingest_token: "token".into(),
+        ingest_tokens: Default::default(),
         policy: Default::default(),
         key_grace: Duration::from_secs(1),
         max_rules: 100,

@@ -5,10 +5,12 @@
 mod error;
 mod queue;
 mod schedule;
+mod sealing;
 mod store;
 mod writer;
 
 pub use schedule::Fairness;
+pub use sealing::parse_sealing_key;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use std::time::Duration;
 use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
 use hookline_core::ports::StoreError;
+use hookline_core::sealing::KeySealer;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Notify;
 
@@ -32,6 +35,8 @@ pub enum OpenError {
     },
     #[error("cannot start the store writer: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    SealingKey(#[from] sealing::SealingKeyError),
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +47,9 @@ pub struct SqliteOptions {
     /// Each rule's and tenant's share of the attempts in flight.
     pub fairness: Fairness,
     pub breaker: Breaker,
+    /// The key webhook keys are sealed with; `None` keeps it in a file
+    /// beside the database (`<db>.key`, mode 0600), made on first open.
+    pub sealing_key: Option<[u8; 32]>,
 }
 
 impl Default for SqliteOptions {
@@ -50,6 +58,7 @@ impl Default for SqliteOptions {
             visibility_timeout: Duration::from_secs(60),
             fairness: Fairness::default(),
             breaker: Breaker::default(),
+            sealing_key: None,
         }
     }
 }
@@ -66,6 +75,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     work: Arc<Notify>,
     options: SqliteOptions,
+    sealer: KeySealer,
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -108,10 +118,15 @@ impl SqliteBackend {
             path: path.clone(),
             source,
         };
+        let sealer = KeySealer::new(&match options.sealing_key {
+            Some(k) => k,
+            None => sealing::key_beside(&path)?,
+        });
         let conn = connect(&path).map_err(err)?;
         conn.execute_batch(include_str!("schema.sql"))
             .and_then(|()| migrate(&conn))
             .map_err(err)?;
+        sealing::seal_plain_keys(&conn, &sealer).map_err(err)?;
         let work = Arc::new(Notify::new());
         let writer = Writer::spawn(conn, work.clone())?;
         Ok(Self {
@@ -121,6 +136,7 @@ impl SqliteBackend {
                 readers: Mutex::new(Vec::new()),
                 work,
                 options,
+                sealer,
             }),
         })
     }
@@ -159,6 +175,10 @@ impl SqliteBackend {
 
     pub(crate) fn options(&self) -> &SqliteOptions {
         &self.inner.options
+    }
+
+    pub(crate) fn sealer(&self) -> &KeySealer {
+        &self.inner.sealer
     }
 
     /// Makes deliveries leased by a process that is gone visible again, so a

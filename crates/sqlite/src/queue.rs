@@ -9,6 +9,7 @@ use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
     StoreError,
 };
+use hookline_core::sealing::KeySealer;
 use hookline_core::{Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -42,6 +43,7 @@ fn load_job(
     seq: i64,
     receive_count: u32,
     now: Timestamp,
+    sealer: &KeySealer,
     keys: &mut KeyCache,
 ) -> Result<Option<DeliveryJob>, StoreError> {
     let row = conn
@@ -97,7 +99,7 @@ fn load_job(
         .map_err(|e| StoreError::unreadable("event trigger", e))?;
     let rule = rule.map(|b| rule_from_row(&tenant_id, &b)).transpose()?;
     if !keys.contains(&tenant_id) {
-        keys.insert(&tenant_id, signing_keys(conn, &tenant_id, now)?);
+        keys.insert(&tenant_id, signing_keys(conn, sealer, &tenant_id, now)?);
     }
     Ok(Some(DeliveryJob {
         delivery_id,
@@ -224,6 +226,7 @@ impl DeliveryQueue for SqliteBackend {
     async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
         let invisible_until = now.saturating_add(self.options().visibility_timeout);
         let (fairness, breaker) = (self.options().fairness, self.options().breaker);
+        let sealer = self.sealer().clone();
         self.writer()
             .write(move |conn, _| {
                 let mut admission = Admission::load(conn, now, fairness, &breaker)?;
@@ -240,7 +243,7 @@ impl DeliveryQueue for SqliteBackend {
                     let receive_count: u32 = lease
                         .query_row(params![seq, invisible_until.as_millis()], |r| r.get(0))
                         .map_err(unavailable)?;
-                    match load_job(conn, seq, receive_count, now, &mut keys)? {
+                    match load_job(conn, seq, receive_count, now, &sealer, &mut keys)? {
                         Some(job) => jobs.push(job),
                         // A queue entry without its delivery cannot be sent; drop it.
                         None => {

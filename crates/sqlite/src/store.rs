@@ -5,14 +5,15 @@ use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::plan;
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
 use hookline_core::record::{decode_rule, encode_rule};
+use hookline_core::sealing::KeySealer;
 use hookline_core::signing::StoredKey;
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::SqliteBackend;
 use crate::error::unavailable;
 use crate::writer::Effects;
+use crate::{SqliteBackend, sealing};
 
 fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
     cursor
@@ -26,6 +27,7 @@ pub(crate) fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreEr
 
 pub(crate) fn signing_keys(
     conn: &Connection,
+    sealer: &KeySealer,
     tenant_id: &str,
     now: Timestamp,
 ) -> Result<SigningKeys, StoreError> {
@@ -44,8 +46,7 @@ pub(crate) fn signing_keys(
         .map(|row| {
             let (key, created_at, expires_at) = row.map_err(unavailable)?;
             Ok(StoredKey {
-                key: WebhookKey::parse(&key)
-                    .map_err(|e| StoreError::unreadable("webhook key", e))?,
+                key: sealing::open(sealer, &key)?,
                 created_at: Timestamp::from_millis(created_at),
                 expires_at: expires_at.map(Timestamp::from_millis),
             })
@@ -234,6 +235,7 @@ fn accept(
 #[async_trait]
 impl Store for SqliteBackend {
     async fn create_tenant(&self, tenant: NewTenant) -> Result<(), StoreError> {
+        let sealed = sealing::seal(self.sealer(), &tenant.webhook_key)?;
         self.writer()
             .write(move |conn, _| {
                 let exists = conn
@@ -257,11 +259,7 @@ impl Store for SqliteBackend {
                 .and_then(|_| {
                     conn.execute(
                         "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
-                        params![
-                            tenant.id,
-                            tenant.webhook_key.expose(),
-                            tenant.created_at.as_millis()
-                        ],
+                        params![tenant.id, sealed, tenant.created_at.as_millis()],
                     )
                 })
                 .map_err(unavailable)?;
@@ -296,7 +294,9 @@ impl Store for SqliteBackend {
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError> {
         let id = tenant_id.to_owned();
-        self.read(move |conn| signing_keys(conn, &id, now)).await
+        let sealer = self.sealer().clone();
+        self.read(move |conn| signing_keys(conn, &sealer, &id, now))
+            .await
     }
 
     async fn rotate_webhook_key(
@@ -307,9 +307,11 @@ impl Store for SqliteBackend {
         old_until: Timestamp,
     ) -> Result<(), StoreError> {
         let id = tenant_id.to_owned();
+        let sealer = self.sealer().clone();
+        let sealed = sealing::seal(&sealer, &key)?;
         self.writer()
             .write(move |conn, _| {
-                if !signing_keys(conn, &id, now)?.may_rotate() {
+                if !signing_keys(conn, &sealer, &id, now)?.may_rotate() {
                     return Err(StoreError::too_many_keys());
                 }
                 conn.execute(
@@ -325,7 +327,7 @@ impl Store for SqliteBackend {
                 .and_then(|_| {
                     conn.execute(
                         "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
-                        params![id, key.expose(), now.as_millis()],
+                        params![id, sealed, now.as_millis()],
                     )
                 })
                 .map_err(unavailable)?;

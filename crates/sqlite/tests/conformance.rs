@@ -126,3 +126,70 @@ async fn release_leases_resumes_at_once() {
     assert_eq!(b.release_leases(now).await.unwrap(), 1);
     assert_eq!(b.receive(10, now).await.unwrap().len(), 1);
 }
+
+/// Webhook keys are sealed at rest under a key in a 0600 file beside the
+/// database; a key stored in clear by an earlier Hookline is sealed on open.
+#[tokio::test]
+async fn webhook_keys_are_sealed_at_rest_and_old_ones_migrated() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookline.db");
+    let key = WebhookKey::from_bytes(&[5; 32]).unwrap();
+    let secret = key.expose();
+    {
+        let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+        b.create_tenant(NewTenant {
+            id: "a".into(),
+            api_key_hash: "h".into(),
+            webhook_key: key.clone(),
+            created_at: suite::now(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            b.signing_keys("a", suite::now()).await.unwrap().0,
+            vec![key.clone()]
+        );
+    }
+    let key_file = dir.path().join("hookline.db.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let stored: String = raw
+        .query_row("SELECT key FROM webhook_keys", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.starts_with("sealed1:") && !stored.contains(&secret[6..]));
+    for file in ["hookline.db", "hookline.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&secret[6..]),
+                "{file} holds the key in clear"
+            );
+        }
+    }
+
+    // As an earlier Hookline left it: the key in clear.
+    raw.execute("UPDATE webhook_keys SET key = ?1", [&secret])
+        .unwrap();
+    drop(raw);
+    let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+    assert_eq!(
+        b.signing_keys("a", suite::now()).await.unwrap().0,
+        vec![key]
+    );
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let stored: String = raw
+        .query_row("SELECT key FROM webhook_keys", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.starts_with("sealed1:"), "migrated on open");
+
+    // Another sealing key cannot open them: the error says so, not the key.
+    let wrong = SqliteOptions {
+        sealing_key: Some([9; 32]),
+        ..SqliteOptions::default()
+    };
+    let other = SqliteBackend::open(&db, wrong).unwrap();
+    let e = other.signing_keys("a", suite::now()).await.unwrap_err();
+    assert!(e.to_string().contains("does not open"), "{e}");
+}

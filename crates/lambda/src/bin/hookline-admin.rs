@@ -1,7 +1,9 @@
-//! `hookline-admin`: the HTTP API behind API Gateway. Ingest and admin serve
-//! the same router; API Gateway sends each function its routes.
+//! `hookline-admin`: the merchant's API behind API Gateway. It serves the
+//! same router as ingest but holds no ingest token: API Gateway never sends
+//! it an event, and a function that cannot accept one cannot leak one.
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::serve_http().await
+    hookline_lambda::init_logging();
+    hookline_lambda::serve_http(Default::default()).await
 }

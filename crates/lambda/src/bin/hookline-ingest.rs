@@ -1,7 +1,9 @@
-//! `hookline-ingest`: the HTTP API behind API Gateway. Ingest and admin serve
-//! the same router; API Gateway sends each function its routes.
+//! `hookline-ingest`: the platform's `POST /v1/events` behind API Gateway,
+//! with the ingest tokens read once at cold start.
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::serve_http().await
+    hookline_lambda::init_logging();
+    let tokens = hookline_lambda::ingest_tokens().await?;
+    hookline_lambda::serve_http(tokens).await
 }
