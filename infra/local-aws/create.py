@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Creates Hookline's DynamoDB table and SQS queues on an AWS endpoint (moto's
-server locally) with the keys, index, TTL and redrive policies the adapters
-and the SAM template use, and prints the environment that points Hookline at
-them, as JSON (--json) or as export lines.
+"""Creates Hookline's DynamoDB table, SQS queues, KMS key (webhook keys are
+sealed under it) and ingest-token secret on an AWS endpoint (moto's server
+locally) with the keys, index, TTL and redrive policies the adapters and the
+SAM template use, and prints the environment that points Hookline at them,
+as JSON (--json) or as export lines.
 
 Usage: create.py --endpoint http://127.0.0.1:5005 [--prefix hookline] [--max-attempts 8] [--json]
 """
@@ -39,6 +40,12 @@ def main():
     )
     ddb = session.client("dynamodb", endpoint_url=a.endpoint)
     sqs = session.client("sqs", endpoint_url=a.endpoint)
+    kms = session.client("kms", endpoint_url=a.endpoint)
+    secrets = session.client("secretsmanager", endpoint_url=a.endpoint)
+    key_id = kms.create_key(Description=f"{a.prefix} webhook keys")["KeyMetadata"]["KeyId"]
+    token = secrets.get_random_password(PasswordLength=48, ExcludePunctuation=True)["RandomPassword"]
+    secret_arn = secrets.create_secret(Name=f"{a.prefix}-ingest-token", SecretString=token,
+                                       KmsKeyId=key_id)["ARN"]
 
     table = f"{a.prefix}-table"
     ddb.create_table(
@@ -79,6 +86,8 @@ def main():
         "HOOKLINE_EVENTS_DLQ_URL": events_dlq,
         "HOOKLINE_DELIVERIES_QUEUE_URL": deliveries,
         "HOOKLINE_DELIVERIES_DLQ_URL": deliveries_dlq,
+        "HOOKLINE_KMS_KEY_ID": key_id,
+        "HOOKLINE_INGEST_TOKEN_SECRET": secret_arn,
     }
     if a.json:
         print(json.dumps(env))

@@ -10,6 +10,7 @@ use crate::calls::Calls;
 use crate::queues::Queues;
 use crate::settings::AwsSettings;
 use crate::table::Table;
+use crate::vault::Vault;
 
 #[derive(Clone)]
 pub struct AwsBackend {
@@ -20,11 +21,17 @@ pub struct AwsBackend {
     /// Tenants known to exist: ingest checks every event's tenant.
     pub(crate) known_tenants: Arc<Mutex<HashSet<String>>>,
     pub(crate) breaker: Breaker,
+    pub(crate) vault: Vault,
 }
 
 impl AwsBackend {
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
         let calls = Arc::new(Calls::default());
+        let vault = Vault::new(
+            aws_sdk_kms::Client::new(config),
+            settings.kms_key_id.clone(),
+            calls.clone(),
+        );
         AwsBackend {
             table: Table::new(
                 aws_sdk_dynamodb::Client::new(config),
@@ -33,6 +40,7 @@ impl AwsBackend {
             ),
             queues: Queues::new(aws_sdk_sqs::Client::new(config), calls.clone()),
             settings: Arc::new(settings),
+            vault,
             calls,
             known_tenants: Arc::default(),
             breaker: Breaker::default(),
@@ -53,6 +61,7 @@ impl AwsBackend {
             calls: self.calls.clone(),
             known_tenants: Arc::default(),
             breaker: self.breaker,
+            vault: self.vault.clone(),
         }
     }
 

@@ -8,6 +8,7 @@ pub struct Calls {
     dynamodb_writes: AtomicU64,
     sqs: AtomicU64,
     event_source_sqs: AtomicU64,
+    kms: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct CallCount {
     /// Receives and deletes made by [`crate::poll_once`], standing in for
     /// Lambda's event source mapping (which makes them on AWS).
     pub event_source_sqs: u64,
+    /// KMS calls: a data key generated or decrypted, once per process each.
+    pub kms: u64,
 }
 
 impl Calls {
@@ -30,6 +33,9 @@ impl Calls {
     pub(crate) fn count_sqs(&self) {
         self.sqs.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn count_kms(&self) {
+        self.kms.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn count_event_source(&self) {
         self.event_source_sqs.fetch_add(1, Ordering::Relaxed);
     }
@@ -39,6 +45,7 @@ impl Calls {
             dynamodb_writes: self.dynamodb_writes.load(Ordering::Relaxed),
             sqs: self.sqs.load(Ordering::Relaxed),
             event_source_sqs: self.event_source_sqs.load(Ordering::Relaxed),
+            kms: self.kms.load(Ordering::Relaxed),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! every call; `items` is the table's layout and `messages` what the queues
 //! carry; `backend` holds them together. On top: `store` (the `Store` port),
 //! `queue` (loading and settling deliveries, and the `DeliveryQueue` port),
-//! `router` and `deliver` (the Lambda handlers), `poller` and `redrive`.
+//! `router` and `deliver` (the Lambda handlers), `poller` and `redrive`;
+//! `vault` seals webhook keys with KMS data keys.
 //! This file only declares and re-exports.
 
 mod backend;
@@ -22,9 +23,11 @@ mod queues;
 mod redrive;
 mod router;
 mod sdk;
+mod secrets;
 mod settings;
 mod store;
 mod table;
+mod vault;
 
 pub use backend::AwsBackend;
 pub use calls::{CallCount, Calls};
@@ -35,4 +38,5 @@ pub use poller::poll_once;
 pub use redrive::redrive;
 pub use router::route_batch;
 pub use sdk::{http_client, sdk_config};
+pub use secrets::ingest_tokens;
 pub use settings::{AwsSettings, SettingsError};

@@ -7,6 +7,11 @@ pub struct AwsSettings {
     pub deliveries_queue_url: String,
     pub events_dlq_url: Option<String>,
     pub deliveries_dlq_url: Option<String>,
+    /// The KMS key webhook keys are sealed under (`HOOKLINE_KMS_KEY_ID`).
+    pub kms_key_id: Option<String>,
+    /// The Secrets Manager secret holding the ingest tokens
+    /// (`HOOKLINE_INGEST_TOKEN_SECRET`); only the ingest function has it.
+    pub ingest_token_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +27,8 @@ fn var(name: &'static str) -> Result<String, SettingsError> {
 
 impl AwsSettings {
     /// `HOOKLINE_TABLE`, `HOOKLINE_EVENTS_QUEUE_URL`, `HOOKLINE_DELIVERIES_QUEUE_URL`,
-    /// and the optional `HOOKLINE_EVENTS_DLQ_URL` and `HOOKLINE_DELIVERIES_DLQ_URL`.
+    /// and the optional `HOOKLINE_EVENTS_DLQ_URL`, `HOOKLINE_DELIVERIES_DLQ_URL`
+    /// and `HOOKLINE_KMS_KEY_ID`.
     pub fn from_env() -> Result<Self, SettingsError> {
         Ok(Self {
             table: var("HOOKLINE_TABLE")?,
@@ -30,6 +36,8 @@ impl AwsSettings {
             deliveries_queue_url: var("HOOKLINE_DELIVERIES_QUEUE_URL")?,
             events_dlq_url: var("HOOKLINE_EVENTS_DLQ_URL").ok(),
             deliveries_dlq_url: var("HOOKLINE_DELIVERIES_DLQ_URL").ok(),
+            kms_key_id: var("HOOKLINE_KMS_KEY_ID").ok(),
+            ingest_token_secret: var("HOOKLINE_INGEST_TOKEN_SECRET").ok(),
         })
     }
 }

@@ -11,7 +11,6 @@ use hookline_core::signing::StoredKey;
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
 use crate::backend::AwsBackend;
-use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage};
 use crate::table::{from_item, to_item};
@@ -31,11 +30,11 @@ fn decode_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
     Ok(text.split('\u{1f}').map(str::to_owned).collect())
 }
 
-fn webhook_key_item(tenant_id: &str, key: &WebhookKey, at: Timestamp) -> WebhookKeyItem {
+fn webhook_key_item(tenant_id: &str, sealed: String, at: Timestamp) -> WebhookKeyItem {
     WebhookKeyItem {
         pk: tenant_pk(tenant_id),
         sk: webhook_key_sk(at.as_millis()),
-        key: key.expose(),
+        key: sealed,
         created_at: at.as_millis(),
         expires_at: None,
     }
@@ -109,6 +108,31 @@ impl AwsBackend {
 }
 
 impl AwsBackend {
+    /// Seals a key an earlier Hookline stored in clear, the first time it is
+    /// read; if this function may not seal (no KMS key), the next one will.
+    async fn seal_in_place(&self, item: &WebhookKeyItem, key: &WebhookKey) {
+        let sealed = match self.vault.seal(key).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "a webhook key stored in clear stays so for now");
+                return;
+            }
+        };
+        let result = self
+            .table
+            .update(key_of(item), |u| {
+                u.update_expression("SET #k = :sealed")
+                    .condition_expression("#k = :plain")
+                    .expression_attribute_names("#k", "key")
+                    .expression_attribute_values(":sealed", s(sealed))
+                    .expression_attribute_values(":plain", s(&item.key))
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not seal a webhook key stored in clear");
+        }
+    }
+
     /// Says why pending deliveries wait, from their rules' circuits: one
     /// batched read of the rules of the pending ones, none when none is.
     async fn with_waits(
@@ -172,7 +196,11 @@ impl Store for AwsBackend {
                 new,
             )?,
             self.table.put_write(
-                to_item(&webhook_key_item(&tenant.id, &tenant.webhook_key, at))?,
+                to_item(&webhook_key_item(
+                    &tenant.id,
+                    self.vault.seal(&tenant.webhook_key).await?,
+                    at,
+                ))?,
                 new,
             )?,
         ];
@@ -217,18 +245,18 @@ impl Store for AwsBackend {
         tenant_id: &str,
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError> {
-        let stored = self
-            .webhook_keys(tenant_id)
-            .await?
-            .into_iter()
-            .map(|k| {
-                Ok(StoredKey {
-                    key: WebhookKey::parse(&k.key).map_err(|e| unreadable("webhook key", e))?,
-                    created_at: Timestamp::from_millis(k.created_at),
-                    expires_at: k.expires_at.map(Timestamp::from_millis),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut stored = Vec::new();
+        for k in self.webhook_keys(tenant_id).await? {
+            let (key, in_clear) = self.vault.open(&k.key).await?;
+            if in_clear {
+                self.seal_in_place(&k, &key).await;
+            }
+            stored.push(StoredKey {
+                key,
+                created_at: Timestamp::from_millis(k.created_at),
+                expires_at: k.expires_at.map(Timestamp::from_millis),
+            });
+        }
         Ok(SigningKeys::at(now, stored))
     }
 
@@ -258,10 +286,14 @@ impl Store for AwsBackend {
                 Some(_) => {}
             }
         }
-        writes.push(
-            self.table
-                .put_write(to_item(&webhook_key_item(tenant_id, &key, now))?, None)?,
-        );
+        writes.push(self.table.put_write(
+            to_item(&webhook_key_item(
+                tenant_id,
+                self.vault.seal(&key).await?,
+                now,
+            ))?,
+            None,
+        )?);
         // Two rotations at once: one transaction wins, the other is told.
         self.table.transact(writes).await?.map_err(|_| {
             StoreError::Conflict("the webhook key changed meanwhile; try again".into())

@@ -30,12 +30,16 @@ pub fn init_logging() {
         .init();
 }
 
-/// The ingest tokens: from `HOOKLINE_INGEST_TOKEN` where it is set (local
-/// runs, `sam local`); on AWS, none is in any function's environment.
+/// The ingest tokens: from the secret `HOOKLINE_INGEST_TOKEN_SECRET` names
+/// (on AWS, where no function's environment holds a token), else from
+/// `HOOKLINE_INGEST_TOKEN` (local runs).
 pub async fn ingest_tokens() -> Result<IngestTokens, Error> {
-    Settings::from_env()?
-        .ingest_tokens
-        .ok_or_else(|| "HOOKLINE_INGEST_TOKEN is not set".into())
+    if let Some(secret) = AwsSettings::from_env()?.ingest_token_secret {
+        return Ok(hookline_aws::ingest_tokens(&hookline_aws::sdk_config().await, &secret).await?);
+    }
+    Settings::from_env()?.ingest_tokens.ok_or_else(|| {
+        "neither HOOKLINE_INGEST_TOKEN_SECRET nor HOOKLINE_INGEST_TOKEN is set".into()
+    })
 }
 
 pub async fn backend() -> Result<AwsBackend, Error> {

@@ -92,8 +92,9 @@ pub fn create_resources(max_attempts: u32, visibility_secs: u32) -> HashMap<Stri
     serde_json::from_slice(&out.stdout).expect("create.py prints JSON")
 }
 
-pub async fn backend(env: &HashMap<String, String>) -> AwsBackend {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// SDK configuration for the endpoint and resources `env` names.
+pub async fn sdk_config(env: &HashMap<String, String>) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(hookline_aws::http_client())
         .endpoint_url(&env["AWS_ENDPOINT_URL"])
         .region(aws_config::Region::new(env["AWS_REGION"].clone()))
@@ -101,13 +102,19 @@ pub async fn backend(env: &HashMap<String, String>) -> AwsBackend {
             "test", "test", None,
         ))
         .load()
-        .await;
+        .await
+}
+
+pub async fn backend(env: &HashMap<String, String>) -> AwsBackend {
+    let config = sdk_config(env).await;
     let settings = AwsSettings {
         table: env["HOOKLINE_TABLE"].clone(),
         events_queue_url: env["HOOKLINE_EVENTS_QUEUE_URL"].clone(),
         deliveries_queue_url: env["HOOKLINE_DELIVERIES_QUEUE_URL"].clone(),
         events_dlq_url: Some(env["HOOKLINE_EVENTS_DLQ_URL"].clone()),
         deliveries_dlq_url: Some(env["HOOKLINE_DELIVERIES_DLQ_URL"].clone()),
+        kms_key_id: Some(env["HOOKLINE_KMS_KEY_ID"].clone()),
+        ingest_token_secret: Some(env["HOOKLINE_INGEST_TOKEN_SECRET"].clone()),
     };
     AwsBackend::new(&config, settings)
 }
