@@ -96,3 +96,90 @@ async fn serve_reads_private_targets_setting_as_the_functions_do() {
         "{stderr}"
     );
 }
+
+/// No webhook key or ingest token reaches the log, the database files or any
+/// API answer, except the webhook-key routes that exist to hand the key out.
+#[tokio::test]
+async fn secrets_reach_no_log_file_or_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hookline.log");
+    let hookline = Hookline::start_logging_to(&db_in(&dir), &[("HOOKLINE_LOG", "trace")], &log);
+    let shop = hookline.tenant("shop_1");
+    let receiver = Receiver::start_with(|n, _| Reply::Status(if n == 0 { 500 } else { 200 })).await;
+    let mut answers = Vec::new();
+    let rule = hookline.paid_orders_to(&shop, receiver.url("/hook")).await;
+    for i in 0..3 {
+        let (_, body) = hookline
+            .send_event(&event(&format!("evt_{i}"), &shop.id, "order.paid"))
+            .await;
+        answers.push(body);
+    }
+    let (_, body) = hookline
+        .request(
+            "POST",
+            "/v1/events",
+            Some("wrong-token-0123456789"),
+            Some("{}".into()),
+        )
+        .await;
+    answers.push(body);
+    let (_, rotated) = hookline
+        .admin(&shop, "POST", "/v1/webhook-key/rotate", None)
+        .await;
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    receiver.wait_for(3).await;
+    for (method, path) in [
+        ("GET", "/v1/rules".to_owned()),
+        ("GET", format!("/v1/rules/{rule}")),
+        ("GET", "/v1/deliveries?limit=50".to_owned()),
+        ("GET", "/v1/nothing".to_owned()),
+        ("POST", "/v1/rules".to_owned()),
+    ] {
+        answers.push(hookline.admin(&shop, method, &path, None).await.1);
+    }
+    for d in hookline.deliveries(&shop, "").await {
+        let id = d["id"].as_str().unwrap();
+        answers.push(
+            hookline
+                .admin(&shop, "GET", &format!("/v1/deliveries/{id}"), None)
+                .await
+                .1,
+        );
+    }
+    hookline.stop();
+
+    let secrets = [
+        // The base64 of each key, which is what a leak would show.
+        shop.webhook_key["whsec_".len()..].to_owned(),
+        new_key["whsec_".len()..].to_owned(),
+        INGEST_TOKEN.to_owned(),
+    ];
+    let mut places: Vec<(String, String)> = answers
+        .iter()
+        .map(|a| ("an API answer".to_owned(), a.to_string()))
+        .collect();
+    for file in [
+        "hookline.log",
+        "hookline.db",
+        "hookline.db-wal",
+        "hookline.db-shm",
+    ] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            places.push((
+                file.to_owned(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    assert!(
+        places
+            .iter()
+            .any(|(f, text)| f == "hookline.log" && !text.is_empty()),
+        "the server logged nothing to search"
+    );
+    for (place, text) in &places {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{place} holds a secret");
+        }
+    }
+}

@@ -39,6 +39,16 @@ impl Hookline {
     }
 
     pub fn start_with(db: &Path, env: &[(&str, &str)], args: &[&str]) -> Hookline {
+        Self::spawn(db, env, args, Stdio::inherit())
+    }
+
+    /// Starts `hookline serve` with its log (stderr) going to `log`.
+    pub fn start_logging_to(db: &Path, env: &[(&str, &str)], log: &Path) -> Hookline {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(db, env, &["--allow-private-targets"], Stdio::from(file))
+    }
+
+    fn spawn(db: &Path, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Hookline {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
@@ -48,7 +58,7 @@ impl Hookline {
             .env_remove("HOOKLINE_ALLOW_PRIVATE_TARGETS")
             .env_remove("HOOKLINE_RETRY_SCHEDULE")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
