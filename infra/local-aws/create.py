@@ -31,6 +31,7 @@ def main():
                    help="deliveries' maxReceiveCount: the retry schedule's attempts")
     p.add_argument("--visibility", type=int, default=VISIBILITY_SECONDS,
                    help="the queues' visibility timeout in seconds")
+    p.add_argument("--ingest-token", help="the ingest token secret's value (random when not given)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     session = boto3.session.Session(
@@ -43,7 +44,8 @@ def main():
     kms = session.client("kms", endpoint_url=a.endpoint)
     secrets = session.client("secretsmanager", endpoint_url=a.endpoint)
     key_id = kms.create_key(Description=f"{a.prefix} webhook keys")["KeyMetadata"]["KeyId"]
-    token = secrets.get_random_password(PasswordLength=48, ExcludePunctuation=True)["RandomPassword"]
+    token = a.ingest_token or secrets.get_random_password(
+        PasswordLength=48, ExcludePunctuation=True)["RandomPassword"]
     secret_arn = secrets.create_secret(Name=f"{a.prefix}-ingest-token", SecretString=token,
                                        KmsKeyId=key_id)["ARN"]
 
