@@ -585,6 +585,49 @@ async fn an_sdk_error_in_a_function_log_names_the_aws_error_code() {
     );
 }
 
+/// What the functions log, at trace level, through ingest, routing, failed
+/// and good deliveries and a key rotation, holds no webhook key or token.
+#[tokio::test]
+async fn function_logs_hold_no_secret() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let p = pipeline(3, "1s").await;
+    let r = receiver(&p.key).await;
+    *r.status.lock().unwrap() = 500;
+    p.rule(json!({"name": "n", "trigger": "order.paid", "url": format!("{}/hook", r.base)}))
+        .await;
+    p.ingest(event("evt_1", "order.paid", json!({}))).await;
+    let (status, _) = p
+        .call("POST", "/v1/events", "wrong-ingest-token-000", json!({}))
+        .await;
+    assert_eq!(status, 401);
+    p.route_all().await;
+    p.deliver_all(Duration::from_millis(300)).await;
+    *r.status.lock().unwrap() = 200;
+    p.deliver_all(Duration::from_millis(1500)).await;
+    let (status, rotated) = p
+        .call("POST", "/v1/webhook-key/rotate", API_KEY, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.lines().count() > 5,
+        "the functions logged little: {text}"
+    );
+    let new_key = rotated["key"].as_str().unwrap();
+    for secret in [&p.key.expose()[6..], &new_key[6..], TOKEN, API_KEY] {
+        assert!(!text.contains(secret), "a function logged a secret");
+    }
+}
+
 fn event_batch(message: &EventMessage) -> SqsEvent {
     let mut record = SqsMessage::default();
     record.message_id = Some("m-1".into());
