@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
@@ -30,6 +31,15 @@ fn decode_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
     Ok(text.split('\u{1f}').map(str::to_owned).collect())
 }
 
+/// A Query for the items of partition `pk` whose sort key starts with `prefix`.
+fn in_partition(q: QueryFluentBuilder, pk: &str, prefix: &str) -> QueryFluentBuilder {
+    q.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+        .expression_attribute_names("#pk", PARTITION_KEY)
+        .expression_attribute_names("#sk", SORT_KEY)
+        .expression_attribute_values(":pk", s(pk))
+        .expression_attribute_values(":prefix", s(prefix))
+}
+
 fn webhook_key_item(tenant_id: &str, sealed: String, at: Timestamp) -> WebhookKeyItem {
     WebhookKeyItem {
         pk: tenant_pk(tenant_id),
@@ -45,13 +55,7 @@ impl AwsBackend {
         let pk = tenant_pk(tenant_id);
         self.table
             .query(
-                |q| {
-                    q.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                        .expression_attribute_names("#pk", PARTITION_KEY)
-                        .expression_attribute_names("#sk", SORT_KEY)
-                        .expression_attribute_values(":pk", s(&pk))
-                        .expression_attribute_values(":prefix", s(WEBHOOK_KEY_PREFIX))
-                },
+                |q| in_partition(q, &pk, WEBHOOK_KEY_PREFIX),
                 None,
                 usize::MAX,
             )
@@ -347,11 +351,7 @@ impl Store for AwsBackend {
             .table
             .query(
                 |q| {
-                    q.key_condition_expression("#pk = :pk AND begins_with(#sk, :r)")
-                        .expression_attribute_names("#pk", PARTITION_KEY)
-                        .expression_attribute_names("#sk", SORT_KEY)
-                        .expression_attribute_values(":pk", s(&pk))
-                        .expression_attribute_values(":r", s(RULE_PREFIX))
+                    in_partition(q, &pk, RULE_PREFIX)
                         .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
                 },
                 start,

@@ -9,9 +9,10 @@ use hookline_core::WebhookKey;
 use hookline_core::ports::{NewTenant, Store};
 use hookline_test_support as support;
 
-async fn stored_keys(env: &HashMap<String, String>) -> Vec<String> {
+/// Tenant `a`'s webhook key items as stored.
+async fn key_items(env: &HashMap<String, String>) -> Vec<HashMap<String, AttributeValue>> {
     let config = support::sdk_config(env).await;
-    let out = aws_sdk_dynamodb::Client::new(&config)
+    aws_sdk_dynamodb::Client::new(&config)
         .query()
         .table_name(&env["HOOKLINE_TABLE"])
         .key_condition_expression("pk = :pk AND begins_with(sk, :k)")
@@ -19,8 +20,14 @@ async fn stored_keys(env: &HashMap<String, String>) -> Vec<String> {
         .expression_attribute_values(":k", AttributeValue::S("KEY#".into()))
         .send()
         .await
-        .unwrap();
-    out.items()
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
+async fn stored_keys(env: &HashMap<String, String>) -> Vec<String> {
+    key_items(env)
+        .await
         .iter()
         .map(|i| i["key"].as_s().unwrap().clone())
         .collect()
@@ -65,16 +72,8 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
     // As an earlier Hookline left it: a key in clear. Read, it is sealed.
     let config = support::sdk_config(&env).await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    let items = ddb
-        .query()
-        .table_name(&env["HOOKLINE_TABLE"])
-        .key_condition_expression("pk = :pk AND begins_with(sk, :k)")
-        .expression_attribute_values(":pk", AttributeValue::S("T#a".into()))
-        .expression_attribute_values(":k", AttributeValue::S("KEY#".into()))
-        .send()
-        .await
-        .unwrap();
-    let first = &items.items()[0];
+    let items = key_items(&env).await;
+    let first = &items[0];
     ddb.update_item()
         .table_name(&env["HOOKLINE_TABLE"])
         .key("pk", first["pk"].clone())
