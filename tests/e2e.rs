@@ -12,5 +12,6 @@ mod e2e {
     mod durability;
     mod fairness;
     mod matching;
+    mod options;
     mod security;
 }

@@ -148,6 +148,17 @@ pub async fn recover(
             format!("body: is not valid JSON: {e}"),
         )
     })?;
+    if let Some(unknown) = parsed
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "since" | "until")))
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            unknown,
+            format!("{unknown}: is not a field of recover (since, until)"),
+        ));
+    }
     let now = state.clock.now();
     let since = timestamp(&parsed, "since")?.ok_or_else(|| {
         ApiError::field(

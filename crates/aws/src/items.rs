@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::breaker::Health;
-use hookline_core::event::Line;
+use hookline_core::event::{Line, Subject};
 use hookline_core::ports::StoreError;
 use hookline_core::record::{decode_rule, encode_rule};
 use hookline_core::{Attempt, Delivery, Rule, Timestamp};
@@ -200,6 +200,8 @@ pub struct EventItem {
     pub lines: Vec<Line>,
     /// The event's `data`, byte for byte as ingested.
     pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
     /// Set once the router has recorded and queued the event's deliveries.
     #[serde(default)]
     pub routed: bool,

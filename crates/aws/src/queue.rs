@@ -171,6 +171,7 @@ pub(crate) async fn load(
                 .map_err(|e| unreadable("event trigger", e))?,
             occurred_at: Timestamp::from_millis(event.occurred_at),
             data: RawValue::from_string(event.data).map_err(|e| unreadable("event data", e))?,
+            subject: event.subject,
             destination: Destination::of(rule.as_ref()),
             delivery_id: m.delivery_id,
             tenant_id: m.tenant_id,

@@ -58,6 +58,7 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
         upsell_id: item.upsell_id,
         first_payment: item.first_payment,
         lines: item.lines,
+        subject: item.subject,
     })
 }
 

@@ -402,6 +402,7 @@ impl Store for AwsBackend {
             first_payment: event.first_payment,
             lines: event.lines.clone(),
             data: event.data.get().to_owned(),
+            subject: event.subject.clone(),
             routed: false,
             ttl: ttl_from(now),
         };

@@ -7,9 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use hookline_core::breaker::Breaker;
 use hookline_core::delivery::Attempt;
+use hookline_core::event::Subject;
+use hookline_core::filter::Filter;
 use hookline_core::ports::{
-    Acceptance, DeliveryFilter, DeliveryQueue, Destination, NewTenant, Outcome, Store, StoreError,
+    Acceptance, DeliveryFilter, DeliveryQueue, Destination, Endpoint, NewTenant, Outcome, Store,
+    StoreError,
 };
+use hookline_core::rule::{PayloadFormat, RuleOptions};
 use hookline_core::{
     DeliveryJob, DeliveryStatus, Event, Rule, RuleDraft, Scope, Settlement, Timestamp, Trigger,
     WebhookKey,
@@ -92,6 +96,7 @@ fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) 
         per_order_line: per_line,
         first_payment_only: false,
         enabled: true,
+        options: Default::default(),
     };
     Rule::new(id.into(), tenant.into(), draft, now())
 }
@@ -221,19 +226,33 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     )
     .await
     .unwrap();
-    b.insert_rule(
-        &rule(
-            "a",
-            "bump",
-            Trigger::OrderPaid,
-            Scope::Product { id: "p2".into() },
-            false,
-        ),
-        100,
-    )
-    .await
-    .unwrap();
-    let e = event("a", "e1", Trigger::OrderPaid, &[("l1", "p1"), ("l2", "p2")]);
+    let mut bump = rule(
+        "a",
+        "bump",
+        Trigger::OrderPaid,
+        Scope::Product { id: "p2".into() },
+        false,
+    );
+    bump.options = RuleOptions {
+        filter: Some(Filter::parse(&serde_json::json!({"data": {"n": {"$gte": 1}}})).unwrap()),
+        payload: PayloadFormat::Thin,
+        headers: [("X-Shop".to_owned(), "a".to_owned())].into(),
+    };
+    b.insert_rule(&bump, 100).await.unwrap();
+    assert_eq!(
+        b.rule("a", "bump").await.unwrap().unwrap(),
+        bump,
+        "options are stored"
+    );
+    let mut never = rule("a", "never", Trigger::OrderPaid, Scope::Universal, false);
+    never.options.filter =
+        Some(Filter::parse(&serde_json::json!({"data": {"n": {"$gt": 1}}})).unwrap());
+    b.insert_rule(&never, 100).await.unwrap();
+    let mut e = event("a", "e1", Trigger::OrderPaid, &[("l1", "p1"), ("l2", "p2")]);
+    e.subject = Some(Subject {
+        kind: "order".into(),
+        id: "ord_1".into(),
+    });
     assert_eq!(
         b.accept_event(&e, now()).await.unwrap(),
         Acceptance::Accepted
@@ -261,14 +280,23 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
             .all(|d| d.status == DeliveryStatus::Pending && d.attempts.is_empty())
     );
     let jobs = receive_n(h, 3, 10).await;
+    assert!(
+        jobs.iter().all(|j| j.rule_id != "never"),
+        "a filter that does not match makes no delivery"
+    );
     let bump = jobs.iter().find(|j| j.rule_id == "bump").expect("bump job");
     assert_eq!(bump.line, None);
     assert_eq!(bump.data.get(), r#"{"n":1}"#);
     assert_eq!(bump.keys.0, vec![key(1)]);
     assert_eq!(
         bump.destination,
-        Destination::Url("https://example.com/bump".into())
+        Destination::Endpoint(Endpoint {
+            url: "https://example.com/bump".into(),
+            payload: PayloadFormat::Thin,
+            headers: vec![("X-Shop".into(), "a".into())],
+        })
     );
+    assert_eq!(bump.subject.as_ref().map(|s| s.id.as_str()), Some("ord_1"));
     let mut lines: Vec<_> = jobs
         .iter()
         .filter_map(|j| j.line.as_ref().map(|l| l.id.clone()))

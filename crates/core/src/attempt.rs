@@ -5,32 +5,53 @@
 //! This is the top of the core: it drives the [`Sender`] and [`Clock`] ports.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-use crate::delivery::Attempt;
+use crate::delivery::{Attempt, FullBody};
 use crate::event::Line;
-use crate::ports::{Clock, DeliveryJob, Destination, Outcome, OutgoingRequest, Sender, Settlement};
+use crate::ports::{
+    Clock, DeliveryJob, Destination, Endpoint, Outcome, OutgoingRequest, Sender, Settlement,
+};
 use crate::retry::RetrySchedule;
+use crate::rule::PayloadFormat;
 use crate::time::Timestamp;
-use crate::trigger::Trigger;
 
-/// The body receivers get: `{"type","timestamp","event_id","tenant_id","rule_id","data","line"?}`.
+/// Plug&Pay's thin V2 envelope: what happened and to what, for the receiver
+/// to fetch the rest.
 #[derive(Serialize)]
-struct Payload<'a> {
-    #[serde(rename = "type")]
-    trigger: Trigger,
-    timestamp: Timestamp,
-    event_id: &'a str,
+struct ThinBody<'a> {
+    trigger_type: String,
+    triggerable_id: &'a str,
+    triggerable_type: &'a str,
+    sent_at: Timestamp,
     tenant_id: &'a str,
     rule_id: &'a str,
-    data: &'a RawValue,
+    event_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<&'a Line>,
 }
 
-/// The body of a delivery, the same on every attempt.
+/// The thin body of a delivery, sent at `at`.
+pub fn thin_body(job: &DeliveryJob, at: Timestamp) -> Vec<u8> {
+    let (kind, id) = match &job.subject {
+        Some(s) => (s.kind.as_str(), s.id.as_str()),
+        None => (job.trigger.noun(), job.event_id.as_str()),
+    };
+    let thin = ThinBody {
+        trigger_type: job.trigger.as_str().replace('.', "_"),
+        triggerable_id: id,
+        triggerable_type: kind,
+        sent_at: at,
+        tenant_id: &job.tenant_id,
+        rule_id: &job.rule_id,
+        event_id: &job.event_id,
+        line: job.line.as_ref(),
+    };
+    serde_json::to_vec(&thin).unwrap_or_default()
+}
+
+/// The full body of a delivery, the same on every attempt.
 pub fn body(job: &DeliveryJob) -> Vec<u8> {
-    let payload = Payload {
+    let payload = FullBody {
         trigger: job.trigger,
         timestamp: job.occurred_at,
         event_id: &job.event_id,
@@ -67,8 +88,8 @@ impl Attempter {
         clock: &dyn Clock,
     ) -> Settlement {
         let at = clock.now();
-        let url = match &job.destination {
-            Destination::Url(url) => url,
+        let endpoint = match &job.destination {
+            Destination::Endpoint(endpoint) => endpoint,
             Destination::Gone(why) => {
                 return Settlement::new(job, failed(at, (*why).to_owned()), Outcome::Dead);
             }
@@ -77,7 +98,7 @@ impl Attempter {
             let attempt = failed(at, "the tenant has no webhook key".into());
             return Settlement::new(job, attempt, Outcome::Dead);
         }
-        let sent = sender.send(self.request(job, url, at)).await;
+        let sent = sender.send(self.request(job, endpoint, at)).await;
         let duration_ms = u64::try_from(sent.elapsed.as_millis()).unwrap_or(u64::MAX);
         let (attempt, ok, retry_after) = match sent.result {
             Ok(r) => {
@@ -122,19 +143,25 @@ impl Attempter {
         }
     }
 
-    fn request(&self, job: &DeliveryJob, url: &str, at: Timestamp) -> OutgoingRequest {
-        let body = body(job);
+    fn request(&self, job: &DeliveryJob, endpoint: &Endpoint, at: Timestamp) -> OutgoingRequest {
+        let body = match endpoint.payload {
+            PayloadFormat::Full => body(job),
+            PayloadFormat::Thin => thin_body(job, at),
+        };
         let ts = at.as_secs();
         let signature = job.keys.signature_header(&job.delivery_id, ts, &body);
+        // The rule's own headers first; Hookline's cannot be among them.
+        let mut headers = endpoint.headers.clone();
+        headers.extend([
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("user-agent".to_owned(), self.user_agent.clone()),
+            ("webhook-id".to_owned(), job.delivery_id.clone()),
+            ("webhook-timestamp".to_owned(), ts.to_string()),
+            ("webhook-signature".to_owned(), signature),
+        ]);
         OutgoingRequest {
-            url: url.to_owned(),
-            headers: vec![
-                ("content-type", "application/json".to_owned()),
-                ("user-agent", self.user_agent.clone()),
-                ("webhook-id", job.delivery_id.clone()),
-                ("webhook-timestamp", ts.to_string()),
-                ("webhook-signature", signature),
-            ],
+            url: endpoint.url.clone(),
+            headers,
             body,
         }
     }

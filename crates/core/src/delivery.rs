@@ -5,8 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
+use crate::event::Line;
 use crate::time::Timestamp;
+use crate::trigger::Trigger;
 
 pub type DeliveryId = String;
 
@@ -113,3 +116,19 @@ impl Waiting {
 
 /// The longest a receiver's answer is kept in the attempt log.
 pub const RESPONSE_BODY_CAP: usize = 4096;
+
+/// The full body receivers get:
+/// `{"type","timestamp","event_id","tenant_id","rule_id","data","line"?}`.
+/// Filters are judged on it too, so what a filter names is what arrives.
+#[derive(Serialize)]
+pub struct FullBody<'a> {
+    #[serde(rename = "type")]
+    pub trigger: Trigger,
+    pub timestamp: Timestamp,
+    pub event_id: &'a str,
+    pub tenant_id: &'a str,
+    pub rule_id: &'a str,
+    pub data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<&'a Line>,
+}

@@ -25,6 +25,15 @@ impl Line {
     }
 }
 
+/// What an event is about (`{"type": "order", "id": "ord_1"}`), for the
+/// thin envelope's `triggerable_type` and `triggerable_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
@@ -38,6 +47,7 @@ pub struct Event {
     pub lines: Vec<Line>,
     /// The object receivers get, kept byte for byte as ingested.
     pub data: Box<RawValue>,
+    pub subject: Option<Subject>,
 }
 
 /// The wire shape, every field optional so that a missing one is reported by
@@ -54,6 +64,14 @@ struct EventInput {
     first_payment: Option<bool>,
     lines: Option<Vec<LineInput>>,
     data: Option<Box<RawValue>>,
+    subject: Option<SubjectInput>,
+}
+
+#[derive(Deserialize)]
+struct SubjectInput {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +152,16 @@ impl Event {
             lines.push(Line { id, product_id });
         }
 
+        let subject = match input.subject {
+            None => None,
+            Some(s) => {
+                let kind = required("subject.type", s.kind)?;
+                check_id("subject.type", &kind)?;
+                let id = required("subject.id", s.id)?;
+                check_id("subject.id", &id)?;
+                Some(Subject { kind, id })
+            }
+        };
         Ok(Event {
             id,
             tenant_id,
@@ -144,6 +172,7 @@ impl Event {
             first_payment: input.first_payment.unwrap_or(true),
             lines,
             data,
+            subject,
         })
     }
 }

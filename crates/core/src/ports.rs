@@ -13,8 +13,8 @@ use crate::api_key::{api_key_from_bytes, hash_api_key};
 use crate::breaker::Health;
 use crate::delivery::{Attempt, Delivery, DeliveryId, DeliveryStatus};
 use crate::error::{FieldError, check_id};
-use crate::event::{Event, Line};
-use crate::rule::Rule;
+use crate::event::{Event, Line, Subject};
+use crate::rule::{PayloadFormat, Rule};
 use crate::signing::{MAX_SIGNING_KEYS, SigningKeys, WebhookKey};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
@@ -276,21 +276,39 @@ pub struct Lease {
     pub handle: String,
 }
 
-/// Where a job goes, or why it cannot go anywhere any more.
+/// Where a job goes and how, or why it cannot go anywhere any more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Url(String),
+    Endpoint(Endpoint),
     Gone(&'static str),
+}
+
+/// A rule's receiver as its deliveries see it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub payload: PayloadFormat,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Destination {
     /// Where a delivery of `rule` goes now: nowhere once the rule is deleted
-    /// (`None`) or disabled.
+    /// (`None`) or disabled. The rule as it is at the attempt decides, so an
+    /// edit of its URL or headers reaches deliveries already queued.
     pub fn of(rule: Option<&Rule>) -> Self {
         match rule {
             None => Destination::Gone("the rule was deleted"),
             Some(r) if !r.enabled => Destination::Gone("the rule is disabled"),
-            Some(r) => Destination::Url(r.url.clone()),
+            Some(r) => Destination::Endpoint(Endpoint {
+                url: r.url.clone(),
+                payload: r.options.payload,
+                headers: r
+                    .options
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }),
         }
     }
 }
@@ -306,6 +324,7 @@ pub struct DeliveryJob {
     pub occurred_at: Timestamp,
     pub line: Option<Line>,
     pub data: Box<RawValue>,
+    pub subject: Option<Subject>,
     pub destination: Destination,
     pub keys: SigningKeys,
     pub lease: Lease,
@@ -423,7 +442,7 @@ pub trait DeliveryQueue: Send + Sync {
 
 pub struct OutgoingRequest {
     pub url: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 

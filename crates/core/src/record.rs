@@ -3,9 +3,14 @@
 //! the table, and both backends decode a stored rule the one way written here.
 //! The encoding is the one rules were first stored in, so stored rules read.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-use crate::rule::{Rule, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::FieldError;
+use crate::filter::Filter;
+use crate::rule::{PayloadFormat, Rule, RuleOptions, Scope};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
 
@@ -20,6 +25,22 @@ struct RuleRecord {
     first_payment_only: bool,
     enabled: bool,
     created_at: Timestamp,
+    // The options came later: a record without them has the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filter: Option<Value>,
+    #[serde(default)]
+    payload: PayloadFormat,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+}
+
+/// A stored rule that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("its filter: {0}")]
+    Filter(#[from] FieldError),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,13 +69,16 @@ pub fn encode_rule(rule: &Rule) -> String {
         first_payment_only: rule.first_payment_only,
         enabled: rule.enabled,
         created_at: rule.created_at,
+        filter: rule.options.filter.as_ref().map(|f| f.source().clone()),
+        payload: rule.options.payload,
+        headers: rule.options.headers.clone(),
     };
     // Strings, booleans and enums of unit or string variants always serialize.
     serde_json::to_string(&record).unwrap_or_default()
 }
 
 /// A stored rule of `tenant_id`, back from [`encode_rule`]'s text.
-pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, serde_json::Error> {
+pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, RecordError> {
     let r: RuleRecord = serde_json::from_str(text)?;
     Ok(Rule {
         id: r.id,
@@ -72,6 +96,11 @@ pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, serde_json::Erro
         first_payment_only: r.first_payment_only,
         enabled: r.enabled,
         created_at: r.created_at,
+        options: RuleOptions {
+            filter: r.filter.as_ref().map(Filter::parse).transpose()?,
+            payload: r.payload,
+            headers: r.headers,
+        },
     })
 }
 

@@ -1,9 +1,12 @@
 //! Integration rules: which events a merchant wants, and where to send them.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{FieldError, FieldErrorKind, check_id};
+use crate::filter::Filter;
 use crate::target::TargetPolicy;
 use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
@@ -21,7 +24,7 @@ pub enum Scope {
 
 /// A rule as the API shows it (`Serialize` is the API's JSON; the stored
 /// form is [`crate::record`]'s).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
     pub id: String,
     #[serde(skip)]
@@ -34,7 +37,40 @@ pub struct Rule {
     pub first_payment_only: bool,
     pub enabled: bool,
     pub created_at: Timestamp,
+    #[serde(flatten)]
+    pub options: RuleOptions,
 }
+
+/// What a rule adds to its deliveries beyond Plug&Pay's fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RuleOptions {
+    /// Only events whose delivered body meets it make a delivery.
+    #[serde(serialize_with = "filter_source")]
+    pub filter: Option<Filter>,
+    /// The full body, or Plug&Pay's thin V2 envelope.
+    pub payload: PayloadFormat,
+    /// Added to every delivery; Hookline's own headers cannot be set.
+    pub headers: BTreeMap<String, String>,
+}
+
+fn filter_source<S: Serializer>(filter: &Option<Filter>, s: S) -> Result<S::Ok, S::Error> {
+    filter.as_ref().map(Filter::source).serialize(s)
+}
+
+/// Which body a rule's deliveries carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// `{"type","timestamp","event_id","tenant_id","rule_id","data","line"?}`.
+    #[default]
+    Full,
+    /// `{"trigger_type","triggerable_id","triggerable_type","sent_at",
+    /// "tenant_id","rule_id","event_id","line"?}`: the receiver fetches the rest.
+    Thin,
+}
+
+/// The most headers a rule adds.
+pub const MAX_RULE_HEADERS: usize = 10;
 
 /// A rule as a merchant posts it; `id`, tenant and time are Hookline's.
 #[derive(Debug, Clone)]
@@ -46,9 +82,11 @@ pub struct RuleDraft {
     pub per_order_line: bool,
     pub first_payment_only: bool,
     pub enabled: bool,
+    pub options: RuleOptions,
 }
 
-/// Any subset of a rule's fields, as PATCH takes them.
+/// Any subset of a rule's fields, as PATCH takes them. An option set to
+/// `null` goes back to its default.
 #[derive(Debug, Clone, Default)]
 pub struct RulePatch {
     pub name: Option<String>,
@@ -58,6 +96,9 @@ pub struct RulePatch {
     pub per_order_line: Option<bool>,
     pub first_payment_only: Option<bool>,
     pub enabled: Option<bool>,
+    pub filter: Option<Option<Filter>>,
+    pub payload: Option<PayloadFormat>,
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 impl Rule {
@@ -73,6 +114,7 @@ impl Rule {
             first_payment_only: draft.first_payment_only,
             enabled: draft.enabled,
             created_at,
+            options: draft.options,
         }
     }
 
@@ -85,6 +127,9 @@ impl Rule {
             per_order_line,
             first_payment_only,
             enabled,
+            filter,
+            payload,
+            headers,
         } = patch;
         if let Some(v) = name {
             self.name = v;
@@ -106,6 +151,15 @@ impl Rule {
         }
         if let Some(v) = enabled {
             self.enabled = v;
+        }
+        if let Some(v) = filter {
+            self.options.filter = v;
+        }
+        if let Some(v) = payload {
+            self.options.payload = v;
+        }
+        if let Some(v) = headers {
+            self.options.headers = v;
         }
     }
 }
@@ -179,11 +233,113 @@ fn url(v: &Value, policy: &TargetPolicy) -> Result<String, FieldError> {
         .map_err(|e| FieldError::invalid("url", e.to_string()))
 }
 
+fn filter(v: &Value) -> Result<Option<Filter>, FieldError> {
+    match v {
+        Value::Null => Ok(None),
+        other => Filter::parse(other).map(Some),
+    }
+}
+
+fn payload(v: &Value) -> Result<PayloadFormat, FieldError> {
+    match v {
+        Value::Null => Ok(PayloadFormat::Full),
+        Value::String(s) if s == "full" => Ok(PayloadFormat::Full),
+        Value::String(s) if s == "thin" => Ok(PayloadFormat::Thin),
+        _ => Err(FieldError::invalid(
+            "payload",
+            r#"must be "full" or "thin""#,
+        )),
+    }
+}
+
+/// Names Hookline sets itself or the connection owns: a rule cannot set them.
+fn reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("webhook-")
+        || matches!(
+            name.as_str(),
+            "content-type"
+                | "content-length"
+                | "host"
+                | "user-agent"
+                | "transfer-encoding"
+                | "connection"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-connection"
+        )
+}
+
+fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
+    let object = match v {
+        Value::Null => return Ok(BTreeMap::new()),
+        Value::Object(o) => o,
+        _ => {
+            return Err(FieldError::invalid(
+                "headers",
+                "must be an object of names and values",
+            ));
+        }
+    };
+    if object.len() > MAX_RULE_HEADERS {
+        return Err(FieldError::invalid(
+            "headers",
+            "may hold at most 10 headers",
+        ));
+    }
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut out = BTreeMap::new();
+    for (name, value) in object {
+        let field = format!("headers.{name}");
+        if name.is_empty() || name.len() > 100 || !name.chars().all(token) {
+            return Err(FieldError::invalid(field, "is not a valid header name"));
+        }
+        if reserved_header(name) {
+            return Err(FieldError::invalid(
+                field,
+                "is set by Hookline and cannot be changed",
+            ));
+        }
+        let value = value
+            .as_str()
+            .ok_or_else(|| FieldError::invalid(&field, "must be a string"))?;
+        if value.len() > 1000 || value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(FieldError::invalid(
+                field,
+                "must be at most 1000 bytes without control characters (no CR or LF)",
+            ));
+        }
+        out.insert(name.clone(), value.to_owned());
+    }
+    Ok(out)
+}
+
+/// The fields a rule body may have; others are refused by name so a typo or
+/// an option Hookline does not have is never silently dropped.
+const RULE_FIELDS: &[&str] = &[
+    "name",
+    "trigger",
+    "url",
+    "scope",
+    "per_order_line",
+    "first_payment_only",
+    "enabled",
+    "filter",
+    "payload",
+    "headers",
+];
+
 impl RuleDraft {
     /// Reads a POST body: `name`, `trigger`, `url` required; `scope` defaults
     /// to universal, the options to false and `enabled` to true.
     pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {
         let map = object(body)?;
+        if let Some(unknown) = map.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
+            return Err(FieldError::invalid(unknown.as_str(), "is not a rule field"));
+        }
+        let option = |f: &str| map.get(f).unwrap_or(&Value::Null);
         let need = |f: &str| {
             map.get(f)
                 .filter(|v| !v.is_null())
@@ -204,6 +360,11 @@ impl RuleDraft {
             per_order_line: opt_bool("per_order_line", false)?,
             first_payment_only: opt_bool("first_payment_only", false)?,
             enabled: opt_bool("enabled", true)?,
+            options: RuleOptions {
+                filter: filter(option("filter"))?,
+                payload: payload(option("payload"))?,
+                headers: headers(option("headers"))?,
+            },
         })
     }
 }
@@ -223,6 +384,9 @@ impl RulePatch {
                 "per_order_line" => patch.per_order_line = Some(boolean(k, v)?),
                 "first_payment_only" => patch.first_payment_only = Some(boolean(k, v)?),
                 "enabled" => patch.enabled = Some(boolean(k, v)?),
+                "filter" => patch.filter = Some(filter(v)?),
+                "payload" => patch.payload = Some(payload(v)?),
+                "headers" => patch.headers = Some(headers(v)?),
                 _ => return Err(FieldError::invalid(k.as_str(), "cannot be changed")),
             }
         }

@@ -41,6 +41,19 @@ impl Trigger {
             Trigger::AffiliateStopped => "affiliate.stopped",
         }
     }
+
+    /// What the event is about, as Plug&Pay's thin envelope names it when the
+    /// event carries no `subject`: the trigger's noun.
+    pub const fn noun(self) -> &'static str {
+        match self {
+            Trigger::OrderPaid => "order",
+            Trigger::InvoiceCreated => "invoice",
+            Trigger::SubscriptionEnded => "subscription",
+            Trigger::AffiliateAccepted | Trigger::AffiliateRejected | Trigger::AffiliateStopped => {
+                "affiliate"
+            }
+        }
+    }
 }
 
 impl fmt::Display for Trigger {

@@ -71,6 +71,7 @@ async fn each_function_handles_its_sample_event() {
         per_order_line: false,
         first_payment_only: false,
         enabled: true,
+        options: Default::default(),
     };
     backend
         .insert_rule(

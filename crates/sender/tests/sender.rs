@@ -90,7 +90,7 @@ impl Lookup for Answers {
 fn post_to(url: String) -> OutgoingRequest {
     OutgoingRequest {
         url,
-        headers: vec![("user-agent", "hookline/test".into())],
+        headers: vec![("user-agent".into(), "hookline/test".into())],
         body: b"{}".to_vec(),
     }
 }

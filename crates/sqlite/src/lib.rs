@@ -90,8 +90,8 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Brings a file made by an earlier Hookline up to the schema: queue rows
-/// name their tenant and rule (filled in from their deliveries), and the
-/// queue's indexes are the ones receiving uses.
+/// name their tenant and rule (filled in from their deliveries), events may
+/// carry a subject, and the queue's indexes are the ones receiving uses.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let has_rule: bool = conn
         .prepare("SELECT 1 FROM pragma_table_info('queue') WHERE name = 'rule_id'")?
@@ -103,6 +103,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              UPDATE queue SET (tenant_id, rule_id) =
                (SELECT tenant_id, rule_id FROM deliveries WHERE seq = queue.delivery_seq);",
         )?;
+    }
+    let has_subject: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'subject'")?
+        .exists([])?;
+    if !has_subject {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN subject TEXT;")?;
     }
     conn.execute_batch(
         "DROP INDEX IF EXISTS queue_due;

@@ -49,7 +49,7 @@ fn load_job(
     let row = conn
         .prepare_cached(
             "SELECT d.id, d.tenant_id, d.event_id, d.rule_id, d.line_id, d.line_product_id,
-                    e.trigger, e.occurred_at, e.data, r.body, h.failures, h.open_until
+                    e.trigger, e.occurred_at, e.data, r.body, h.failures, h.open_until, e.subject
              FROM deliveries d
              JOIN events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
              LEFT JOIN rules r ON r.tenant_id = d.tenant_id AND r.id = d.rule_id
@@ -73,6 +73,7 @@ fn load_job(
                         failures: r.get::<_, Option<u32>>(10)?.unwrap_or(0),
                         open_until: r.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
                     },
+                    r.get::<_, Option<String>>(12)?,
                 ))
             })
             .optional()
@@ -90,6 +91,7 @@ fn load_job(
         data,
         rule,
         rule_health,
+        subject,
     )) = row
     else {
         return Ok(None);
@@ -111,6 +113,10 @@ fn load_job(
         occurred_at: Timestamp::from_millis(occurred_at),
         line: Line::from_parts(line_id, product_id),
         data: RawValue::from_string(data).map_err(|e| StoreError::unreadable("event data", e))?,
+        subject: subject
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::unreadable("event subject", e))?,
         destination: Destination::of(rule.as_ref()),
         lease: lease(seq, receive_count),
         // Held-back deliveries are never received here, so every receive is

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS events (
     occurred_at INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
     data        TEXT NOT NULL,
+    -- {"type","id"} as JSON, or NULL.
+    subject     TEXT,
     PRIMARY KEY (tenant_id, id)
 ) WITHOUT ROWID;
 

@@ -166,8 +166,8 @@ fn accept(
     }
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO events (tenant_id, id, trigger, occurred_at, received_at, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO events (tenant_id, id, trigger, occurred_at, received_at, data, subject)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -177,6 +177,10 @@ fn accept(
                 event.occurred_at.as_millis(),
                 now.as_millis(),
                 event.data.get(),
+                event
+                    .subject
+                    .as_ref()
+                    .and_then(|s| serde_json::to_string(s).ok()),
             ])
         })
         .map_err(unavailable)?;

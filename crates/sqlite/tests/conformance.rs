@@ -68,6 +68,7 @@ async fn one_queued_delivery(b: &SqliteBackend) {
         per_order_line: false,
         first_payment_only: false,
         enabled: true,
+        options: Default::default(),
     };
     b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 100)
         .await
