@@ -204,3 +204,73 @@ async fn forbidden_headers_and_unknown_fields_are_refused_by_name() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_100_with_3_bad_items_accepts_97_and_names_3_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let shop = hookline.tenant("shop_1");
+    let receiver = Receiver::start().await;
+    hookline.paid_orders_to(&shop, receiver.url("/hook")).await;
+    let mut events: Vec<Value> = (0..100)
+        .map(|i| event(&format!("evt_{i:03}"), &shop.id, "order.paid"))
+        .collect();
+    events[10]["type"] = json!("order.refunded");
+    events[50].as_object_mut().unwrap().remove("occurred_at");
+    events[99]["tenant_id"] = json!("nobody");
+    let (status, body) = hookline
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(INGEST_TOKEN),
+            Some(json!({ "events": events }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 100);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["id"], format!("evt_{i:03}"), "in order");
+        let (status, field) = match i {
+            10 => (422, Some("type")),
+            50 => (400, Some("occurred_at")),
+            99 => (422, Some("tenant_id")),
+            _ => (202, None),
+        };
+        assert_eq!(r["status"], status, "{r}");
+        assert_eq!(r["error"]["field"].as_str(), field, "{r}");
+    }
+    receiver.wait_for(97).await;
+
+    let (status, body) = hookline
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(INGEST_TOKEN),
+            Some(json!({ "events": events[..3] }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["duplicate"] == true)
+    );
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| event(&format!("x{i}"), &shop.id, "order.paid"))
+        .collect();
+    let (status, body) = hookline
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(INGEST_TOKEN),
+            Some(json!({ "events": too_many }).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("events"))
+    );
+}

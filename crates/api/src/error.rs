@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hookline_core::ports::StoreError;
 use hookline_core::{FieldError, FieldErrorKind};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -91,12 +91,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// `{"code","message","field"?}`: what `{"error": …}` holds.
+    pub fn body(&self) -> Value {
         let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        error
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.body() }))).into_response()
     }
 }

@@ -7,6 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use hookline_core::Event;
 use hookline_core::ports::Acceptance;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::auth::Producer;
@@ -20,15 +21,22 @@ pub async fn ingest(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let event = Event::from_json(&body::bytes(raw)?)?;
-    let answer = |status, duplicate| {
+    let reply = |status, duplicate| {
         (
             status,
             Json(json!({ "id": event.id, "duplicate": duplicate })),
         )
     };
-    match state.store.accept_event(&event, state.clock.now()).await? {
-        Acceptance::Accepted => Ok(answer(StatusCode::ACCEPTED, false)),
-        Acceptance::Duplicate => Ok(answer(StatusCode::OK, true)),
+    let acceptance = state.store.accept_event(&event, state.clock.now()).await?;
+    let (status, duplicate) = answer(&event, acceptance)?;
+    Ok(reply(status, duplicate))
+}
+
+/// What ingest answers for an event the store took as `acceptance`.
+fn answer(event: &Event, acceptance: Acceptance) -> Result<(StatusCode, bool), ApiError> {
+    match acceptance {
+        Acceptance::Accepted => Ok((StatusCode::ACCEPTED, false)),
+        Acceptance::Duplicate => Ok((StatusCode::OK, true)),
         Acceptance::UnknownTenant => Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_tenant",
@@ -36,4 +44,80 @@ pub async fn ingest(
             format!("tenant_id: no tenant {:?}", event.tenant_id),
         )),
     }
+}
+
+/// The most events one batch carries.
+pub const MAX_BATCH: usize = 100;
+
+/// `POST /v1/events/batch` `{"events": [...]}`: up to 100 events, each
+/// judged alone; answers 200 with one result per event, in order:
+/// `{"id", "status", "duplicate"?, "error"?}` where `status` is what
+/// `POST /v1/events` would have answered for it.
+pub async fn ingest_batch(
+    _: Producer,
+    State(state): State<ApiState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        events: Vec<Box<RawValue>>,
+    }
+    let batch: Batch = serde_json::from_slice(&body::bytes(raw)?).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "events",
+            format!(r#"the body must be {{"events": [...]}}: {e}"#),
+        )
+    })?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "events",
+            format!("events: must hold 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let parsed: Vec<Result<Event, ApiError>> = batch
+        .events
+        .iter()
+        .map(|raw| Event::from_json(raw.get().as_bytes()).map_err(ApiError::from))
+        .collect();
+    let valid: Vec<Event> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut accepted = state
+        .store
+        .accept_events(&valid, state.clock.now())
+        .await
+        .into_iter();
+    let results: Vec<Value> = batch
+        .events
+        .iter()
+        .zip(parsed)
+        .map(|(raw, parsed)| {
+            let id = serde_json::from_str::<Value>(raw.get())
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .unwrap_or(Value::Null);
+            let outcome = parsed.and_then(|event| match accepted.next() {
+                Some(Ok(acceptance)) => answer(&event, acceptance),
+                Some(Err(e)) => Err(ApiError::from(e)),
+                None => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store answered fewer events than it was given",
+                )),
+            });
+            match outcome {
+                Ok((status, duplicate)) => {
+                    json!({"id": id, "status": status.as_u16(), "duplicate": duplicate})
+                }
+                Err(e) => json!({"id": id, "status": e.status().as_u16(), "error": e.body()}),
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
 }

@@ -22,6 +22,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/events", post(events::ingest))
+        .route("/v1/events/batch", post(events::ingest_batch))
         .route("/v1/rules", get(rules::list).post(rules::create))
         .route(
             "/v1/rules/{id}",

@@ -112,6 +112,53 @@ impl AwsBackend {
 }
 
 impl AwsBackend {
+    /// Makes `event` durable once, answering what became of it and the
+    /// message to queue for the router, if one is due: for a new event, and
+    /// for a repeat of one the router has not finished.
+    async fn put_event(
+        &self,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<(Acceptance, Option<EventMessage>), StoreError> {
+        if !self.tenant_exists(&event.tenant_id).await? {
+            return Ok((Acceptance::UnknownTenant, None));
+        }
+        let item = EventItem {
+            pk: tenant_pk(&event.tenant_id),
+            sk: event_sk(&event.id),
+            tenant_id: event.tenant_id.clone(),
+            id: event.id.clone(),
+            trigger: event.trigger.as_str().to_owned(),
+            occurred_at: event.occurred_at.as_millis(),
+            received_at: now.as_millis(),
+            payment_page_id: event.payment_page_id.clone(),
+            upsell_id: event.upsell_id.clone(),
+            first_payment: event.first_payment,
+            lines: event.lines.clone(),
+            data: event.data.get().to_owned(),
+            subject: event.subject.clone(),
+            routed: false,
+            ttl: ttl_from(now),
+        };
+        let message = EventMessage {
+            tenant_id: event.tenant_id.clone(),
+            event_id: event.id.clone(),
+        };
+        if self
+            .table
+            .put(to_item(&item)?, "attribute_not_exists(pk)")
+            .await?
+        {
+            return Ok((Acceptance::Accepted, Some(message)));
+        }
+        let stored: Option<EventItem> = self
+            .table
+            .get(event_key(&event.tenant_id, &event.id))
+            .await?;
+        let unrouted = stored.is_some_and(|s| !s.routed);
+        Ok((Acceptance::Duplicate, unrouted.then_some(message)))
+    }
+
     /// Seals a key an earlier Hookline stored in clear, the first time it is
     /// read; if this function may not seal (no KMS key), the next one will.
     async fn seal_in_place(&self, item: &WebhookKeyItem, key: &WebhookKey) {
@@ -386,47 +433,47 @@ impl Store for AwsBackend {
     /// has not finished is queued again (routing is idempotent), so a crash
     /// between the put and the send loses nothing.
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {
-        if !self.tenant_exists(&event.tenant_id).await? {
-            return Ok(Acceptance::UnknownTenant);
+        let (acceptance, message) = self.put_event(event, now).await?;
+        if let Some(m) = message {
+            self.queues
+                .send_json(&self.settings.events_queue_url, &[m])
+                .await?;
         }
-        let item = EventItem {
-            pk: tenant_pk(&event.tenant_id),
-            sk: event_sk(&event.id),
-            tenant_id: event.tenant_id.clone(),
-            id: event.id.clone(),
-            trigger: event.trigger.as_str().to_owned(),
-            occurred_at: event.occurred_at.as_millis(),
-            received_at: now.as_millis(),
-            payment_page_id: event.payment_page_id.clone(),
-            upsell_id: event.upsell_id.clone(),
-            first_payment: event.first_payment,
-            lines: event.lines.clone(),
-            data: event.data.get().to_owned(),
-            subject: event.subject.clone(),
-            routed: false,
-            ttl: ttl_from(now),
-        };
-        let message = EventMessage {
-            tenant_id: event.tenant_id.clone(),
-            event_id: event.id.clone(),
-        };
-        let events_queue = &self.settings.events_queue_url;
-        if self
-            .table
-            .put(to_item(&item)?, "attribute_not_exists(pk)")
-            .await?
-        {
-            self.queues.send_json(events_queue, &[message]).await?;
-            return Ok(Acceptance::Accepted);
-        }
-        let stored: Option<EventItem> = self
-            .table
-            .get(event_key(&event.tenant_id, &event.id))
-            .await?;
-        if stored.is_some_and(|s| !s.routed) {
-            self.queues.send_json(events_queue, &[message]).await?;
-        }
-        Ok(Acceptance::Duplicate)
+        Ok(acceptance)
+    }
+
+    /// The puts side by side, then one send for all (SendMessageBatch, ten
+    /// a call): at most ten SQS calls for a batch of a hundred.
+    async fn accept_events(
+        &self,
+        events: &[Event],
+        now: Timestamp,
+    ) -> Vec<Result<Acceptance, StoreError>> {
+        let puts =
+            futures_util::future::join_all(events.iter().map(|e| self.put_event(e, now))).await;
+        let messages: Vec<&EventMessage> = puts
+            .iter()
+            .filter_map(|p| p.as_ref().ok().and_then(|(_, m)| m.as_ref()))
+            .collect();
+        let sent = self
+            .queues
+            .send_json(&self.settings.events_queue_url, &messages)
+            .await
+            .map_err(|e| e.to_string());
+        puts.into_iter()
+            .map(|put| {
+                let (acceptance, message) = put?;
+                match (&sent, message) {
+                    // Durable but not queued: the same event sent again
+                    // is queued then, as its record says it is not routed.
+                    (Err(e), Some(_)) => Err(StoreError::unavailable(
+                        "SendMessageBatch",
+                        std::io::Error::other(e.clone()),
+                    )),
+                    _ => Ok(acceptance),
+                }
+            })
+            .collect()
     }
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {

@@ -717,6 +717,54 @@ pub async fn circuit_breaker(h: &dyn Harness) {
     }
 }
 
+/// A batch of events is accepted item by item, in order, with the same
+/// answers one at a time would get, and routed once.
+pub async fn accept_events_judges_each_alone(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    paid_rule(b, "a", "r").await;
+    let e1 = event("a", "e1", Trigger::OrderPaid, &[]);
+    b.accept_event(&e1, now()).await.unwrap();
+    let batch = [
+        event("a", "e0", Trigger::OrderPaid, &[]),
+        e1,
+        event("nobody", "e9", Trigger::OrderPaid, &[]),
+        event("a", "e2", Trigger::OrderPaid, &[]),
+        event("a", "e2", Trigger::OrderPaid, &[]),
+    ];
+    let answers: Vec<Acceptance> = b
+        .accept_events(&batch, now())
+        .await
+        .into_iter()
+        .map(|r| r.expect("accepted"))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Acceptance::Accepted,
+            Acceptance::Duplicate,
+            Acceptance::UnknownTenant,
+            Acceptance::Accepted,
+            Acceptance::Duplicate,
+        ]
+    );
+    h.route().await;
+    let all = DeliveryFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let mut events: Vec<String> = b
+        .deliveries("a", &all)
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    events.sort();
+    assert_eq!(events, ["e0", "e1", "e2"]);
+}
+
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
@@ -733,6 +781,7 @@ macro_rules! conformance_tests {
             delivery_log_and_recover,
             limits,
             circuit_breaker,
+            accept_events_judges_each_alone,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

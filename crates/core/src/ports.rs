@@ -238,6 +238,14 @@ pub trait Store: Send + Sync {
     /// to it that it is routed to the matching rules' deliveries.
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError>;
 
+    /// [`Store::accept_event`] for several events at once, each judged
+    /// alone; the answers come in the events' order.
+    async fn accept_events(
+        &self,
+        events: &[Event],
+        now: Timestamp,
+    ) -> Vec<Result<Acceptance, StoreError>>;
+
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
     async fn deliveries(
         &self,

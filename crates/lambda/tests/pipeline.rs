@@ -34,6 +34,8 @@ struct Hit {
     webhook_id: String,
     body: Value,
     verified: bool,
+    /// The `x-shop` header, which rules with custom headers set.
+    x_shop: Option<String>,
 }
 
 #[derive(Clone)]
@@ -59,6 +61,10 @@ async fn receiver(key: &WebhookKey) -> Receiver {
                 .to_owned(),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             verified: verifier.verify(&body, &headers).is_ok(),
+            x_shop: headers
+                .get("x-shop")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         };
         h.lock().unwrap().push(hit);
         let code = *s.lock().unwrap();
@@ -196,6 +202,80 @@ fn event(id: &str, kind: &str, extra: Value) -> Value {
         e[k] = v.clone();
     }
     e
+}
+
+/// Batch ingest on AWS: one request, item by item, and at most ten SQS calls
+/// by Hookline for a hundred events.
+#[tokio::test]
+async fn a_batch_of_100_costs_at_most_ten_sqs_calls() {
+    let p = pipeline(8, "1s").await;
+    let mut events: Vec<Value> = (0..100)
+        .map(|i| event(&format!("evt_{i:03}"), "order.paid", json!({})))
+        .collect();
+    events[3]["type"] = json!("order.refunded");
+    events[40]["tenant_id"] = json!("nobody");
+    events[77]["data"] = json!(null);
+    let before = p.backend.calls().snapshot();
+    let (status, body) = p
+        .call(
+            "POST",
+            "/v1/events/batch",
+            TOKEN,
+            json!({ "events": events }),
+        )
+        .await;
+    let after = p.backend.calls().snapshot();
+    assert_eq!(status, 200, "{body}");
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 97, "{body}");
+    assert_eq!((statuses[3], statuses[40], statuses[77]), (422, 422, 400));
+    let sqs = after.sqs - before.sqs;
+    assert!(sqs <= 10, "{sqs} SQS calls for one batch");
+    println!(
+        "batch of 100 (97 good): {sqs} SQS calls, {} DynamoDB writes",
+        after.dynamodb_writes - before.dynamodb_writes
+    );
+}
+
+/// Rule options through real queues and the Lambda handlers: a filter on the
+/// amount, the thin envelope with the event's subject, custom headers.
+#[tokio::test]
+async fn filters_thin_payloads_and_headers_through_real_queues() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    p.rule(
+        json!({"name": "big", "trigger": "order.paid", "url": format!("{}/big", r.base),
+                  "filter": {"data": {"amount": {"$gte": 10000}}},
+                  "payload": "thin", "headers": {"X-Shop": "shop_1"}}),
+    )
+    .await;
+    for (id, amount) in [("evt_small", 4900), ("evt_big", 25000)] {
+        let mut e = event(id, "order.paid", json!({}));
+        e["data"] = json!({"amount": amount});
+        e["subject"] = json!({"type": "order", "id": format!("ord_{id}")});
+        p.ingest(e).await;
+    }
+    p.route_all().await;
+    p.deliver_all(Duration::from_millis(500)).await;
+    let hits = r.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1, "only the large order: {hits:?}");
+    let hit = &hits[0];
+    assert!(hit.verified, "signed over the thin body");
+    assert_eq!(hit.x_shop.as_deref(), Some("shop_1"));
+    assert_eq!(hit.body["trigger_type"], "order_paid");
+    assert_eq!(hit.body["triggerable_id"], "ord_evt_big");
+    assert_eq!(hit.body["event_id"], "evt_big");
+    assert!(hit.body.get("data").is_none());
+    assert_eq!(
+        p.deliveries().await.len(),
+        1,
+        "no delivery for the small order"
+    );
 }
 
 #[tokio::test]

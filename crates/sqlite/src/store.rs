@@ -435,6 +435,50 @@ impl Store for SqliteBackend {
             .await
     }
 
+    /// All in one transaction (one fsync), each event in its own savepoint
+    /// so one that fails leaves the others accepted.
+    async fn accept_events(
+        &self,
+        events: &[Event],
+        now: Timestamp,
+    ) -> Vec<Result<Acceptance, StoreError>> {
+        let events = events.to_vec();
+        let count = events.len();
+        let written = self
+            .writer()
+            .write(move |conn, effects| {
+                let mut results = Vec::with_capacity(events.len());
+                for event in &events {
+                    conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
+                    let result = accept(conn, event, now, effects);
+                    let close = if result.is_ok() {
+                        "RELEASE event"
+                    } else {
+                        "ROLLBACK TO event; RELEASE event"
+                    };
+                    conn.execute_batch(close).map_err(unavailable)?;
+                    results.push(result);
+                }
+                Ok(results)
+            })
+            .await;
+        match written {
+            Ok(results) => results,
+            // The commit itself failed: nothing of the batch is durable.
+            Err(e) => {
+                let message = e.to_string();
+                (0..count)
+                    .map(|_| {
+                        Err(StoreError::unavailable(
+                            "accept",
+                            std::io::Error::other(message.clone()),
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
         self.read(move |conn| load_delivery(conn, &tenant, &id))
