@@ -274,3 +274,50 @@ async fn a_batch_of_100_with_3_bad_items_accepts_97_and_names_3_errors() {
         (400, Some("events"))
     );
 }
+
+#[tokio::test]
+async fn a_test_send_reaches_the_receiver_once_and_returns_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_RETRY_SCHEDULE", "100ms,100ms")]);
+    let shop = hookline.tenant("shop_1");
+    let receiver = Receiver::start_with(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
+    let rule = hookline
+        .create_rule(
+            &shop,
+            json!({"name": "n", "trigger": "invoice.created", "url": receiver.url("/t"),
+                   "enabled": false, "headers": {"X-Shop": "shop_1"}}),
+        )
+        .await;
+    let (status, body) = hookline
+        .admin(&shop, "POST", &format!("/v1/rules/{rule}/test"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["attempt"]["status_code"], 503,
+        "the receiver's answer: {body}"
+    );
+    assert_eq!(body["attempt"]["error"], "receiver answered 503");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let hits = receiver.hits();
+    assert_eq!(
+        hits.len(),
+        1,
+        "sent once, not retried, although the rule is disabled"
+    );
+    assert!(hits[0].verifies_with(&shop.webhook_key));
+    assert_eq!(hits[0].header("x-shop"), "shop_1");
+    let sample = hits[0].json();
+    assert_eq!(
+        (sample["type"].as_str(), sample["data"]["test"].as_bool()),
+        (Some("invoice.created"), Some(true))
+    );
+    assert!(
+        hookline.deliveries(&shop, "").await.is_empty(),
+        "a test send records no delivery"
+    );
+
+    let (status, body) = hookline
+        .admin(&shop, "POST", "/v1/rules/rul_missing/test", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+}

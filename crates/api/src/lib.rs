@@ -29,6 +29,7 @@ pub fn router(state: ApiState) -> Router {
             get(rules::get).patch(rules::update).delete(rules::delete),
         )
         .route("/v1/rules/{id}/recover", post(deliveries::recover))
+        .route("/v1/rules/{id}/test", post(rules::test))
         .route("/v1/webhook-key", get(keys::current))
         .route("/v1/webhook-key/rotate", post(keys::rotate))
         .route("/v1/deliveries", get(deliveries::list))

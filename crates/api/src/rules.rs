@@ -5,7 +5,10 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use hookline_core::{Rule, RuleDraft, RulePatch};
+use hookline_core::ports::{DeliveryJob, Destination, Endpoint, Lease};
+use hookline_core::retry::RetrySchedule;
+use hookline_core::{Attempter, Rule, RuleDraft, RulePatch};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::auth::Tenant;
@@ -107,4 +110,57 @@ pub async fn delete(
     } else {
         Err(ApiError::not_found("rule"))
     }
+}
+
+/// `POST /v1/rules/{id}/test`: one signed send of a sample event of the
+/// rule's trigger, now, to the rule as it is (disabled or not); not recorded
+/// and not retried. Answers 200 with the attempt.
+pub async fn test(
+    Tenant(tenant): Tenant,
+    State(state): State<ApiState>,
+    Id(id): Id,
+) -> Result<Json<Value>, ApiError> {
+    let sender = state.sender.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "test sends are not available on this server",
+        )
+    })?;
+    let rule = state
+        .store
+        .rule(&tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rule"))?;
+    let now = state.clock.now();
+    let keys = state.store.signing_keys(&tenant, now).await?;
+    let data = RawValue::from_string(rule.trigger.sample_data()).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    let job = DeliveryJob {
+        delivery_id: new_id("msg_test", now)?,
+        tenant_id: tenant,
+        event_id: format!("evt_test_{}", now.as_millis()),
+        rule_id: rule.id.clone(),
+        trigger: rule.trigger,
+        occurred_at: now,
+        line: None,
+        data,
+        subject: None,
+        destination: Destination::Endpoint(Endpoint::of(&rule)),
+        keys,
+        lease: Lease {
+            receive_count: 1,
+            handle: String::new(),
+        },
+        attempt: 1,
+        rule_health: Default::default(),
+    };
+    let attempter = Attempter::new(RetrySchedule::default());
+    let settled = attempter.attempt(&job, &*sender, &*state.clock).await;
+    Ok(Json(json!({ "attempt": settled.attempt })))
 }

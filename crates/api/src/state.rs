@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::ingest_token::IngestTokens;
-use hookline_core::ports::{Clock, Store};
+use hookline_core::ports::{Clock, Sender, Store};
 use hookline_core::target::TargetPolicy;
 
 pub struct ApiConfig {
@@ -22,6 +22,8 @@ pub struct ApiState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Arc<ApiConfig>,
+    /// Sends a rule's test delivery; without one, test sends answer 503.
+    pub(crate) sender: Option<Arc<dyn Sender>>,
 }
 
 impl ApiState {
@@ -30,6 +32,15 @@ impl ApiState {
             store,
             clock,
             config: Arc::new(config),
+            sender: None,
+        }
+    }
+
+    /// The same state, sending rules' test deliveries through `sender`.
+    pub fn with_sender(self, sender: Arc<dyn Sender>) -> Self {
+        Self {
+            sender: Some(sender),
+            ..self
         }
     }
 }

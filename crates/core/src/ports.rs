@@ -307,16 +307,23 @@ impl Destination {
         match rule {
             None => Destination::Gone("the rule was deleted"),
             Some(r) if !r.enabled => Destination::Gone("the rule is disabled"),
-            Some(r) => Destination::Endpoint(Endpoint {
-                url: r.url.clone(),
-                payload: r.options.payload,
-                headers: r
-                    .options
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            }),
+            Some(r) => Destination::Endpoint(Endpoint::of(r)),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Where and how `rule` delivers, enabled or not.
+    pub fn of(rule: &Rule) -> Self {
+        Endpoint {
+            url: rule.url.clone(),
+            payload: rule.options.payload,
+            headers: rule
+                .options
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

@@ -42,6 +42,15 @@ impl Trigger {
         }
     }
 
+    /// The `data` of a rule's test delivery: marked as a test, and shaped
+    /// like what the trigger's events carry.
+    pub fn sample_data(self) -> String {
+        let noun = self.noun();
+        format!(
+            r#"{{"test":true,"object":"{noun}","id":"{noun}_test","amount":4900,"currency":"EUR"}}"#
+        )
+    }
+
     /// What the event is about, as Plug&Pay's thin envelope names it when the
     /// event carries no `subject`: the trigger's noun.
     pub const fn noun(self) -> &'static str {

@@ -79,15 +79,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         );
     }
 
-    let sender = HttpSender::new(SenderConfig {
+    let sender: Arc<dyn hookline_core::ports::Sender> = Arc::new(HttpSender::new(SenderConfig {
         policy,
         timeout: settings.delivery_timeout,
         ..SenderConfig::default()
-    })?;
+    })?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = Worker {
         queue: backend.clone(),
-        sender: Arc::new(sender),
+        sender: sender.clone(),
         clock: clock.clone(),
         attempter: Arc::new(Attempter::new(schedule.clone())),
         concurrency: args.concurrency,
@@ -103,7 +103,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             key_grace: settings.key_grace,
             max_rules: settings.max_rules,
         },
-    );
+    )
+    .with_sender(sender);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -60,11 +60,18 @@ pub fn api(
         key_grace: settings.key_grace,
         max_rules: settings.max_rules,
     };
-    Ok(hookline_api::router(ApiState::new(
-        Arc::new(backend),
-        Arc::new(SystemClock),
-        config,
-    )))
+    let state = ApiState::new(Arc::new(backend), Arc::new(SystemClock), config)
+        .with_sender(Arc::new(sender(settings)?));
+    Ok(hookline_api::router(state))
+}
+
+/// The HTTP sender, as the deliverer and a rule's test send use it.
+fn sender(settings: &Settings) -> Result<HttpSender, Error> {
+    Ok(HttpSender::new(SenderConfig {
+        policy: settings.target_policy(),
+        timeout: settings.delivery_timeout,
+        ..SenderConfig::default()
+    })?)
 }
 
 /// The deliverer moves dead deliveries to the dead-letter queue itself, so it
@@ -76,14 +83,9 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
                 .into(),
         );
     }
-    let sender = HttpSender::new(SenderConfig {
-        policy: settings.target_policy(),
-        timeout: settings.delivery_timeout,
-        ..SenderConfig::default()
-    })?;
     Ok(Deliverer {
         backend: backend.with_breaker(settings.breaker),
-        sender: Arc::new(sender),
+        sender: Arc::new(sender(settings)?),
         clock: Arc::new(SystemClock),
         attempter: Arc::new(Attempter::new(settings.retry_schedule.clone())),
     })

@@ -273,5 +273,5 @@ async fn every_http_route_is_served_by_the_router() {
             routes += 1;
         }
     }
-    assert_eq!(routes, 9);
+    assert_eq!(routes, 11);
 }
