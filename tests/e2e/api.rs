@@ -106,7 +106,7 @@ async fn rules_are_created_listed_patched_and_deleted() {
         json!({"id": id, "name": "bumps", "trigger": "order.paid", "url": "https://example.com/hook",
                "scope": {"type": "product", "id": "prod_1"}, "per_order_line": true,
                "first_payment_only": false, "enabled": true, "created_at": created["created_at"],
-               "filter": null, "payload": "full", "headers": {}})
+               "filter": null, "payload": "full", "headers": {}, "rate_limit": null})
     );
     assert_eq!(
         hookline

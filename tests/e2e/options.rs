@@ -165,7 +165,8 @@ async fn forbidden_headers_and_unknown_fields_are_refused_by_name() {
             "headers",
         ),
         (with("payload", json!("medium")), "payload"),
-        (with("rate_limit", json!(5)), "rate_limit"),
+        (with("rate_limit", json!(0)), "rate_limit"),
+        (with("rate_limits", json!(5)), "rate_limits"),
         (with("filtre", json!({})), "filtre"),
     ] {
         let (status, answer) = hookline
@@ -320,4 +321,58 @@ async fn a_test_send_reaches_the_receiver_once_and_returns_its_answer() {
         .admin(&shop, "POST", "/v1/rules/rul_missing/test", None)
         .await;
     assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
+async fn a_rule_limited_to_5_a_second_gets_50_deliveries_over_9_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let shop = hookline.tenant("shop_1");
+    let receiver = Receiver::start().await;
+    hookline
+        .create_rule(
+            &shop,
+            json!({"name": "slow", "trigger": "order.paid", "url": receiver.url("/r"), "rate_limit": 5}),
+        )
+        .await;
+    let events: Vec<Value> = (0..50)
+        .map(|i| event(&format!("evt_{i:02}"), &shop.id, "order.paid"))
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, _) = hookline
+        .request(
+            "POST",
+            "/v1/events/batch",
+            Some(INGEST_TOKEN),
+            Some(json!({ "events": events }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let hits = receiver.wait_for(50).await;
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(9),
+        "50 at 5 a second took {took:?}"
+    );
+    let mut ids: Vec<&str> = hits.iter().map(|h| h.webhook_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "none lost, none twice");
+    let (_, log) = hookline
+        .admin(
+            &shop,
+            "GET",
+            "/v1/deliveries?status=succeeded&limit=50",
+            None,
+        )
+        .await;
+    assert!(
+        log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["attempt_count"] == 1),
+        "waiting charged no attempt"
+    );
+    println!("50 deliveries at 5/s took {took:?}");
 }

@@ -9,6 +9,7 @@
 //! | rule        | `T#{tenant}`     | `R#{rule}`          | `TR#{tenant}#{trigger}`  | `R#{rule}`              |
 //! | event       | `T#{tenant}`     | `E#{event}`         |                          |                         |
 //! | delivery    | `T#{tenant}`     | `D#{delivery}`      | `DL#{tenant}`            | `{created_ms:013}#{id}` |
+//! | rate count  | `T#{tenant}`     | `RL#{rule}#{second}`|                          |                         |
 //!
 //! Rules for an event are one Query on the index by (tenant, trigger); the
 //! delivery log is one Query on it by tenant, newest first.
@@ -95,6 +96,11 @@ pub fn event_key(tenant: &str, event: &str) -> Item {
 
 pub fn delivery_key(tenant: &str, delivery: &str) -> Item {
     key(tenant_pk(tenant), delivery_sk(delivery))
+}
+
+/// The count of a rate-limited rule's sends in one second.
+pub fn rate_key(tenant: &str, rule: &str, second: i64) -> Item {
+    key(tenant_pk(tenant), format!("RL#{rule}#{second}"))
 }
 
 pub fn deliveries_of(tenant: &str) -> String {

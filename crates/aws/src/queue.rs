@@ -160,6 +160,12 @@ pub(crate) async fn load(
             }
         }
         let rule = rule_item.map(|r| r.rule(&m.tenant_id)).transpose()?;
+        if let Some(limit) = rule.as_ref().and_then(|r| r.options.rate_limit)
+            && let Some(until) = rate_limited(backend, &m, limit, now).await?
+        {
+            out.push(held(m, lease.receive_count, until));
+            continue;
+        }
         if !signing.contains(&m.tenant_id) {
             signing.insert(&m.tenant_id, backend.signing_keys(&m.tenant_id, now).await?);
         }
@@ -192,6 +198,31 @@ fn held(mut message: DeliveryMessage, receive_count: u32, until: Timestamp) -> L
         .attempts_before
         .saturating_add(receive_count.saturating_sub(1));
     Loaded::HeldBack { message, until }
+}
+
+/// Counts this send in its rule's current second; when the second is full,
+/// answers when the next begins, for the message to wait until then.
+async fn rate_limited(
+    backend: &AwsBackend,
+    m: &DeliveryMessage,
+    limit: u32,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
+    let second = now.as_secs();
+    let counted = backend
+        .table
+        .update(rate_key(&m.tenant_id, &m.rule_id, second), |u| {
+            u.update_expression("ADD sends :one SET #ttl = :ttl")
+                .condition_expression("attribute_not_exists(sends) OR sends < :limit")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+                .expression_attribute_values(":ttl", AttributeValue::N((second + 120).to_string()))
+        })
+        .await?;
+    Ok(counted
+        .is_none()
+        .then(|| Timestamp::from_millis((second + 1) * 1000)))
 }
 
 /// Makes this attempt the rule's one probe, unless another is running.

@@ -237,6 +237,7 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
         filter: Some(Filter::parse(&serde_json::json!({"data": {"n": {"$gte": 1}}})).unwrap()),
         payload: PayloadFormat::Thin,
         headers: [("X-Shop".to_owned(), "a".to_owned())].into(),
+        rate_limit: Some(100),
     };
     b.insert_rule(&bump, 100).await.unwrap();
     assert_eq!(
@@ -765,6 +766,42 @@ pub async fn accept_events_judges_each_alone(h: &dyn Harness) {
     assert_eq!(events, ["e0", "e1", "e2"]);
 }
 
+/// A rule's rate limit: excess deliveries wait, uncharged, and all go.
+pub async fn rate_limit_delays_without_charging(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    let mut limited = rule("a", "r", Trigger::OrderPaid, Scope::Universal, false);
+    limited.options.rate_limit = Some(2);
+    b.insert_rule(&limited, 100).await.unwrap();
+    for i in 0..6 {
+        b.accept_event(
+            &event("a", &format!("e{i}"), Trigger::OrderPaid, &[]),
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+    h.route().await;
+    let started = Instant::now();
+    let first = h.queue().receive(10, now()).await.unwrap();
+    assert!(
+        first.len() <= 2,
+        "{} at once with a limit of 2 a second",
+        first.len()
+    );
+    let mut all = first;
+    all.extend(receive_n(h, 6 - all.len(), 10).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "6 deliveries at 2 a second went in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        all.iter().all(|j| j.attempt == 1),
+        "waiting charged no attempt"
+    );
+}
+
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
@@ -782,6 +819,7 @@ macro_rules! conformance_tests {
             limits,
             circuit_breaker,
             accept_events_judges_each_alone,
+            rate_limit_delays_without_charging,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

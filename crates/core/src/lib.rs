@@ -8,7 +8,7 @@
 //! 1. data: [`time`], [`trigger`], [`error`], [`signing`], [`api_key`],
 //!    [`ingest_token`],
 //!    [`event`], [`rule`], [`delivery`], and [`record`] (how a rule is stored);
-//! 2. logic on the data: [`filter`], [`fanout`], [`retry`], [`breaker`], [`target`],
+//! 2. logic on the data: [`filter`], [`fanout`], [`retry`], [`breaker`], [`rate`], [`target`],
 //!    [`sealing`] (webhook keys at rest), [`settings`];
 //! 3. [`ports`]: the traits adapters implement and every type they exchange;
 //! 4. [`attempt`]: the one attempt, which drives the sender and clock ports.
@@ -25,6 +25,7 @@ pub mod fanout;
 pub mod filter;
 pub mod ingest_token;
 pub mod ports;
+pub mod rate;
 pub mod record;
 pub mod retry;
 pub mod rule;

@@ -32,6 +32,8 @@ struct RuleRecord {
     payload: PayloadFormat,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<u32>,
 }
 
 /// A stored rule that does not decode.
@@ -72,6 +74,7 @@ pub fn encode_rule(rule: &Rule) -> String {
         filter: rule.options.filter.as_ref().map(|f| f.source().clone()),
         payload: rule.options.payload,
         headers: rule.options.headers.clone(),
+        rate_limit: rule.options.rate_limit,
     };
     // Strings, booleans and enums of unit or string variants always serialize.
     serde_json::to_string(&record).unwrap_or_default()
@@ -100,6 +103,7 @@ pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, RecordError> {
             filter: r.filter.as_ref().map(Filter::parse).transpose()?,
             payload: r.payload,
             headers: r.headers,
+            rate_limit: r.rate_limit,
         },
     })
 }

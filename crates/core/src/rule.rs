@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{FieldError, FieldErrorKind, check_id};
 use crate::filter::Filter;
+use crate::rate::MAX_RATE_LIMIT;
 use crate::target::TargetPolicy;
 use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
@@ -51,6 +52,8 @@ pub struct RuleOptions {
     pub payload: PayloadFormat,
     /// Added to every delivery; Hookline's own headers cannot be set.
     pub headers: BTreeMap<String, String>,
+    /// At most this many deliveries a second; excess ones wait.
+    pub rate_limit: Option<u32>,
 }
 
 fn filter_source<S: Serializer>(filter: &Option<Filter>, s: S) -> Result<S::Ok, S::Error> {
@@ -99,6 +102,7 @@ pub struct RulePatch {
     pub filter: Option<Option<Filter>>,
     pub payload: Option<PayloadFormat>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub rate_limit: Option<Option<u32>>,
 }
 
 impl Rule {
@@ -130,6 +134,7 @@ impl Rule {
             filter,
             payload,
             headers,
+            rate_limit,
         } = patch;
         if let Some(v) = name {
             self.name = v;
@@ -160,6 +165,9 @@ impl Rule {
         }
         if let Some(v) = headers {
             self.options.headers = v;
+        }
+        if let Some(v) = rate_limit {
+            self.options.rate_limit = v;
         }
     }
 }
@@ -316,6 +324,22 @@ fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
     Ok(out)
 }
 
+fn rate_limit(v: &Value) -> Result<Option<u32>, FieldError> {
+    match v {
+        Value::Null => Ok(None),
+        v => v
+            .as_u64()
+            .filter(|n| (1..=u64::from(MAX_RATE_LIMIT)).contains(n))
+            .map(|n| Some(n as u32))
+            .ok_or_else(|| {
+                FieldError::invalid(
+                    "rate_limit",
+                    "must be a whole number of deliveries a second from 1 to 10000, or null",
+                )
+            }),
+    }
+}
+
 /// The fields a rule body may have; others are refused by name so a typo or
 /// an option Hookline does not have is never silently dropped.
 const RULE_FIELDS: &[&str] = &[
@@ -329,6 +353,7 @@ const RULE_FIELDS: &[&str] = &[
     "filter",
     "payload",
     "headers",
+    "rate_limit",
 ];
 
 impl RuleDraft {
@@ -364,6 +389,7 @@ impl RuleDraft {
                 filter: filter(option("filter"))?,
                 payload: payload(option("payload"))?,
                 headers: headers(option("headers"))?,
+                rate_limit: rate_limit(option("rate_limit"))?,
             },
         })
     }
@@ -387,6 +413,7 @@ impl RulePatch {
                 "filter" => patch.filter = Some(filter(v)?),
                 "payload" => patch.payload = Some(payload(v)?),
                 "headers" => patch.headers = Some(headers(v)?),
+                "rate_limit" => patch.rate_limit = Some(rate_limit(v)?),
                 _ => return Err(FieldError::invalid(k.as_str(), "cannot be changed")),
             }
         }

@@ -12,6 +12,7 @@ mod writer;
 pub use schedule::Fairness;
 pub use sealing::parse_sealing_key;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
 use hookline_core::ports::StoreError;
+use hookline_core::rate::TokenBucket;
 use hookline_core::sealing::KeySealer;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Notify;
@@ -76,6 +78,8 @@ struct Inner {
     work: Arc<Notify>,
     options: SqliteOptions,
     sealer: KeySealer,
+    /// Each rate-limited rule's token bucket, kept across receives.
+    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -110,6 +114,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_subject {
         conn.execute_batch("ALTER TABLE events ADD COLUMN subject TEXT;")?;
     }
+    let has_rate_limit: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('rules') WHERE name = 'rate_limit'")?
+        .exists([])?;
+    if !has_rate_limit {
+        conn.execute_batch("ALTER TABLE rules ADD COLUMN rate_limit INTEGER;")?;
+    }
     conn.execute_batch(
         "DROP INDEX IF EXISTS queue_due;
          CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);
@@ -143,6 +153,7 @@ impl SqliteBackend {
                 work,
                 options,
                 sealer,
+                buckets: Mutex::default(),
             }),
         })
     }
@@ -185,6 +196,10 @@ impl SqliteBackend {
 
     pub(crate) fn sealer(&self) -> &KeySealer {
         &self.inner.sealer
+    }
+
+    pub(crate) fn buckets(&self) -> &Mutex<HashMap<String, TokenBucket>> {
+        &self.inner.buckets
     }
 
     /// Makes deliveries leased by a process that is gone visible again, so a

@@ -233,9 +233,14 @@ impl DeliveryQueue for SqliteBackend {
         let invisible_until = now.saturating_add(self.options().visibility_timeout);
         let (fairness, breaker) = (self.options().fairness, self.options().breaker);
         let sealer = self.sealer().clone();
+        let backend = self.clone();
         self.writer()
             .write(move |conn, _| {
-                let mut admission = Admission::load(conn, now, fairness, &breaker)?;
+                let mut buckets = backend
+                    .buckets()
+                    .lock()
+                    .map_err(|_| StoreError::unavailable("receive", std::io::Error::other("a rate limiter panicked")))?;
+                let mut admission = Admission::load(conn, now, fairness, &breaker, &mut buckets)?;
                 let picked = pick(conn, now, max, &mut admission)?;
                 let mut lease = conn
                     .prepare_cached(

@@ -1,14 +1,16 @@
 //! Which due deliveries the local deliverer takes next: oldest first, but no
 //! rule past its share of the attempts in flight, no tenant past its share,
 //! nothing of a rule whose circuit is open, and one probe at a time of a rule
-//! whose cool-down is over. So a slow or failing receiver, or one tenant's
-//! backlog, leaves the rest of the deliverer to everyone else.
+//! whose cool-down is over, nor past a rule's rate limit. So a slow or
+//! failing receiver, or one tenant's backlog, leaves the rest of the
+//! deliverer to everyone else.
 
 use std::collections::HashMap;
 
 use hookline_core::Timestamp;
 use hookline_core::breaker::{Breaker, Circuit, Health};
 use hookline_core::ports::StoreError;
+use hookline_core::rate::TokenBucket;
 use rusqlite::{Connection, params};
 
 use crate::error::unavailable;
@@ -37,28 +39,52 @@ pub(crate) struct Due {
 }
 
 /// The shares in use as one receive hands out work.
-pub(crate) struct Admission {
+pub(crate) struct Admission<'b> {
     fairness: Fairness,
+    now: Timestamp,
     in_flight_rules: HashMap<String, usize>,
     in_flight_tenants: HashMap<String, usize>,
     circuits: HashMap<String, Circuit>,
+    /// Rules that limit their deliveries a second, and their buckets.
+    rate_limits: HashMap<String, u32>,
+    buckets: &'b mut HashMap<String, TokenBucket>,
+    /// Rate-limited rules out of tokens for now.
+    exhausted: Vec<String>,
 }
 
-impl Admission {
-    /// What is in flight now (unexpired leases) and which rules' circuits
-    /// are not closed.
+impl<'b> Admission<'b> {
+    /// What is in flight now (unexpired leases), which rules' circuits are
+    /// not closed, and which rules limit their rate.
     pub fn load(
         conn: &Connection,
         now: Timestamp,
         fairness: Fairness,
         breaker: &Breaker,
+        buckets: &'b mut HashMap<String, TokenBucket>,
     ) -> Result<Self, StoreError> {
         let mut admission = Admission {
             fairness,
+            now,
             in_flight_rules: HashMap::new(),
             in_flight_tenants: HashMap::new(),
             circuits: HashMap::new(),
+            rate_limits: HashMap::new(),
+            buckets,
+            exhausted: Vec::new(),
         };
+        let mut limited = conn
+            .prepare_cached("SELECT id, rate_limit FROM rules WHERE rate_limit IS NOT NULL")
+            .map_err(unavailable)?;
+        let rows = limited
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .map_err(unavailable)?;
+        for row in rows {
+            let (rule, limit) = row.map_err(unavailable)?;
+            admission.rate_limits.insert(rule, limit);
+        }
+        admission
+            .buckets
+            .retain(|rule, _| admission.rate_limits.contains_key(rule));
         let mut leased = conn
             .prepare_cached(
                 "SELECT rule_id, tenant_id FROM queue WHERE leased = 1 AND visible_at > ?1",
@@ -120,6 +146,20 @@ impl Admission {
         if rule >= self.rule_limit(&due.rule_id) || tenant >= self.fairness.per_tenant {
             return false;
         }
+        // A token is taken last, so only for a delivery that goes.
+        if let Some(&limit) = self.rate_limits.get(&due.rule_id) {
+            let now = self.now;
+            let bucket = self
+                .buckets
+                .entry(due.rule_id.clone())
+                .or_insert_with(|| TokenBucket::new(limit, now));
+            if !bucket.try_take(limit, now) {
+                if !self.exhausted.contains(&due.rule_id) {
+                    self.exhausted.push(due.rule_id.clone());
+                }
+                return false;
+            }
+        }
         *self.in_flight_rules.entry(due.rule_id.clone()).or_default() += 1;
         *self
             .in_flight_tenants
@@ -180,7 +220,7 @@ pub(crate) fn pick(
     conn: &Connection,
     now: Timestamp,
     max: usize,
-    admission: &mut Admission,
+    admission: &mut Admission<'_>,
 ) -> Result<Vec<i64>, StoreError> {
     let window = max * 2 + 64;
     let oldest = due_rows(

@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS rules (
     id        TEXT NOT NULL UNIQUE,
     tenant_id TEXT NOT NULL,
     trigger   TEXT NOT NULL,
-    body      TEXT NOT NULL
+    body      TEXT NOT NULL,
+    -- Deliveries a second, when the rule limits them (also in body).
+    rate_limit INTEGER
 );
 CREATE INDEX IF NOT EXISTS rules_by_trigger ON rules (tenant_id, trigger);
 

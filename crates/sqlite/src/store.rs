@@ -353,8 +353,8 @@ impl Store for SqliteBackend {
                     return Err(StoreError::too_many_rules(max_rules));
                 }
                 conn.execute(
-                    "INSERT INTO rules (id, tenant_id, trigger, body) VALUES (?1, ?2, ?3, ?4)",
-                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body],
+                    "INSERT INTO rules (id, tenant_id, trigger, body, rate_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body, rule.options.rate_limit],
                 )
                 .map_err(unavailable)?;
                 Ok(())
@@ -405,8 +405,8 @@ impl Store for SqliteBackend {
         self.writer()
             .write(move |conn, _| {
                 conn.execute(
-                    "UPDATE rules SET trigger = ?3, body = ?4 WHERE tenant_id = ?1 AND id = ?2",
-                    params![rule.tenant_id, rule.id, rule.trigger.as_str(), body],
+                    "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5 WHERE tenant_id = ?1 AND id = ?2",
+                    params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit],
                 )
                 .map(|n| n > 0)
                 .map_err(unavailable)
