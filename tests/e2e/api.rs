@@ -106,7 +106,8 @@ async fn rules_are_created_listed_patched_and_deleted() {
         json!({"id": id, "name": "bumps", "trigger": "order.paid", "url": "https://example.com/hook",
                "scope": {"type": "product", "id": "prod_1"}, "per_order_line": true,
                "first_payment_only": false, "enabled": true, "created_at": created["created_at"],
-               "filter": null, "payload": "full", "headers": {}, "rate_limit": null})
+               "filter": null, "payload": "full", "headers": {}, "rate_limit": null,
+               "disabled_reason": null, "disabled_at": null})
     );
     assert_eq!(
         hookline

@@ -113,3 +113,73 @@ async fn a_receiver_that_is_down_is_probed_then_gets_everything_in_order() {
         hits.len() - during_outage
     );
 }
+
+#[tokio::test]
+async fn a_rule_failing_for_the_window_is_disabled_and_the_alert_rule_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(
+        &db_in(&dir),
+        &[
+            (
+                "HOOKLINE_RETRY_SCHEDULE",
+                "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
+            ),
+            ("HOOKLINE_BREAKER_COOL_DOWN", "300ms"),
+            ("HOOKLINE_DISABLE_AFTER", "2s"),
+        ],
+    );
+    let shop = hookline.tenant("shop_1");
+    let down = Receiver::start_with(|_, _| Reply::Status(500)).await;
+    let alerts = Receiver::start().await;
+    let rule = hookline.paid_orders_to(&shop, down.url("/down")).await;
+    hookline
+        .create_rule(
+            &shop,
+            serde_json::json!({"name": "alerting", "trigger": "rule.disabled", "url": alerts.url("/alert")}),
+        )
+        .await;
+    hookline
+        .send_event(&event("evt_1", &shop.id, "order.paid"))
+        .await;
+
+    let alert = alerts.wait_for(1).await[0].json();
+    assert_eq!(alert["type"], "rule.disabled");
+    assert_eq!(alert["data"]["rule_id"], rule.as_str());
+    assert_eq!(alert["data"]["last_error"], "receiver answered 500");
+    assert!(alert["data"]["failing_since"].is_string() && alert["data"]["disabled_at"].is_string());
+    let (_, disabled) = hookline
+        .admin(&shop, "GET", &format!("/v1/rules/{rule}"), None)
+        .await;
+    assert_eq!(
+        (
+            disabled["enabled"].as_bool(),
+            disabled["disabled_reason"].as_str()
+        ),
+        (Some(false), Some("failing"))
+    );
+
+    let (status, _) = hookline
+        .admin(
+            &shop,
+            "PATCH",
+            &format!("/v1/rules/{rule}"),
+            Some(serde_json::json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, back) = hookline
+        .admin(&shop, "GET", &format!("/v1/rules/{rule}"), None)
+        .await;
+    assert_eq!(
+        (back["enabled"].as_bool(), back["disabled_reason"].as_str()),
+        (Some(true), None)
+    );
+    let (status, body) = hookline
+        .send_event(&event("evt_2", &shop.id, "rule.disabled"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("type")),
+        "only Hookline raises rule.disabled"
+    );
+}

@@ -22,7 +22,7 @@ use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
     Store, StoreError,
 };
-use hookline_core::{DeliveryStatus, Timestamp};
+use hookline_core::{DeliveryStatus, Event, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -282,33 +282,37 @@ async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), Store
             backend
                 .table
                 .update(key, |u| {
-                    u.update_expression("REMOVE failures, open_until, probe_until")
+                    u.update_expression("REMOVE failures, open_until, probe_until, failing_since")
                         .condition_expression("attribute_exists(pk)")
                 })
                 .await?;
         }
         Some(HealthChange::Failed) => {
+            let at = AttributeValue::N(s.attempt.at.as_millis().to_string());
             let after = backend
                 .table
                 .update(key.clone(), |u| {
-                    u.update_expression("ADD failures :one")
-                        .condition_expression(
-                            "attribute_exists(pk) AND (attribute_not_exists(open_until) OR open_until <= :at)",
-                        )
-                        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                        .expression_attribute_values(
-                            ":at",
-                            AttributeValue::N(s.attempt.at.as_millis().to_string()),
-                        )
-                        .return_values(ReturnValue::UpdatedNew)
+                    u.update_expression(
+                        "ADD failures :one SET failing_since = if_not_exists(failing_since, :at)",
+                    )
+                    .condition_expression(
+                        "attribute_exists(pk) AND (attribute_not_exists(open_until) OR open_until <= :at)",
+                    )
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(":at", at)
+                    .return_values(ReturnValue::AllNew)
                 })
                 .await?;
             // No answer: the rule is gone, or its circuit opened while this
             // attempt was in flight, and then the failure is not counted.
-            let failures = match after.as_ref().and_then(|a| a.get("failures")) {
-                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                _ => return Ok(()),
+            let Some(after) = after else {
+                return Ok(());
             };
+            let number = |name: &str| match after.get(name) {
+                Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+                _ => None,
+            };
+            let failures = u32::try_from(number("failures").unwrap_or(0)).unwrap_or(u32::MAX);
             if let Some(until) = backend.breaker.open_until(failures, s.attempt.at) {
                 backend
                     .table
@@ -322,8 +326,39 @@ async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), Store
                     })
                     .await?;
             }
+            let failing_since =
+                Timestamp::from_millis(number("failing_since").unwrap_or(s.attempt.at.as_millis()));
+            if backend.breaker.should_disable(failing_since, s.attempt.at) {
+                let rule = from_item::<RuleItem>(after)?.rule(&s.tenant_id)?;
+                disable_for_failing(backend, s, rule, failing_since).await?;
+            }
         }
     }
+    Ok(())
+}
+
+/// Disables a rule that has failed too long (its health goes with the old
+/// item) and raises `rule.disabled` for the tenant's alert rules.
+async fn disable_for_failing(
+    backend: &AwsBackend,
+    s: &Settlement,
+    mut rule: hookline_core::Rule,
+    failing_since: Timestamp,
+) -> Result<(), StoreError> {
+    let at = s.attempt.at;
+    if !rule.disable_for_failing(at) {
+        return Ok(());
+    }
+    if !backend
+        .table
+        .put(to_item(&RuleItem::new(&rule))?, "attribute_exists(pk)")
+        .await?
+    {
+        return Ok(());
+    }
+    let alert = Event::rule_disabled(&rule, at, failing_since, s.attempt.error.as_deref());
+    backend.accept_event(&alert, at).await?;
+    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, "disabled a rule that kept failing");
     Ok(())
 }
 

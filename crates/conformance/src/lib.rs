@@ -37,6 +37,7 @@ pub const BREAKER: Breaker = Breaker {
     threshold: 3,
     cool_down: Duration::from_secs(2),
     max_cool_down: Duration::from_secs(8),
+    disable_after: Duration::from_secs(3),
 };
 
 pub fn now() -> Timestamp {
@@ -802,6 +803,69 @@ pub async fn rate_limit_delays_without_charging(h: &dyn Harness) {
     );
 }
 
+/// A rule failing for the breaker's `disable_after` without a success is
+/// disabled, and the tenant's `rule.disabled` rules get the alert.
+pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    paid_rule(b, "a", "r").await;
+    b.insert_rule(
+        &rule(
+            "a",
+            "alerts",
+            Trigger::RuleDisabled,
+            Scope::Universal,
+            false,
+        ),
+        100,
+    )
+    .await
+    .unwrap();
+    b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
+        .await
+        .unwrap();
+    h.route().await;
+    let failed = |job: &DeliveryJob| Settlement {
+        receiver_ok: Some(false),
+        ..settle(job, Outcome::RetryAt(now()))
+    };
+    let first = receive_n(h, 1, 10).await;
+    h.queue().settle(vec![failed(&first[0])]).await.unwrap();
+    assert!(b.rule("a", "r").await.unwrap().unwrap().enabled);
+    sleep(BREAKER.disable_after + Duration::from_millis(200)).await;
+    let again = receive_n(h, 1, 10).await;
+    let later = Settlement {
+        receiver_ok: Some(false),
+        ..settle(&again[0], Outcome::RetryAt(after(now(), 600_000)))
+    };
+    h.queue().settle(vec![later]).await.unwrap();
+
+    let disabled = b.rule("a", "r").await.unwrap().unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(
+        disabled.disabled_reason,
+        Some(hookline_core::rule::DisabledReason::Failing)
+    );
+    h.route().await;
+    let alert = receive_n(h, 1, 10).await;
+    assert_eq!(
+        (alert[0].rule_id.as_str(), alert[0].trigger),
+        ("alerts", Trigger::RuleDisabled)
+    );
+    let data: serde_json::Value = serde_json::from_str(alert[0].data.get()).unwrap();
+    assert_eq!(data["rule_id"], "r");
+    assert_eq!(data["last_error"], serde_json::Value::Null);
+
+    let mut enabled = disabled;
+    enabled.apply(hookline_core::RulePatch {
+        enabled: Some(true),
+        ..Default::default()
+    });
+    b.update_rule(&enabled).await.unwrap();
+    let back = b.rule("a", "r").await.unwrap().unwrap();
+    assert!(back.enabled && back.disabled_reason.is_none() && back.disabled_at.is_none());
+}
+
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
@@ -820,6 +884,7 @@ macro_rules! conformance_tests {
             circuit_breaker,
             accept_events_judges_each_alone,
             rate_limit_delays_without_charging,
+            failing_rules_are_disabled_with_an_alert,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

@@ -21,6 +21,9 @@ pub struct Breaker {
     pub cool_down: Duration,
     /// The longest cool-down.
     pub max_cool_down: Duration,
+    /// How long a rule may fail without a single success before it is
+    /// disabled (rules of `rule.disabled` never are).
+    pub disable_after: Duration,
 }
 
 impl Default for Breaker {
@@ -29,6 +32,7 @@ impl Default for Breaker {
             threshold: 5,
             cool_down: Duration::from_secs(30),
             max_cool_down: Duration::from_secs(600),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -39,6 +43,15 @@ impl Default for Breaker {
 pub struct Health {
     pub failures: u32,
     pub open_until: Option<Timestamp>,
+}
+
+impl Breaker {
+    /// Whether a rule failing since `failing_since`, failing again at `at`,
+    /// has failed long enough to be disabled.
+    pub fn should_disable(&self, failing_since: Timestamp, at: Timestamp) -> bool {
+        at.as_millis() - failing_since.as_millis()
+            >= i64::try_from(self.disable_after.as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 /// What the breaker lets through for a rule right now.
@@ -93,6 +106,7 @@ mod tests {
             threshold: 3,
             cool_down: Duration::from_secs(10),
             max_cool_down: Duration::from_secs(35),
+            ..Breaker::default()
         };
         let t = Timestamp::from_millis(1_000_000);
         let mut h = Health::default();

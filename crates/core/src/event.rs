@@ -111,14 +111,18 @@ impl Event {
         let tenant_id = required("tenant_id", input.tenant_id)?;
         check_id("tenant_id", &tenant_id)?;
         let kind = required("type", input.kind)?;
-        let trigger = kind.parse::<Trigger>().map_err(|_| FieldError {
-            kind: FieldErrorKind::UnknownType,
-            field: "type".into(),
-            message: format!(
-                "unknown event type {kind:?}; expected one of {}",
-                known_triggers()
-            ),
-        })?;
+        let trigger = kind
+            .parse::<Trigger>()
+            .ok()
+            .filter(|t| t.from_platform())
+            .ok_or_else(|| FieldError {
+                kind: FieldErrorKind::UnknownType,
+                field: "type".into(),
+                message: format!(
+                    "unknown event type {kind:?}; expected one of {}",
+                    known_triggers(Trigger::from_platform)
+                ),
+            })?;
         let occurred_at = required("occurred_at", input.occurred_at)?;
         let occurred_at = Timestamp::parse_rfc3339(&occurred_at).ok_or_else(|| {
             FieldError::invalid(
@@ -174,6 +178,44 @@ impl Event {
             data,
             subject,
         })
+    }
+}
+
+impl Event {
+    /// The operational event raised when `rule` was disabled at `at` for
+    /// failing since `failing_since`, for the tenant's `rule.disabled` rules.
+    /// Its id is the same for the same disabling, so raising it twice
+    /// delivers it once.
+    pub fn rule_disabled(
+        rule: &crate::rule::Rule,
+        at: Timestamp,
+        failing_since: Timestamp,
+        last_error: Option<&str>,
+    ) -> Event {
+        let data = serde_json::json!({
+            "rule_id": rule.id,
+            "name": rule.name,
+            "url": rule.url,
+            "disabled_at": at,
+            "failing_since": failing_since,
+            "last_error": last_error,
+        });
+        Event {
+            id: format!("evt_rule_disabled_{}_{}", rule.id, at.as_millis()),
+            tenant_id: rule.tenant_id.clone(),
+            trigger: Trigger::RuleDisabled,
+            occurred_at: at,
+            payment_page_id: None,
+            upsell_id: None,
+            first_payment: true,
+            lines: Vec::new(),
+            // A json! object always serializes.
+            data: RawValue::from_string(data.to_string()).unwrap_or_default(),
+            subject: Some(Subject {
+                kind: "rule".into(),
+                id: rule.id.clone(),
+            }),
+        }
     }
 }
 

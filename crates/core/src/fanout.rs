@@ -154,6 +154,8 @@ mod tests {
             enabled: true,
             created_at: Timestamp::default(),
             options: Default::default(),
+            disabled_reason: None,
+            disabled_at: None,
         }
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::FieldError;
 use crate::filter::Filter;
-use crate::rule::{PayloadFormat, Rule, RuleOptions, Scope};
+use crate::rule::{DisabledReason, PayloadFormat, Rule, RuleOptions, Scope};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
 
@@ -34,6 +34,10 @@ struct RuleRecord {
     headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<DisabledReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<Timestamp>,
 }
 
 /// A stored rule that does not decode.
@@ -75,6 +79,8 @@ pub fn encode_rule(rule: &Rule) -> String {
         payload: rule.options.payload,
         headers: rule.options.headers.clone(),
         rate_limit: rule.options.rate_limit,
+        disabled_reason: rule.disabled_reason,
+        disabled_at: rule.disabled_at,
     };
     // Strings, booleans and enums of unit or string variants always serialize.
     serde_json::to_string(&record).unwrap_or_default()
@@ -105,6 +111,8 @@ pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, RecordError> {
             headers: r.headers,
             rate_limit: r.rate_limit,
         },
+        disabled_reason: r.disabled_reason,
+        disabled_at: r.disabled_at,
     })
 }
 

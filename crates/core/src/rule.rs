@@ -40,6 +40,16 @@ pub struct Rule {
     pub created_at: Timestamp,
     #[serde(flatten)]
     pub options: RuleOptions,
+    /// Why Hookline disabled the rule (`failing`), until it is enabled again.
+    pub disabled_reason: Option<DisabledReason>,
+    pub disabled_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisabledReason {
+    /// Its deliveries failed without a success for `HOOKLINE_DISABLE_AFTER`.
+    Failing,
 }
 
 /// What a rule adds to its deliveries beyond Plug&Pay's fields.
@@ -119,7 +129,22 @@ impl Rule {
             enabled: draft.enabled,
             created_at,
             options: draft.options,
+            disabled_reason: None,
+            disabled_at: None,
         }
+    }
+
+    /// Disables the rule for failing, at `at`; false when there is nothing
+    /// to disable: it is disabled already, or it is a `rule.disabled` rule,
+    /// which is never disabled, so an alert rule cannot set off a loop.
+    pub fn disable_for_failing(&mut self, at: Timestamp) -> bool {
+        if !self.enabled || self.trigger == Trigger::RuleDisabled {
+            return false;
+        }
+        self.enabled = false;
+        self.disabled_reason = Some(DisabledReason::Failing);
+        self.disabled_at = Some(at);
+        true
     }
 
     pub fn apply(&mut self, patch: RulePatch) {
@@ -156,6 +181,10 @@ impl Rule {
         }
         if let Some(v) = enabled {
             self.enabled = v;
+            if v {
+                self.disabled_reason = None;
+                self.disabled_at = None;
+            }
         }
         if let Some(v) = filter {
             self.options.filter = v;
@@ -212,7 +241,7 @@ fn trigger(v: &Value) -> Result<Trigger, FieldError> {
         field: "trigger".into(),
         message: format!(
             "unknown trigger {s:?}; expected one of {}",
-            known_triggers()
+            known_triggers(|_| true)
         ),
     })
 }
@@ -340,6 +369,15 @@ fn rate_limit(v: &Value) -> Result<Option<u32>, FieldError> {
     }
 }
 
+fn not_a_field(name: &str) -> FieldError {
+    match name {
+        "id" | "created_at" | "disabled_reason" | "disabled_at" => {
+            FieldError::invalid(name, "is Hookline's and cannot be set")
+        }
+        _ => FieldError::invalid(name, "is not a rule field"),
+    }
+}
+
 /// The fields a rule body may have; others are refused by name so a typo or
 /// an option Hookline does not have is never silently dropped.
 const RULE_FIELDS: &[&str] = &[
@@ -362,7 +400,7 @@ impl RuleDraft {
     pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {
         let map = object(body)?;
         if let Some(unknown) = map.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
-            return Err(FieldError::invalid(unknown.as_str(), "is not a rule field"));
+            return Err(not_a_field(unknown));
         }
         let option = |f: &str| map.get(f).unwrap_or(&Value::Null);
         let need = |f: &str| {
@@ -414,7 +452,7 @@ impl RulePatch {
                 "payload" => patch.payload = Some(payload(v)?),
                 "headers" => patch.headers = Some(headers(v)?),
                 "rate_limit" => patch.rate_limit = Some(rate_limit(v)?),
-                _ => return Err(FieldError::invalid(k.as_str(), "cannot be changed")),
+                _ => return Err(not_a_field(k)),
             }
         }
         Ok(patch)
@@ -475,6 +513,44 @@ mod tests {
             e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","enabled":"yes"}"#).field,
             "enabled"
         );
+    }
+
+    #[test]
+    fn only_enabled_rules_of_other_triggers_are_disabled_for_failing() {
+        let p = policy();
+        let draft = |trigger: &str| {
+            RuleDraft::from_json(
+                format!(r#"{{"name":"n","trigger":"{trigger}","url":"https://e.com"}}"#).as_bytes(),
+                &p,
+            )
+            .unwrap()
+        };
+        let at = Timestamp::from_millis(5);
+        let mut paid = Rule::new(
+            "r".into(),
+            "t".into(),
+            draft("order.paid"),
+            Timestamp::default(),
+        );
+        assert!(paid.disable_for_failing(at));
+        assert_eq!(
+            (paid.enabled, paid.disabled_reason, paid.disabled_at),
+            (false, Some(DisabledReason::Failing), Some(at))
+        );
+        assert!(!paid.disable_for_failing(at), "once");
+        let mut alerts = Rule::new(
+            "a".into(),
+            "t".into(),
+            draft("rule.disabled"),
+            Timestamp::default(),
+        );
+        assert!(!alerts.disable_for_failing(at));
+        assert!(alerts.enabled);
+        paid.apply(RulePatch {
+            enabled: Some(true),
+            ..Default::default()
+        });
+        assert_eq!((paid.enabled, paid.disabled_reason), (true, None));
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub struct Settings {
     /// `HOOKLINE_MAX_RULES`: how many rules one tenant may have.
     pub max_rules: usize,
     /// `HOOKLINE_BREAKER_THRESHOLD` (consecutive failures that open a rule's
-    /// circuit) and `HOOKLINE_BREAKER_COOL_DOWN` (its first cool-down).
+    /// circuit), `HOOKLINE_BREAKER_COOL_DOWN` (its first cool-down) and
+    /// `HOOKLINE_DISABLE_AFTER` (how long a rule may fail before it is disabled).
     pub breaker: Breaker,
 }
 
@@ -103,6 +104,10 @@ impl Settings {
                 },
                 cool_down: match get("HOOKLINE_BREAKER_COOL_DOWN") {
                     None => defaults.breaker.cool_down,
+                    Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
+                },
+                disable_after: match get("HOOKLINE_DISABLE_AFTER") {
+                    None => defaults.breaker.disable_after,
                     Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
                 },
                 ..defaults.breaker
@@ -197,6 +202,7 @@ mod tests {
             "HOOKLINE_MAX_RULES",
             "HOOKLINE_BREAKER_THRESHOLD",
             "HOOKLINE_BREAKER_COOL_DOWN",
+            "HOOKLINE_DISABLE_AFTER",
         ] {
             assert_eq!(with(name, "soon").unwrap_err().variable, name);
         }

@@ -19,17 +19,27 @@ pub enum Trigger {
     AffiliateRejected,
     #[serde(rename = "affiliate.stopped")]
     AffiliateStopped,
+    /// Hookline's own: a rule was disabled for failing (not from the platform).
+    #[serde(rename = "rule.disabled")]
+    RuleDisabled,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 6] = [
+    /// What rules may subscribe to: the platform's triggers and Hookline's.
+    pub const ALL: [Trigger; 7] = [
         Trigger::OrderPaid,
         Trigger::InvoiceCreated,
         Trigger::SubscriptionEnded,
         Trigger::AffiliateAccepted,
         Trigger::AffiliateRejected,
         Trigger::AffiliateStopped,
+        Trigger::RuleDisabled,
     ];
+
+    /// Whether the platform may report it; operational events are Hookline's.
+    pub const fn from_platform(self) -> bool {
+        !matches!(self, Trigger::RuleDisabled)
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +49,7 @@ impl Trigger {
             Trigger::AffiliateAccepted => "affiliate.accepted",
             Trigger::AffiliateRejected => "affiliate.rejected",
             Trigger::AffiliateStopped => "affiliate.stopped",
+            Trigger::RuleDisabled => "rule.disabled",
         }
     }
 
@@ -61,6 +72,7 @@ impl Trigger {
             Trigger::AffiliateAccepted | Trigger::AffiliateRejected | Trigger::AffiliateStopped => {
                 "affiliate"
             }
+            Trigger::RuleDisabled => "rule",
         }
     }
 }
@@ -87,8 +99,13 @@ impl FromStr for Trigger {
 }
 
 /// The message listing what is accepted, for errors that name a bad trigger.
-pub fn known_triggers() -> String {
-    Trigger::ALL.map(Trigger::as_str).join(", ")
+pub fn known_triggers(accepted: fn(Trigger) -> bool) -> String {
+    Trigger::ALL
+        .into_iter()
+        .filter(|t| accepted(*t))
+        .map(Trigger::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

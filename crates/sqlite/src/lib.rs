@@ -120,6 +120,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_rate_limit {
         conn.execute_batch("ALTER TABLE rules ADD COLUMN rate_limit INTEGER;")?;
     }
+    let has_failing_since: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('rule_health') WHERE name = 'failing_since'")?
+        .exists([])?;
+    if !has_failing_since {
+        conn.execute_batch("ALTER TABLE rule_health ADD COLUMN failing_since INTEGER;")?;
+    }
     conn.execute_batch(
         "DROP INDEX IF EXISTS queue_due;
          CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);

@@ -9,15 +9,17 @@ use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
     StoreError,
 };
+use hookline_core::record::encode_rule;
 use hookline_core::sealing::KeySealer;
-use hookline_core::{Timestamp, Trigger};
+use hookline_core::{Event, Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use crate::SqliteBackend;
 use crate::error::unavailable;
 use crate::schedule::{Admission, pick};
-use crate::store::{rule_from_row, signing_keys};
+use crate::store::{accept, rule_from_row, signing_keys};
+use crate::writer::Effects;
 
 /// A lease on SQLite is the queue row: its `delivery_seq`.
 fn lease(seq: i64, receive_count: u32) -> Lease {
@@ -189,8 +191,15 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
 
 /// Tells the rule's breaker what the attempt showed: a failure is counted
 /// in place (attempts of one rule run side by side) and opens the circuit at
-/// the threshold; a success of a rule known unhealthy clears it.
-fn record_health(conn: &Connection, s: &Settlement, breaker: &Breaker) -> Result<(), StoreError> {
+/// the threshold; a success of a rule known unhealthy clears it. A rule that
+/// has failed for `disable_after` without a success is disabled, and the
+/// tenant's `rule.disabled` rules are told, in the same transaction.
+fn record_health(
+    conn: &Connection,
+    s: &Settlement,
+    breaker: &Breaker,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
     match s.health_change() {
         None => Ok(()),
         Some(HealthChange::Recovered) => conn
@@ -200,19 +209,22 @@ fn record_health(conn: &Connection, s: &Settlement, breaker: &Breaker) -> Result
             .map_err(unavailable),
         Some(HealthChange::Failed) => {
             let at = s.attempt.at.as_millis();
-            let failures: Option<u32> = conn
+            let counted: Option<(u32, i64)> = conn
                 .prepare_cached(
-                    "INSERT INTO rule_health (tenant_id, rule_id, failures) VALUES (?1, ?2, 1)
-                     ON CONFLICT DO UPDATE SET failures = failures + 1
+                    "INSERT INTO rule_health (tenant_id, rule_id, failures, failing_since) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT DO UPDATE SET failures = failures + 1,
+                       failing_since = COALESCE(failing_since, ?3)
                        WHERE open_until IS NULL OR open_until <= ?3
-                     RETURNING failures",
+                     RETURNING failures, failing_since",
                 )
                 .and_then(|mut st| {
-                    st.query_row(params![s.tenant_id, s.rule_id, at], |r| r.get(0))
-                        .optional()
+                    st.query_row(params![s.tenant_id, s.rule_id, at], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
                 })
                 .map_err(unavailable)?;
-            let Some(failures) = failures else {
+            let Some((failures, failing_since)) = counted else {
                 return Ok(());
             };
             if let Some(until) = breaker.open_until(failures, s.attempt.at) {
@@ -222,9 +234,46 @@ fn record_health(conn: &Connection, s: &Settlement, breaker: &Breaker) -> Result
                 .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id, until.as_millis()]))
                 .map_err(unavailable)?;
             }
+            let failing_since = Timestamp::from_millis(failing_since);
+            if breaker.should_disable(failing_since, s.attempt.at) {
+                disable_for_failing(conn, s, failing_since, effects)?;
+            }
             Ok(())
         }
     }
+}
+
+/// Disables a rule that has failed too long and raises `rule.disabled`.
+fn disable_for_failing(
+    conn: &Connection,
+    s: &Settlement,
+    failing_since: Timestamp,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND id = ?2")
+        .and_then(|mut st| {
+            st.query_row(params![s.tenant_id, s.rule_id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    let Some(mut rule) = body.map(|b| rule_from_row(&s.tenant_id, &b)).transpose()? else {
+        return Ok(());
+    };
+    let at = s.attempt.at;
+    if !rule.disable_for_failing(at) {
+        return Ok(());
+    }
+    conn.prepare_cached("UPDATE rules SET body = ?3 WHERE tenant_id = ?1 AND id = ?2")
+        .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id, encode_rule(&rule)]))
+        .map_err(unavailable)?;
+    conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
+        .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
+        .map_err(unavailable)?;
+    let alert = Event::rule_disabled(&rule, at, failing_since, s.attempt.error.as_deref());
+    accept(conn, &alert, at, effects)?;
+    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, "disabled a rule that kept failing");
+    Ok(())
 }
 
 #[async_trait]
@@ -274,7 +323,7 @@ impl DeliveryQueue for SqliteBackend {
             .write(move |conn, effects| {
                 for s in &settlements {
                     settle_one(conn, s)?;
-                    record_health(conn, s, &breaker)?;
+                    record_health(conn, s, &breaker, effects)?;
                     // A retry is new work, and a settled attempt frees its
                     // rule's and tenant's share: either way, look again.
                     effects.queued = true;

@@ -83,5 +83,7 @@ CREATE TABLE IF NOT EXISTS rule_health (
     rule_id    TEXT NOT NULL,
     failures   INTEGER NOT NULL,
     open_until INTEGER,
+    -- The first failure since the last success.
+    failing_since INTEGER,
     PRIMARY KEY (tenant_id, rule_id)
 ) WITHOUT ROWID;

@@ -151,7 +151,7 @@ fn requeue(
 }
 
 /// Stores a new event and its deliveries, queued, in the caller's transaction.
-fn accept(
+pub(crate) fn accept(
     conn: &Connection,
     event: &Event,
     now: Timestamp,
@@ -404,12 +404,19 @@ impl Store for SqliteBackend {
         let body = encode_rule(&rule);
         self.writer()
             .write(move |conn, _| {
+                let updated = conn
+                    .execute(
+                        "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5 WHERE tenant_id = ?1 AND id = ?2",
+                        params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit],
+                    )
+                    .map_err(unavailable)?;
+                // An edit starts the rule healthy, as on DynamoDB.
                 conn.execute(
-                    "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5 WHERE tenant_id = ?1 AND id = ?2",
-                    params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit],
+                    "DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
+                    params![rule.tenant_id, rule.id],
                 )
-                .map(|n| n > 0)
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+                Ok(updated > 0)
             })
             .await
     }
