@@ -78,8 +78,15 @@ struct Inner {
     work: Arc<Notify>,
     options: SqliteOptions,
     sealer: KeySealer,
-    /// Each rate-limited rule's token bucket, kept across receives.
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+    /// What receiving keeps between receives: each rate-limited rule's
+    /// token bucket, and when a look past blocked work last found nothing.
+    schedule: Mutex<ScheduleState>,
+}
+
+#[derive(Default)]
+pub(crate) struct ScheduleState {
+    pub buckets: HashMap<String, TokenBucket>,
+    pub last_fruitless: Option<(Timestamp, String)>,
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -159,7 +166,7 @@ impl SqliteBackend {
                 work,
                 options,
                 sealer,
-                buckets: Mutex::default(),
+                schedule: Mutex::default(),
             }),
         })
     }
@@ -204,8 +211,8 @@ impl SqliteBackend {
         &self.inner.sealer
     }
 
-    pub(crate) fn buckets(&self) -> &Mutex<HashMap<String, TokenBucket>> {
-        &self.inner.buckets
+    pub(crate) fn schedule(&self) -> &Mutex<ScheduleState> {
+        &self.inner.schedule
     }
 
     /// Makes deliveries leased by a process that is gone visible again, so a

@@ -285,24 +285,32 @@ impl DeliveryQueue for SqliteBackend {
         let backend = self.clone();
         self.writer()
             .write(move |conn, _| {
-                let mut buckets = backend
-                    .buckets()
+                let mut state = backend
+                    .schedule()
                     .lock()
                     .map_err(|_| StoreError::unavailable("receive", std::io::Error::other("a rate limiter panicked")))?;
-                let mut admission = Admission::load(conn, now, fairness, &breaker, &mut buckets)?;
-                let picked = pick(conn, now, max, &mut admission)?;
-                let mut lease = conn
+                let state = &mut *state;
+                let mut admission =
+                    Admission::load(conn, now, fairness, &breaker, &mut state.buckets)?;
+                let picked = pick(conn, now, max, &mut admission, &mut state.last_fruitless)?;
+                // One statement leases them all.
+                let seqs = serde_json::to_string(&picked).unwrap_or_else(|_| "[]".into());
+                let leased: Vec<(i64, u32)> = conn
                     .prepare_cached(
                         "UPDATE queue SET leased = 1, visible_at = ?2, receive_count = receive_count + 1
-                         WHERE delivery_seq = ?1 RETURNING receive_count",
+                         WHERE delivery_seq IN (SELECT value FROM json_each(?1))
+                         RETURNING delivery_seq, receive_count",
                     )
+                    .and_then(|mut st| {
+                        st.query_map(params![seqs, invisible_until.as_millis()], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
+                    })
                     .map_err(unavailable)?;
                 let mut keys = KeyCache::default();
-                let mut jobs = Vec::with_capacity(picked.len());
-                for seq in picked {
-                    let receive_count: u32 = lease
-                        .query_row(params![seq, invisible_until.as_millis()], |r| r.get(0))
-                        .map_err(unavailable)?;
+                let mut jobs = Vec::with_capacity(leased.len());
+                for (seq, receive_count) in leased {
                     match load_job(conn, seq, receive_count, now, &sealer, &mut keys)? {
                         Some(job) => jobs.push(job),
                         // A queue entry without its delivery cannot be sent; drop it.

@@ -213,6 +213,10 @@ fn due_rows(
 /// a newcomer behind a long backlog, few enough to cost microseconds.
 const NEWEST_WALK: i64 = 512;
 
+/// How long a second look that found nothing stands for the same blocked
+/// rules and tenants: the most a newcomer waits for it.
+const NEWEST_PAUSE_MS: i64 = 50;
+
 /// Picks up to `max` due deliveries: first from the oldest due rows; when
 /// those are all taken by rules or tenants at their share, from the newest
 /// due rows of the others, so a newcomer is not stuck behind a backlog.
@@ -221,8 +225,9 @@ pub(crate) fn pick(
     now: Timestamp,
     max: usize,
     admission: &mut Admission<'_>,
+    last_fruitless: &mut Option<(Timestamp, String)>,
 ) -> Result<Vec<i64>, StoreError> {
-    let window = max * 2 + 64;
+    let window = max + 64;
     let oldest = due_rows(
         conn,
         "SELECT delivery_seq, rule_id, tenant_id FROM queue WHERE visible_at <= ?1
@@ -242,6 +247,16 @@ pub(crate) fn pick(
         return Ok(picked);
     }
     let (rules, tenants) = admission.blocked();
+    // A look that found nothing is not repeated for the same blocked rules
+    // and tenants within NEWEST_PAUSE: when one rule has its whole share in
+    // flight with a backlog behind it, every receive would walk again.
+    let key = format!("{rules}{tenants}");
+    if let Some((at, last)) = last_fruitless.as_ref()
+        && *last == key
+        && now.as_millis() - at.as_millis() < NEWEST_PAUSE_MS
+    {
+        return Ok(picked);
+    }
     let newest = due_rows(
         conn,
         "SELECT delivery_seq, rule_id, tenant_id FROM
@@ -252,6 +267,7 @@ pub(crate) fn pick(
          ORDER BY visible_at",
         params![now.as_millis(), NEWEST_WALK, rules, tenants],
     )?;
+    let before = picked.len();
     for due in &newest {
         if picked.len() == max {
             break;
@@ -260,5 +276,6 @@ pub(crate) fn pick(
             picked.push(due.seq);
         }
     }
+    *last_fruitless = (picked.len() == before).then_some((now, key));
     Ok(picked)
 }
