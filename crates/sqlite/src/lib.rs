@@ -87,6 +87,10 @@ struct Inner {
 pub(crate) struct ScheduleState {
     pub buckets: HashMap<String, TokenBucket>,
     pub last_fruitless: Option<(Timestamp, String)>,
+    /// The last receive left due work behind for a share, a circuit or a
+    /// rate: settling an attempt may free room for it, so it wakes the
+    /// deliverer (otherwise only new or retried work does).
+    pub held_back: bool,
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {

@@ -293,6 +293,7 @@ impl DeliveryQueue for SqliteBackend {
                 let mut admission =
                     Admission::load(conn, now, fairness, &breaker, &mut state.buckets)?;
                 let picked = pick(conn, now, max, &mut admission, &mut state.last_fruitless)?;
+                state.held_back = admission.held_back();
                 // One statement leases them all.
                 let seqs = serde_json::to_string(&picked).unwrap_or_else(|_| "[]".into());
                 let leased: Vec<(i64, u32)> = conn
@@ -327,14 +328,16 @@ impl DeliveryQueue for SqliteBackend {
 
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
         let breaker = self.options().breaker;
+        let backend = self.clone();
         self.writer()
             .write(move |conn, effects| {
+                // A settled attempt frees its rule's and tenant's share: look
+                // again if the last receive left work behind for one.
+                effects.queued |= backend.schedule().lock().is_ok_and(|s| s.held_back);
                 for s in &settlements {
                     settle_one(conn, s)?;
                     record_health(conn, s, &breaker, effects)?;
-                    // A retry is new work, and a settled attempt frees its
-                    // rule's and tenant's share: either way, look again.
-                    effects.queued = true;
+                    effects.queued |= matches!(s.outcome, Outcome::RetryAt(_));
                 }
                 Ok(())
             })

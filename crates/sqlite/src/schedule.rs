@@ -50,6 +50,7 @@ pub(crate) struct Admission<'b> {
     buckets: &'b mut HashMap<String, TokenBucket>,
     /// Rate-limited rules out of tokens for now.
     exhausted: Vec<String>,
+    held_back: bool,
 }
 
 impl<'b> Admission<'b> {
@@ -71,6 +72,7 @@ impl<'b> Admission<'b> {
             rate_limits: HashMap::new(),
             buckets,
             exhausted: Vec::new(),
+            held_back: false,
         };
         let mut limited = conn
             .prepare_cached("SELECT id, rate_limit FROM rules WHERE rate_limit IS NOT NULL")
@@ -135,8 +137,19 @@ impl<'b> Admission<'b> {
         }
     }
 
+    /// Whether anything due was refused in this receive.
+    pub fn held_back(&self) -> bool {
+        self.held_back
+    }
+
     /// Takes `due` if its rule and tenant have room, counting it.
     pub fn admit(&mut self, due: &Due) -> bool {
+        let admitted = self.try_admit(due);
+        self.held_back |= !admitted;
+        admitted
+    }
+
+    fn try_admit(&mut self, due: &Due) -> bool {
         let rule = self.in_flight_rules.get(&due.rule_id).copied().unwrap_or(0);
         let tenant = self
             .in_flight_tenants
