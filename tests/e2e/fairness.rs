@@ -25,11 +25,11 @@ async fn a_tarpit_with_a_backlog_does_not_delay_another_tenant() {
         assert_eq!(status, 202, "{body}");
     }
     // The deliverer is as busy with A as A's share lets it be.
-    tarpit.wait_for(64).await;
+    tarpit.wait_for(128).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         tarpit.hits().len(),
-        64,
+        128,
         "one rule has at most HOOKLINE_RULE_CONCURRENCY attempts in flight"
     );
 

@@ -57,11 +57,11 @@ pub struct ServeArgs {
     pub concurrency: usize,
 
     /// How many of them one rule may have in flight.
-    #[arg(long, env = "HOOKLINE_RULE_CONCURRENCY", default_value_t = 64, value_parser = settings::count)]
+    #[arg(long, env = "HOOKLINE_RULE_CONCURRENCY", default_value_t = 128, value_parser = settings::count)]
     pub rule_concurrency: usize,
 
     /// How many of them one tenant may have in flight.
-    #[arg(long, env = "HOOKLINE_TENANT_CONCURRENCY", default_value_t = 128, value_parser = settings::count)]
+    #[arg(long, env = "HOOKLINE_TENANT_CONCURRENCY", default_value_t = 192, value_parser = settings::count)]
     pub tenant_concurrency: usize,
 
     /// An attempt's total timeout, e.g. `15s` (default 15s).

@@ -25,8 +25,8 @@ pub struct Fairness {
 impl Default for Fairness {
     fn default() -> Self {
         Fairness {
-            per_rule: 64,
-            per_tenant: 128,
+            per_rule: 128,
+            per_tenant: 192,
         }
     }
 }
