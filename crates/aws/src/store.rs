@@ -443,14 +443,25 @@ impl Store for AwsBackend {
     }
 
     /// The puts side by side, then one send for all (SendMessageBatch, ten
-    /// a call): at most ten SQS calls for a batch of a hundred.
+    /// a call): at most ten SQS calls for a batch of a hundred. An event that
+    /// stands twice in the batch is put once, and its later copies are
+    /// duplicates of the first, as they would be one request at a time.
     async fn accept_events(
         &self,
         events: &[Event],
         now: Timestamp,
     ) -> Vec<Result<Acceptance, StoreError>> {
+        let first_of = |i: usize| {
+            events[..i]
+                .iter()
+                .position(|e| e.tenant_id == events[i].tenant_id && e.id == events[i].id)
+        };
+        let firsts: Vec<usize> = (0..events.len())
+            .filter(|i| first_of(*i).is_none())
+            .collect();
         let puts =
-            futures_util::future::join_all(events.iter().map(|e| self.put_event(e, now))).await;
+            futures_util::future::join_all(firsts.iter().map(|&i| self.put_event(&events[i], now)))
+                .await;
         let messages: Vec<&EventMessage> = puts
             .iter()
             .filter_map(|p| p.as_ref().ok().and_then(|(_, m)| m.as_ref()))
@@ -460,20 +471,31 @@ impl Store for AwsBackend {
             .send_json(&self.settings.events_queue_url, &messages)
             .await
             .map_err(|e| e.to_string());
-        puts.into_iter()
-            .map(|put| {
-                let (acceptance, message) = put?;
-                match (&sent, message) {
-                    // Durable but not queued: the same event sent again
-                    // is queued then, as its record says it is not routed.
-                    (Err(e), Some(_)) => Err(StoreError::unavailable(
-                        "SendMessageBatch",
-                        std::io::Error::other(e.clone()),
-                    )),
-                    _ => Ok(acceptance),
-                }
+        let mut answers: Vec<Result<Acceptance, String>> = puts
+            .into_iter()
+            .map(|put| match (put, &sent) {
+                (Err(e), _) => Err(e.to_string()),
+                // Durable but not queued: the same event sent again is
+                // queued then, as its record says it is not routed.
+                (Ok((_, Some(_))), Err(e)) => Err(e.clone()),
+                (Ok((acceptance, _)), _) => Ok(acceptance),
             })
-            .collect()
+            .collect();
+        let mut results = Vec::with_capacity(events.len());
+        for i in 0..events.len() {
+            let answer = match first_of(i) {
+                None => answers.remove(0),
+                Some(first) => match &results[first] {
+                    Ok(Acceptance::Accepted | Acceptance::Duplicate) => Ok(Acceptance::Duplicate),
+                    Ok(other) => Ok(*other),
+                    Err(e) => Err(format!("{e}")),
+                },
+            };
+            results.push(
+                answer.map_err(|e| StoreError::unavailable("accept", std::io::Error::other(e))),
+            );
+        }
+        results
     }
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
