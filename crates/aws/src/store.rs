@@ -184,6 +184,14 @@ impl AwsBackend {
         }
     }
 
+    async fn delivery_item(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<DeliveryItem>, StoreError> {
+        self.table.get(delivery_key(tenant_id, id)).await
+    }
+
     /// Says why pending deliveries wait, from their rules' circuits: one
     /// batched read of the rules of the pending ones, none when none is.
     async fn with_waits(
@@ -499,11 +507,7 @@ impl Store for AwsBackend {
     }
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
-        let Some(item) = self
-            .table
-            .get::<DeliveryItem>(delivery_key(tenant_id, id))
-            .await?
-        else {
+        let Some(item) = self.delivery_item(tenant_id, id).await? else {
             return Ok(None);
         };
         let delivery = item.delivery()?;
@@ -578,11 +582,7 @@ impl Store for AwsBackend {
         id: &str,
         _now: Timestamp,
     ) -> Result<Option<Delivery>, StoreError> {
-        let Some(item) = self
-            .table
-            .get::<DeliveryItem>(delivery_key(tenant_id, id))
-            .await?
-        else {
+        let Some(item) = self.delivery_item(tenant_id, id).await? else {
             return Ok(None);
         };
         let mut delivery = item.clone().delivery()?;
