@@ -204,6 +204,49 @@ fn event(id: &str, kind: &str, extra: Value) -> Value {
     e
 }
 
+/// The limits answer 409 through the functions' router on DynamoDB too.
+#[tokio::test]
+async fn limits_answer_409_on_aws() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    *r.status.lock().unwrap() = 500;
+    for _ in 0..2 {
+        let (status, body) = p
+            .call("POST", "/v1/webhook-key/rotate", API_KEY, json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = p
+        .call("POST", "/v1/webhook-key/rotate", API_KEY, json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("limit_exceeded")),
+        "{body}"
+    );
+
+    p.rule(json!({"name": "n", "trigger": "order.paid", "url": format!("{}/hook", r.base)}))
+        .await;
+    p.ingest(event("evt_1", "order.paid", json!({}))).await;
+    p.route_all().await;
+    // Failed once and waiting for its retry: pending.
+    p.deliver_all(Duration::from_millis(200)).await;
+    let id = p.deliveries().await[0].id.clone();
+    let (status, body) = p
+        .call(
+            "POST",
+            &format!("/v1/deliveries/{id}/retry"),
+            API_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_pending")),
+        "{body}"
+    );
+}
+
 /// Batch ingest on AWS: one request, item by item, and at most ten SQS calls
 /// by Hookline for a hundred events.
 #[tokio::test]
