@@ -11,7 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::signing::WebhookKey;
 
-const PREFIX: &str = "sealed1:";
+/// How every sealed key's stored text starts; text without it is in clear.
+pub const SEALED_PREFIX: &str = "sealed1:";
 
 /// Seals and opens webhook keys with one 256-bit key.
 #[derive(Clone)]
@@ -54,13 +55,13 @@ impl KeySealer {
             .unwrap_or_default();
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", STANDARD.encode(bytes))
+        format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes))
     }
 
     /// The key back from [`KeySealer::seal`]'s text; [`SealError::Plain`]
     /// for a key stored in clear, with the key, so it can be sealed now.
     pub fn open(&self, stored: &str) -> Result<WebhookKey, (SealError, Option<WebhookKey>)> {
-        let Some(b64) = stored.strip_prefix(PREFIX) else {
+        let Some(b64) = stored.strip_prefix(SEALED_PREFIX) else {
             return Err((SealError::Plain, WebhookKey::parse(stored).ok()));
         };
         let bytes = STANDARD
@@ -77,11 +78,6 @@ impl KeySealer {
         let text = String::from_utf8(plain).map_err(|_| (SealError::Malformed, None))?;
         WebhookKey::parse(&text).map_err(|_| (SealError::Malformed, None))
     }
-
-    /// Whether `stored` is a sealed key rather than one in clear.
-    pub fn is_sealed(stored: &str) -> bool {
-        stored.starts_with(PREFIX)
-    }
 }
 
 #[cfg(test)]
@@ -93,7 +89,7 @@ mod tests {
         let sealer = KeySealer::new(&[7; 32]);
         let key = WebhookKey::from_bytes(&[1; 32]).unwrap();
         let stored = sealer.seal(&key, [3; 12]);
-        assert!(KeySealer::is_sealed(&stored));
+        assert!(stored.starts_with(SEALED_PREFIX));
         assert!(!stored.contains(&key.expose()["whsec_".len()..]));
         assert_eq!(sealer.open(&stored).unwrap(), key);
         assert_ne!(

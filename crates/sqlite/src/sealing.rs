@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hookline_core::WebhookKey;
 use hookline_core::ports::StoreError;
-use hookline_core::sealing::KeySealer;
+use hookline_core::sealing::{KeySealer, SEALED_PREFIX};
 use rusqlite::{Connection, params};
 
 /// A sealing key as text: 64 hex digits.
@@ -79,8 +79,8 @@ pub(crate) fn seal(sealer: &KeySealer, key: &WebhookKey) -> Result<String, Store
 /// sealed), in place.
 pub(crate) fn seal_plain_keys(conn: &Connection, sealer: &KeySealer) -> rusqlite::Result<()> {
     let plain: Vec<(String, String)> = conn
-        .prepare("SELECT tenant_id, key FROM webhook_keys WHERE key NOT LIKE 'sealed1:%'")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare("SELECT tenant_id, key FROM webhook_keys WHERE substr(key, 1, length(?1)) <> ?1")?
+        .query_map([SEALED_PREFIX], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (tenant, text) in plain {
         let Ok(key) = WebhookKey::parse(&text) else {
