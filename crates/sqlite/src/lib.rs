@@ -115,40 +115,38 @@ const STATEMENT_CACHE: usize = 128;
 /// name their tenant and rule (filled in from their deliveries), events may
 /// carry a subject, and the queue's indexes are the ones receiving uses.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let has_rule: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('queue') WHERE name = 'rule_id'")?
-        .exists([])?;
-    if !has_rule {
+    if add_column(conn, "queue", "rule_id", "TEXT NOT NULL DEFAULT ''")? {
+        add_column(conn, "queue", "tenant_id", "TEXT NOT NULL DEFAULT ''")?;
         conn.execute_batch(
-            "ALTER TABLE queue ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
-             ALTER TABLE queue ADD COLUMN rule_id TEXT NOT NULL DEFAULT '';
-             UPDATE queue SET (tenant_id, rule_id) =
+            "UPDATE queue SET (tenant_id, rule_id) =
                (SELECT tenant_id, rule_id FROM deliveries WHERE seq = queue.delivery_seq);",
         )?;
     }
-    let has_subject: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'subject'")?
-        .exists([])?;
-    if !has_subject {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN subject TEXT;")?;
-    }
-    let has_rate_limit: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('rules') WHERE name = 'rate_limit'")?
-        .exists([])?;
-    if !has_rate_limit {
-        conn.execute_batch("ALTER TABLE rules ADD COLUMN rate_limit INTEGER;")?;
-    }
-    let has_failing_since: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('rule_health') WHERE name = 'failing_since'")?
-        .exists([])?;
-    if !has_failing_since {
-        conn.execute_batch("ALTER TABLE rule_health ADD COLUMN failing_since INTEGER;")?;
-    }
+    add_column(conn, "events", "subject", "TEXT")?;
+    add_column(conn, "rules", "rate_limit", "INTEGER")?;
+    add_column(conn, "rule_health", "failing_since", "INTEGER")?;
+    // Every receive reads the rate-limited rules, the open circuits and the
+    // leases in flight: partial indexes keep each read to those rows.
     conn.execute_batch(
         "DROP INDEX IF EXISTS queue_due;
          CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);
-         CREATE INDEX IF NOT EXISTS queue_leased ON queue (visible_at, rule_id, tenant_id) WHERE leased = 1;",
+         CREATE INDEX IF NOT EXISTS queue_leased ON queue (visible_at, rule_id, tenant_id) WHERE leased = 1;
+         CREATE INDEX IF NOT EXISTS rules_rate_limited ON rules (id, rate_limit) WHERE rate_limit IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS rule_health_open ON rule_health (rule_id, failures, open_until)
+           WHERE open_until IS NOT NULL;",
     )
+}
+
+/// Adds `column` to `table` unless a file made by this version has it
+/// already; true when it was added.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> rusqlite::Result<bool> {
+    let exists = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])?;
+    if !exists {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl};"))?;
+    }
+    Ok(!exists)
 }
 
 impl SqliteBackend {
