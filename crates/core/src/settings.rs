@@ -63,54 +63,70 @@ impl Settings {
     /// does empty, except for the retry schedule, where an empty list of
     /// delays means no retries.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v));
-        let schedule_text = |name: &'static str| lookup(name).map(|v| (name, v));
+        let set = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let defaults = Settings::default();
+        let b = defaults.breaker;
+        let threshold = |v: &str| count(v).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         Ok(Settings {
-            ingest_tokens: match get("HOOKLINE_INGEST_TOKEN") {
+            ingest_tokens: match set("HOOKLINE_INGEST_TOKEN") {
                 None => None,
                 // The value is a secret: the error names the variable, not it.
-                Some((name, v)) => Some(
+                Some(v) => Some(
                     IngestTokens::parse(&v)
-                        .map_err(|e| error(name, "<redacted>", e.to_string()))?,
+                        .map_err(|e| error("HOOKLINE_INGEST_TOKEN", "<redacted>", e.to_string()))?,
                 ),
             },
-            allow_private_targets: match get("HOOKLINE_ALLOW_PRIVATE_TARGETS") {
-                None => defaults.allow_private_targets,
-                Some((name, v)) => flag(&v).map_err(|reason| error(name, &v, reason))?,
-            },
-            retry_schedule: match schedule_text("HOOKLINE_RETRY_SCHEDULE") {
-                None => defaults.retry_schedule,
-                Some((name, v)) => schedule(&v).map_err(|reason| error(name, &v, reason))?,
-            },
-            key_grace: match get("HOOKLINE_KEY_GRACE") {
-                None => defaults.key_grace,
-                Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
-            },
-            delivery_timeout: match get("HOOKLINE_DELIVERY_TIMEOUT") {
-                None => defaults.delivery_timeout,
-                Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
-            },
-            max_rules: match get("HOOKLINE_MAX_RULES") {
-                None => defaults.max_rules,
-                Some((name, v)) => count(&v).map_err(|reason| error(name, &v, reason))?,
-            },
+            allow_private_targets: parsed(
+                "HOOKLINE_ALLOW_PRIVATE_TARGETS",
+                set("HOOKLINE_ALLOW_PRIVATE_TARGETS"),
+                defaults.allow_private_targets,
+                flag,
+            )?,
+            // Set but empty is a schedule too: no retries.
+            retry_schedule: parsed(
+                "HOOKLINE_RETRY_SCHEDULE",
+                lookup("HOOKLINE_RETRY_SCHEDULE"),
+                defaults.retry_schedule,
+                schedule,
+            )?,
+            key_grace: parsed(
+                "HOOKLINE_KEY_GRACE",
+                set("HOOKLINE_KEY_GRACE"),
+                defaults.key_grace,
+                duration,
+            )?,
+            delivery_timeout: parsed(
+                "HOOKLINE_DELIVERY_TIMEOUT",
+                set("HOOKLINE_DELIVERY_TIMEOUT"),
+                defaults.delivery_timeout,
+                duration,
+            )?,
+            max_rules: parsed(
+                "HOOKLINE_MAX_RULES",
+                set("HOOKLINE_MAX_RULES"),
+                defaults.max_rules,
+                count,
+            )?,
             breaker: Breaker {
-                threshold: match get("HOOKLINE_BREAKER_THRESHOLD") {
-                    None => defaults.breaker.threshold,
-                    Some((name, v)) => count(&v)
-                        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-                        .map_err(|reason| error(name, &v, reason))?,
-                },
-                cool_down: match get("HOOKLINE_BREAKER_COOL_DOWN") {
-                    None => defaults.breaker.cool_down,
-                    Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
-                },
-                disable_after: match get("HOOKLINE_DISABLE_AFTER") {
-                    None => defaults.breaker.disable_after,
-                    Some((name, v)) => duration(&v).map_err(|reason| error(name, &v, reason))?,
-                },
-                ..defaults.breaker
+                threshold: parsed(
+                    "HOOKLINE_BREAKER_THRESHOLD",
+                    set("HOOKLINE_BREAKER_THRESHOLD"),
+                    b.threshold,
+                    threshold,
+                )?,
+                cool_down: parsed(
+                    "HOOKLINE_BREAKER_COOL_DOWN",
+                    set("HOOKLINE_BREAKER_COOL_DOWN"),
+                    b.cool_down,
+                    duration,
+                )?,
+                disable_after: parsed(
+                    "HOOKLINE_DISABLE_AFTER",
+                    set("HOOKLINE_DISABLE_AFTER"),
+                    b.disable_after,
+                    duration,
+                )?,
+                ..b
             },
         })
     }
@@ -119,6 +135,19 @@ impl Settings {
         TargetPolicy {
             allow_private: self.allow_private_targets,
         }
+    }
+}
+
+/// `text` of variable `name` parsed, or `default` when it is not set.
+fn parsed<T>(
+    name: &'static str,
+    text: Option<String>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, SettingsError> {
+    match text {
+        None => Ok(default),
+        Some(v) => parse(&v).map_err(|reason| error(name, &v, reason)),
     }
 }
 
