@@ -135,6 +135,15 @@ fn settle(job: &DeliveryJob, outcome: Outcome) -> Settlement {
     Settlement::new(job, attempt, outcome)
 }
 
+/// `settle`, for an attempt that reached the receiver, which took it (`ok`)
+/// or not: what the breaker counts.
+fn reported(job: &DeliveryJob, outcome: Outcome, ok: bool) -> Settlement {
+    Settlement {
+        receiver_ok: Some(ok),
+        ..settle(job, outcome)
+    }
+}
+
 /// Tenants, API key lookup and key rotation.
 pub async fn tenants_and_keys(h: &dyn Harness) {
     let b = h.store();
@@ -654,10 +663,7 @@ pub async fn circuit_breaker(h: &dyn Harness) {
         .unwrap();
     }
     h.route().await;
-    let failed = |job: &DeliveryJob| Settlement {
-        receiver_ok: Some(false),
-        ..settle(job, Outcome::RetryAt(now()))
-    };
+    let failed = |job: &DeliveryJob| reported(job, Outcome::RetryAt(now()), false);
     let threshold = BREAKER.threshold as usize;
     let first = receive_n(h, threshold, threshold).await;
     assert!(first.iter().all(|j| j.attempt == 1));
@@ -694,10 +700,7 @@ pub async fn circuit_breaker(h: &dyn Harness) {
         if failed_before { 2 } else { 1 },
         "holding back charged no attempt"
     );
-    let ok = Settlement {
-        receiver_ok: Some(true),
-        ..settle(&probe[0], Outcome::Succeeded)
-    };
+    let ok = reported(&probe[0], Outcome::Succeeded, true);
     h.queue().settle(vec![ok]).await.unwrap();
     let healthy = b
         .delivery("a", &probe[0].delivery_id)
@@ -825,19 +828,13 @@ pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
         .await
         .unwrap();
     h.route().await;
-    let failed = |job: &DeliveryJob| Settlement {
-        receiver_ok: Some(false),
-        ..settle(job, Outcome::RetryAt(now()))
-    };
+    let failed = |job: &DeliveryJob| reported(job, Outcome::RetryAt(now()), false);
     let first = receive_n(h, 1, 10).await;
     h.queue().settle(vec![failed(&first[0])]).await.unwrap();
     assert!(b.rule("a", "r").await.unwrap().unwrap().enabled);
     sleep(BREAKER.disable_after + Duration::from_millis(200)).await;
     let again = receive_n(h, 1, 10).await;
-    let later = Settlement {
-        receiver_ok: Some(false),
-        ..settle(&again[0], Outcome::RetryAt(after(now(), 600_000)))
-    };
+    let later = reported(&again[0], Outcome::RetryAt(after(now(), 600_000)), false);
     h.queue().settle(vec![later]).await.unwrap();
 
     let disabled = b.rule("a", "r").await.unwrap().unwrap();

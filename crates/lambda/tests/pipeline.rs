@@ -182,6 +182,18 @@ impl Pipeline {
         }
     }
 
+    /// `hookline dlq redrive`: the deliveries DLQ back to the queue.
+    async fn redrive_dlq(&self) -> u64 {
+        let settings = self.backend.settings();
+        redrive(
+            &self.backend,
+            settings.deliveries_dlq_url.as_deref().unwrap(),
+            &settings.deliveries_queue_url,
+        )
+        .await
+        .unwrap()
+    }
+
     async fn deliveries(&self) -> Vec<hookline_core::Delivery> {
         let filter = DeliveryFilter {
             limit: 250,
@@ -432,14 +444,7 @@ async fn a_failing_receiver_lands_in_the_dlq_and_redrive_delivers_the_same_webho
     assert_eq!(r.hits.lock().unwrap().len(), 3);
 
     *r.status.lock().unwrap() = 200;
-    let settings = p.backend.settings().clone();
-    let moved = redrive(
-        &p.backend,
-        settings.deliveries_dlq_url.as_deref().unwrap(),
-        &settings.deliveries_queue_url,
-    )
-    .await
-    .unwrap();
+    let moved = p.redrive_dlq().await;
     assert_eq!(moved, 1, "the dead delivery's message was in the DLQ");
     p.deliver_all(Duration::from_millis(500)).await;
     let d = &p.deliveries().await[0];
@@ -474,14 +479,7 @@ async fn a_delivery_dead_before_the_last_receive_moves_to_the_dlq_at_once() {
     assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Dead, 1));
     assert_eq!(d.attempts[0].error.as_deref(), Some("the rule was deleted"));
     assert!(r.hits.lock().unwrap().is_empty());
-    let settings = p.backend.settings().clone();
-    let moved = redrive(
-        &p.backend,
-        settings.deliveries_dlq_url.as_deref().unwrap(),
-        &settings.deliveries_queue_url,
-    )
-    .await
-    .unwrap();
+    let moved = p.redrive_dlq().await;
     assert_eq!(
         moved, 1,
         "one receive put the dead delivery's message in the DLQ"
@@ -663,6 +661,23 @@ async fn recover_stopped_halfway_strands_no_delivery() {
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
+impl Logs {
+    /// What this thread logs at `level` and above, as JSON lines, until the
+    /// guard drops.
+    fn capture(level: tracing::Level) -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(level)
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 impl std::io::Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -679,15 +694,7 @@ async fn an_sdk_error_in_a_function_log_names_the_aws_error_code() {
     let mut gone = p.backend.settings().clone();
     gone.table = "no-such-table".into();
     let broken = p.backend.with_settings(gone);
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture(tracing::Level::INFO);
     let message = EventMessage {
         tenant_id: "shop_1".into(),
         event_id: "evt_1".into(),
@@ -712,16 +719,7 @@ async fn an_sdk_error_in_a_function_log_names_the_aws_error_code() {
 /// and good deliveries and a key rotation, holds no webhook key or token.
 #[tokio::test]
 async fn function_logs_hold_no_secret() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture(tracing::Level::TRACE);
     let p = pipeline(3, "1s").await;
     let r = receiver(&p.key).await;
     *r.status.lock().unwrap() = 500;
