@@ -48,7 +48,7 @@ async fn a_tarpit_with_a_backlog_does_not_delay_another_tenant() {
 }
 
 #[tokio::test]
-async fn a_receiver_that_is_down_is_probed_then_gets_everything_in_order() {
+async fn a_receiver_that_is_down_is_probed_then_gets_everything() {
     let dir = tempfile::tempdir().unwrap();
     let hookline = Hookline::start(
         &db_in(&dir),
