@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
-use hookline_core::signing::StoredKey;
+use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
 use crate::backend::AwsBackend;
@@ -326,11 +326,15 @@ impl Store for AwsBackend {
         now: Timestamp,
         old_until: Timestamp,
     ) -> Result<(), StoreError> {
-        if !self.signing_keys(tenant_id, now).await?.may_rotate() {
+        let stored = self.webhook_keys(tenant_id).await?;
+        let expiries = stored
+            .iter()
+            .map(|k| k.expires_at.map(Timestamp::from_millis));
+        if !may_rotate(now, expiries) {
             return Err(StoreError::too_many_keys());
         }
         let mut writes = Vec::new();
-        for k in self.webhook_keys(tenant_id).await? {
+        for k in stored {
             match k.expires_at {
                 None => writes.push(self.table.update_write(key_of(&k), |u| {
                     u.update_expression("SET expires_at = :until")

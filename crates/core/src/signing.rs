@@ -73,6 +73,19 @@ impl fmt::Debug for WebhookKey {
 /// this bounds the work and the header a rotation spree can cause.
 pub const MAX_SIGNING_KEYS: usize = 3;
 
+/// Whether a key expiring at `expires_at` (never: the current key) still
+/// signs at `now`.
+pub fn signs_at(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_none_or(|e| e > now)
+}
+
+/// Whether one more rotation at `now` keeps the keys that sign within
+/// [`MAX_SIGNING_KEYS`], from the expiry of every stored key: no key need be
+/// opened to know.
+pub fn may_rotate(now: Timestamp, expiries: impl IntoIterator<Item = Option<Timestamp>>) -> bool {
+    expiries.into_iter().filter(|e| signs_at(*e, now)).count() < MAX_SIGNING_KEYS
+}
+
 /// A webhook key as a store keeps it: current (no expiry) or rotated out and
 /// signing until `expires_at`.
 #[derive(Debug, Clone)]
@@ -91,7 +104,7 @@ impl SigningKeys {
     /// The keys of `stored` that sign at `now`: the current key, then the
     /// rotated-out ones newest first, at most [`MAX_SIGNING_KEYS`].
     pub fn at(now: Timestamp, mut stored: Vec<StoredKey>) -> SigningKeys {
-        stored.retain(|k| k.expires_at.is_none_or(|e| e > now));
+        stored.retain(|k| signs_at(k.expires_at, now));
         stored.sort_by_key(|k| (k.expires_at.is_some(), std::cmp::Reverse(k.created_at)));
         SigningKeys(
             stored
@@ -100,12 +113,6 @@ impl SigningKeys {
                 .map(|k| k.key)
                 .collect(),
         )
-    }
-
-    /// Whether one more rotation at `now` keeps the keys that sign within
-    /// [`MAX_SIGNING_KEYS`].
-    pub fn may_rotate(&self) -> bool {
-        self.0.len() < MAX_SIGNING_KEYS
     }
 
     /// The `webhook-signature` header value: space-separated `v1,` entries.
@@ -137,12 +144,13 @@ mod tests {
             stored(3, 30, None),
             stored(4, 5, Some(50)),
         ];
+        let expiries = || keys.iter().map(|k| k.expires_at);
         let at = SigningKeys::at(t(40), keys.clone());
         assert_eq!(at.0, vec![key(3), key(2), key(1)]);
-        assert!(!at.may_rotate());
-        let later = SigningKeys::at(t(150), keys);
+        assert!(!may_rotate(t(40), expiries()));
+        let later = SigningKeys::at(t(150), keys.clone());
         assert_eq!(later.0, vec![key(3), key(2)]);
-        assert!(later.may_rotate());
+        assert!(may_rotate(t(150), expiries()));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use hookline_core::fanout::plan;
 use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
 use hookline_core::record::{decode_rule, encode_rule};
 use hookline_core::sealing::KeySealer;
-use hookline_core::signing::StoredKey;
+use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -311,11 +311,14 @@ impl Store for SqliteBackend {
         old_until: Timestamp,
     ) -> Result<(), StoreError> {
         let id = tenant_id.to_owned();
-        let sealer = self.sealer().clone();
-        let sealed = sealing::seal(&sealer, &key)?;
+        let sealed = sealing::seal(self.sealer(), &key)?;
         self.writer()
             .write(move |conn, _| {
-                if !signing_keys(conn, &sealer, &id, now)?.may_rotate() {
+                let expiries: Vec<Option<i64>> = conn
+                    .prepare_cached("SELECT expires_at FROM webhook_keys WHERE tenant_id = ?1")
+                    .and_then(|mut st| st.query_map([&id], |r| r.get(0))?.collect())
+                    .map_err(unavailable)?;
+                if !may_rotate(now, expiries.into_iter().map(|e| e.map(Timestamp::from_millis))) {
                     return Err(StoreError::too_many_keys());
                 }
                 conn.execute(
