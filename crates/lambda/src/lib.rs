@@ -30,39 +30,47 @@ pub fn init_logging() {
         .init();
 }
 
-/// The ingest tokens: from the secret `HOOKLINE_INGEST_TOKEN_SECRET` names
-/// (on AWS, where no function's environment holds a token), else from
-/// `HOOKLINE_INGEST_TOKEN` (local runs).
-pub async fn ingest_tokens() -> Result<IngestTokens, Error> {
-    if let Some(secret) = AwsSettings::from_env()?.ingest_token_secret {
-        return Ok(hookline_aws::ingest_tokens(&hookline_aws::sdk_config().await, &secret).await?);
-    }
-    Settings::from_env()?.ingest_tokens.ok_or_else(|| {
-        "neither HOOKLINE_INGEST_TOKEN_SECRET nor HOOKLINE_INGEST_TOKEN is set".into()
-    })
-}
-
 pub async fn backend() -> Result<AwsBackend, Error> {
     let settings = AwsSettings::from_env()?;
     Ok(AwsBackend::new(&hookline_aws::sdk_config().await, settings))
 }
 
-/// The HTTP API on the AWS backend. `ingest_tokens` is what ingest accepts:
-/// none on the admin function, which API Gateway never sends an event.
-pub fn api(
-    backend: AwsBackend,
-    settings: &Settings,
-    ingest_tokens: IngestTokens,
-) -> Result<axum::Router, Error> {
+/// The HTTP API's state on the AWS backend, accepting `ingest_tokens` (none
+/// on the admin function, which API Gateway never sends an event).
+fn api_state(backend: AwsBackend, settings: &Settings, ingest_tokens: IngestTokens) -> ApiState {
     let config = ApiConfig {
         ingest_tokens,
         policy: settings.target_policy(),
         key_grace: settings.key_grace,
         max_rules: settings.max_rules,
     };
-    let state = ApiState::new(Arc::new(backend), Arc::new(SystemClock), config)
-        .with_sender(Arc::new(sender(settings)?));
-    Ok(hookline_api::router(state))
+    ApiState::new(Arc::new(backend), Arc::new(SystemClock), config)
+}
+
+/// `hookline-ingest`: the tokens from the secret `HOOKLINE_INGEST_TOKEN_SECRET`
+/// names, read once at cold start (on AWS no function's environment holds a
+/// token), else from `HOOKLINE_INGEST_TOKEN` (local runs).
+pub async fn serve_ingest() -> Result<(), Error> {
+    let settings = Settings::from_env()?;
+    let aws = AwsSettings::from_env()?;
+    let sdk = hookline_aws::sdk_config().await;
+    let tokens = match &aws.ingest_token_secret {
+        Some(secret) => hookline_aws::ingest_tokens(&sdk, secret).await?,
+        None => settings
+            .ingest_tokens
+            .clone()
+            .ok_or("neither HOOKLINE_INGEST_TOKEN_SECRET nor HOOKLINE_INGEST_TOKEN is set")?,
+    };
+    let state = api_state(AwsBackend::new(&sdk, aws), &settings, tokens);
+    lambda_http::run(hookline_api::router(state)).await
+}
+
+/// `hookline-admin`: no ingest token, and the sender a rule's test send uses.
+pub async fn serve_admin() -> Result<(), Error> {
+    let settings = Settings::from_env()?;
+    let state = api_state(backend().await?, &settings, IngestTokens::default())
+        .with_sender(Arc::new(sender(&settings)?));
+    lambda_http::run(hookline_api::router(state)).await
 }
 
 /// The HTTP sender, as the deliverer and a rule's test send use it.
@@ -89,12 +97,4 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
         clock: Arc::new(SystemClock),
         attempter: Arc::new(Attempter::new(settings.retry_schedule.clone())),
     })
-}
-
-/// Serves the API to API Gateway (HTTP API, payload 2.0) with the ingest
-/// tokens given: the ingest function's, or none on the admin function.
-pub async fn serve_http(ingest_tokens: IngestTokens) -> Result<(), Error> {
-    let settings = Settings::from_env()?;
-    let app = api(backend().await?, &settings, ingest_tokens)?;
-    lambda_http::run(app).await
 }

@@ -5,5 +5,5 @@
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
     hookline_lambda::init_logging();
-    hookline_lambda::serve_http(Default::default()).await
+    hookline_lambda::serve_admin().await
 }
