@@ -2,10 +2,10 @@
 
 use sha2::{Digest, Sha256};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::delivery::FullBody;
 use crate::event::{Event, Line};
+use crate::filter::Body;
 use crate::rule::{Rule, Scope};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,19 +57,55 @@ fn matched_lines<'e>(rule: &Rule, event: &'e Event) -> Option<Vec<&'e Line>> {
     }
 }
 
-/// The body a delivery of `event` to `rule` (for `line`) would carry, as
-/// JSON, for the rule's filter to judge.
-fn delivered_body(event: &Event, rule: &Rule, line: Option<&Line>) -> Value {
-    let body = FullBody {
-        trigger: event.trigger,
-        timestamp: event.occurred_at,
-        event_id: &event.id,
-        tenant_id: &event.tenant_id,
-        rule_id: &rule.id,
-        data: &event.data,
-        line,
-    };
-    serde_json::to_value(&body).unwrap_or(Value::Null)
+/// The body a delivery would carry, as its filter reads it: the event's
+/// fields (its `data` parsed once per event) and the rule's and line's.
+struct DeliveredBody<'a> {
+    event: &'a Map<String, Value>,
+    rule_id: Value,
+    line: Option<Value>,
+}
+
+impl Body for DeliveredBody<'_> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        match name {
+            "rule_id" => Some(&self.rule_id),
+            "line" => self.line.as_ref(),
+            _ => self.event.get(name),
+        }
+    }
+
+    fn whole(&self) -> Value {
+        let mut body = self.event.clone();
+        body.insert("rule_id".into(), self.rule_id.clone());
+        if let Some(line) = &self.line {
+            body.insert("line".into(), line.clone());
+        }
+        Value::Object(body)
+    }
+}
+
+/// The event's part of every delivered body (see [`crate::delivery::FullBody`]).
+fn event_fields(event: &Event) -> Map<String, Value> {
+    let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    Map::from_iter([
+        (
+            "type".to_owned(),
+            value(serde_json::to_value(event.trigger)),
+        ),
+        (
+            "timestamp".to_owned(),
+            value(serde_json::to_value(event.occurred_at)),
+        ),
+        ("event_id".to_owned(), Value::String(event.id.clone())),
+        (
+            "tenant_id".to_owned(),
+            Value::String(event.tenant_id.clone()),
+        ),
+        (
+            "data".to_owned(),
+            value(serde_json::from_str(event.data.get())),
+        ),
+    ])
 }
 
 /// The deliveries `event` makes across `rules`: one per matching rule, or one
@@ -77,12 +113,20 @@ fn delivered_body(event: &Event, rule: &Rule, line: Option<&Line>) -> Value {
 /// without lines still gets the event once, rather than nothing.
 pub fn plan(event: &Event, rules: &[Rule]) -> Vec<PlannedDelivery> {
     let mut out = Vec::new();
+    let fields = std::cell::OnceCell::new();
     for rule in rules {
         let Some(mut lines) = matched_lines(rule, event) else {
             continue;
         };
         if let Some(filter) = &rule.options.filter {
-            let passes = |line: Option<&Line>| filter.matches(&delivered_body(event, rule, line));
+            let event_fields = fields.get_or_init(|| event_fields(event));
+            let passes = |line: Option<&Line>| {
+                filter.matches(&DeliveredBody {
+                    event: event_fields,
+                    rule_id: Value::String(rule.id.clone()),
+                    line: line.and_then(|l| serde_json::to_value(l).ok()),
+                })
+            };
             if rule.per_order_line && !lines.is_empty() {
                 lines.retain(|l| passes(Some(l)));
                 if lines.is_empty() {

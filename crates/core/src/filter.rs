@@ -70,9 +70,27 @@ impl Filter {
         &self.source
     }
 
-    /// Whether `body` (the delivery's body as JSON) meets the filter.
-    pub fn matches(&self, body: &Value) -> bool {
-        eval(&self.condition, Some(body))
+    /// Whether `body` (the delivery's body) meets the filter.
+    pub fn matches(&self, body: &dyn Body) -> bool {
+        eval_body(&self.condition, body)
+    }
+}
+
+/// A body to judge, read a top-level field at a time, so that the fan-out
+/// need not build (and copy the event's `data` into) a whole body for each
+/// rule and line.
+pub trait Body {
+    fn field(&self, name: &str) -> Option<&Value>;
+    /// The whole body, for the rare condition on the body itself.
+    fn whole(&self) -> Value;
+}
+
+impl Body for Value {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+    fn whole(&self) -> Value {
+        self.clone()
     }
 }
 
@@ -188,6 +206,18 @@ fn operator(
         return Err(invalid(path, what));
     }
     Ok(Condition::Compare(op, value.clone()))
+}
+
+/// [`eval`] on the body itself, which is always there.
+fn eval_body(condition: &Condition, body: &dyn Body) -> bool {
+    match condition {
+        Condition::All(all) => all.iter().all(|c| eval_body(c, body)),
+        Condition::Any(any) => any.iter().any(|c| eval_body(c, body)),
+        Condition::Not(c) => !eval_body(c, body),
+        Condition::Field(name, c) => eval(c, body.field(name)),
+        Condition::Exists(wanted) => *wanted,
+        Condition::Compare(op, operand) => compare(*op, Some(&body.whole()), operand),
+    }
 }
 
 /// `value` is `None` where the body has no such field.
