@@ -6,6 +6,10 @@ SAM template use, and prints the environment that points Hookline at them,
 as JSON (--json) or as export lines.
 
 Usage: create.py --endpoint http://127.0.0.1:5005 [--prefix hookline] [--max-attempts 8] [--json]
+                 [--sam-env-vars FILE]
+
+--sam-env-vars also writes the file `sam local invoke/start-api --env-vars`
+takes, pointing the functions at the same endpoint (infra/sam-local).
 """
 import argparse
 import json
@@ -33,6 +37,9 @@ def main():
                    help="the queues' visibility timeout in seconds")
     p.add_argument("--ingest-token", help="the ingest token secret's value (random when not given)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sam-env-vars", metavar="FILE",
+                   help="also write an env-vars file for sam local (the endpoint must be one "
+                        "the containers reach: docker0's address)")
     a = p.parse_args()
     session = boto3.session.Session(
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
@@ -91,11 +98,26 @@ def main():
         "HOOKLINE_KMS_KEY_ID": key_id,
         "HOOKLINE_INGEST_TOKEN_SECRET": secret_arn,
     }
+    if a.sam_env_vars:
+        with open(a.sam_env_vars, "w") as f:
+            json.dump({"Parameters": sam_variables(env)}, f, indent=2, sort_keys=True)
     if a.json:
         print(json.dumps(env))
     else:
         for k, v in env.items():
             print(f"export {k}={v}")
+
+
+def sam_variables(env):
+    """The functions' variables for `sam local`: every resource on the
+    endpoint, which they reach through HOOKLINE_AWS_ENDPOINT (the template
+    declares it; SAM overrides only declared variables, and the "Parameters"
+    section applies to every function). Local receivers are on private
+    addresses, so private targets are allowed."""
+    variables = {k: v for k, v in env.items() if k.startswith("HOOKLINE_")}
+    variables["HOOKLINE_AWS_ENDPOINT"] = env["AWS_ENDPOINT_URL"]
+    variables["HOOKLINE_ALLOW_PRIVATE_TARGETS"] = "1"
+    return variables
 
 
 if __name__ == "__main__":

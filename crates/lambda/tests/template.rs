@@ -62,6 +62,24 @@ fn every_function_builds_a_binary_of_this_crate() {
     }
 }
 
+/// `sam local` needs an x86_64 build and a local endpoint; a deploy with the
+/// default parameters must get neither.
+#[test]
+fn a_deploy_with_default_parameters_is_arm64_on_aws_endpoints() {
+    let t = template();
+    let function = &t["Globals"]["Function"];
+    let architectures = function["Architectures"].as_vec().unwrap();
+    assert_eq!(architectures.len(), 1);
+    let written = architectures[0].as_str().unwrap();
+    let resolved = default_of(&t, written).as_str().unwrap_or(written);
+    assert_eq!(resolved, "arm64");
+    assert_eq!(
+        function["Environment"]["Variables"]["HOOKLINE_AWS_ENDPOINT"].as_str(),
+        Some(""),
+        "HOOKLINE_AWS_ENDPOINT is declared (so sam local --env-vars may set it) and empty"
+    );
+}
+
 /// Every `HOOKLINE_*` name in the functions' source, the shared settings
 /// parser in the core included.
 fn variables_read() -> BTreeSet<String> {
