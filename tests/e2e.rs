@@ -8,6 +8,7 @@ mod support;
 mod e2e {
     mod api;
     mod aws_cli;
+    mod cli;
     mod delivery;
     mod durability;
     mod fairness;

@@ -3,8 +3,10 @@
 
 pub mod config;
 pub mod receive;
+pub mod remote;
 pub mod serve;
 pub mod tenant;
+pub mod verify;
 pub mod worker;
 
 pub use hookline_core::SystemClock;

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hookline::config::{ServeArgs, StoreArgs};
+use hookline::remote::deliveries::{DeliveriesCommand, RecoverArgs};
+use hookline::remote::rules::RulesCommand;
+use hookline::remote::send::SendArgs;
+use hookline::verify::VerifyArgs;
 use hookline_sqlite::{SqliteBackend, SqliteOptions};
 
 #[derive(Parser)]
@@ -29,6 +33,18 @@ enum Command {
     /// Dead-letter queues of the AWS backend.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// A running Hookline's rules (over its HTTP API, with the tenant API key).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// A running Hookline's delivery log.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+    /// Send a rule's dead deliveries of a window again.
+    Recover(RecoverArgs),
+    /// Post an event as the platform does, with the ingest token.
+    Send(SendArgs),
+    /// Check a captured delivery's signature with a webhook key.
+    Verify(VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +110,19 @@ async fn main() -> ExitCode {
             backend,
         }) => create_tenant(&tenant_id, &store, backend).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,
+        Command::Rules(c) => hookline::remote::rules::run(c)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Deliveries(c) => hookline::remote::deliveries::run(c)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Recover(args) => hookline::remote::deliveries::recover(args)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Send(args) => hookline::remote::send::run(args)
+            .await
+            .map_err(|e| e.to_string()),
+        Command::Verify(args) => hookline::verify::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,241 @@
+//! `hookline rules list|show|create|update|delete`.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::{Client, RemoteArgs, RemoteError, cell, print, read_json, segment, table};
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Every rule of the tenant.
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// One rule.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// A new rule, from flags or from a JSON body (--from).
+    Create {
+        #[command(flatten)]
+        fields: RuleFields,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Change some of a rule's fields.
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: RuleFields,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Delete a rule; its pending deliveries end dead.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// A rule's fields as flags; the server checks them and names what is wrong.
+#[derive(Debug, Args)]
+pub struct RuleFields {
+    /// The rule as JSON, from a file or - for standard input; flags given
+    /// beside it override its fields.
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    /// order.paid, invoice.created, subscription.ended, affiliate.accepted,
+    /// affiliate.rejected, affiliate.stopped or rule.disabled.
+    #[arg(long)]
+    trigger: Option<String>,
+    /// Where deliveries go (http or https).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// universal, or product:ID, payment_page:ID, upsell:ID.
+    #[arg(long)]
+    scope: Option<String>,
+    #[arg(long)]
+    per_order_line: Option<bool>,
+    #[arg(long)]
+    first_payment_only: Option<bool>,
+    #[arg(long)]
+    enabled: Option<bool>,
+    /// full or thin.
+    #[arg(long)]
+    payload: Option<String>,
+    /// A payload filter as JSON, e.g. '{"data": {"amount": {"$gte": 1000}}}'.
+    #[arg(long)]
+    filter: Option<String>,
+    /// A header added to every delivery, as 'Name: value' (repeat it).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// At most this many deliveries a second.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+}
+
+impl RuleFields {
+    fn body(&self) -> Result<Value, RemoteError> {
+        let mut body = match &self.from {
+            Some(path) => match read_json(path)? {
+                Value::Object(map) => map,
+                _ => {
+                    return Err(RemoteError::Input(format!(
+                        "{path}: a rule is a JSON object"
+                    )));
+                }
+            },
+            None => Map::new(),
+        };
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.to_owned(), v);
+            }
+        };
+        set("name", self.name.clone().map(Value::from));
+        set("trigger", self.trigger.clone().map(Value::from));
+        set("url", self.webhook_url.clone().map(Value::from));
+        set("scope", self.scope.as_deref().map(scope).transpose()?);
+        set("per_order_line", self.per_order_line.map(Value::from));
+        set(
+            "first_payment_only",
+            self.first_payment_only.map(Value::from),
+        );
+        set("enabled", self.enabled.map(Value::from));
+        set("payload", self.payload.clone().map(Value::from));
+        set(
+            "filter",
+            self.filter
+                .as_deref()
+                .map(|f| {
+                    serde_json::from_str(f)
+                        .map_err(|e| RemoteError::Input(format!("--filter is not JSON: {e}")))
+                })
+                .transpose()?,
+        );
+        if !self.headers.is_empty() {
+            let mut headers = Map::new();
+            for h in &self.headers {
+                let (name, value) = h.split_once(':').ok_or_else(|| {
+                    RemoteError::Input(format!("--header {h:?}: write it as 'Name: value'"))
+                })?;
+                headers.insert(name.trim().to_owned(), Value::from(value.trim()));
+            }
+            set("headers", Some(Value::Object(headers)));
+        }
+        set("rate_limit", self.rate_limit.map(Value::from));
+        Ok(Value::Object(body))
+    }
+}
+
+fn scope(s: &str) -> Result<Value, RemoteError> {
+    if s == "universal" {
+        return Ok(json!({"type": "universal"}));
+    }
+    match s.split_once(':') {
+        Some((kind @ ("product" | "payment_page" | "upsell"), id)) if !id.is_empty() => {
+            Ok(json!({"type": kind, "id": id}))
+        }
+        _ => Err(RemoteError::Input(format!(
+            "--scope {s:?}: write universal, product:ID, payment_page:ID or upsell:ID"
+        ))),
+    }
+}
+
+pub async fn run(command: RulesCommand) -> Result<(), RemoteError> {
+    match command {
+        RulesCommand::List { remote } => {
+            let client = Client::admin(&remote)?;
+            let mut rules = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let q = super::query(&[("limit", Some("250".into())), ("cursor", cursor)]);
+                let page = client.get(&format!("/v1/rules{q}")).await?;
+                rules.extend(page["data"].as_array().cloned().unwrap_or_default());
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            print(remote.output, &Value::Array(rules), list);
+        }
+        RulesCommand::Show { id, remote } => {
+            let rule = Client::admin(&remote)?
+                .get(&format!("/v1/rules/{}", segment(&id)))
+                .await?;
+            print(remote.output, &rule, show);
+        }
+        RulesCommand::Create { fields, remote } => {
+            let rule = Client::admin(&remote)?
+                .call(Method::POST, "/v1/rules", Some(&fields.body()?))
+                .await?;
+            print(remote.output, &rule, show);
+        }
+        RulesCommand::Update { id, fields, remote } => {
+            let rule = Client::admin(&remote)?
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/rules/{}", segment(&id)),
+                    Some(&fields.body()?),
+                )
+                .await?;
+            print(remote.output, &rule, show);
+        }
+        RulesCommand::Delete { id, remote } => {
+            Client::admin(&remote)?
+                .call(Method::DELETE, &format!("/v1/rules/{}", segment(&id)), None)
+                .await?;
+            print(remote.output, &json!({"deleted": id}), |_| {
+                format!("deleted {id}\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scope_text(scope: &Value) -> String {
+    match (scope["type"].as_str(), scope["id"].as_str()) {
+        (Some(kind), Some(id)) => format!("{kind}:{id}"),
+        (Some(kind), None) => kind.to_owned(),
+        _ => cell(scope),
+    }
+}
+
+fn list(rules: &Value) -> String {
+    let rows: Vec<Vec<String>> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                cell(&r["id"]),
+                cell(&r["name"]),
+                cell(&r["trigger"]),
+                scope_text(&r["scope"]),
+                if r["enabled"] == true { "yes" } else { "no" }.to_owned(),
+                cell(&r["url"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "TRIGGER", "SCOPE", "ENABLED", "URL"], &rows)
+}
+
+fn show(rule: &Value) -> String {
+    let mut rows = Vec::new();
+    for (k, v) in rule.as_object().into_iter().flatten() {
+        let text = match k.as_str() {
+            "scope" => scope_text(v),
+            _ if v.is_object() || v.is_array() => v.to_string(),
+            _ => cell(v),
+        };
+        rows.push(vec![k.clone(), text]);
+    }
+    table(&["FIELD", "VALUE"], &rows)
+}
