@@ -9,10 +9,12 @@ mod e2e {
     mod api;
     mod aws_cli;
     mod cli;
+    mod dashboard;
     mod delivery;
     mod durability;
     mod fairness;
     mod matching;
     mod options;
     mod security;
+    mod surfaces;
 }

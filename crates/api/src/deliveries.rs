@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::auth::Tenant;
 use crate::body::{self, Id};
 use crate::error::ApiError;
+use crate::schema;
 use crate::state::ApiState;
 
 const DEFAULT_LIMIT: usize = 50;
@@ -55,6 +56,8 @@ pub struct ListQuery {
     paging: Paging,
 }
 
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/v1/deliveries", tag = "deliveries", security(("api_key" = [])), params(schema::DeliveryQuery),
+    responses((status = 200, description = "Deliveries, newest first.", body = schema::DeliveryList), (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -88,6 +91,8 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, operation_id = "get_delivery", path = "/v1/deliveries/{id}", tag = "deliveries", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id.")),
+    responses((status = 200, description = "The delivery and its attempts.", body = schema::Delivery), (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such delivery for this tenant.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -99,6 +104,13 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("delivery"))
 }
 
+#[utoipa::path(post, operation_id = "retry_delivery", path = "/v1/deliveries/{id}/retry", tag = "deliveries", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id.")),
+    responses(
+        (status = 202, description = "Queued now with a fresh set of retries.", body = schema::Delivery),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such delivery for this tenant.", body = schema::ErrorBody),
+        (status = 409, description = "`already_pending`: it is queued or waiting for a retry.", body = schema::ErrorBody),
+        (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -133,6 +145,11 @@ fn timestamp(body: &Value, field: &str) -> Result<Option<Timestamp>, ApiError> {
 
 /// Re-queues every dead delivery of the rule made in `[since, until)`
 /// (`until` defaults to now), each with its own `webhook-id` unchanged.
+#[utoipa::path(post, operation_id = "recover_rule", path = "/v1/rules/{id}/recover", tag = "deliveries", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")), request_body = schema::RecoverIn,
+    responses(
+        (status = 202, description = "The rule's dead deliveries made in the window, queued again with their `webhook-id`.", body = schema::Recovered),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn recover(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,

@@ -13,8 +13,18 @@ use serde_json::{Value, json};
 use crate::auth::Producer;
 use crate::body;
 use crate::error::ApiError;
+use crate::schema;
 use crate::state::ApiState;
 
+#[utoipa::path(post, operation_id = "ingest_event", path = "/v1/events", tag = "ingest", security(("ingest_token" = [])),
+    request_body = schema::EventIn,
+    responses(
+        (status = 202, description = "Stored and queued.", body = schema::Accepted),
+        (status = 200, description = "A duplicate: the tenant sent this id before; nothing more is delivered.", body = schema::Accepted),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid ingest token.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody),
+        (status = 422, description = "An unknown `type` or `tenant_id`.", body = schema::ErrorBody),
+        (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn ingest(
     _: Producer,
     State(state): State<ApiState>,
@@ -53,6 +63,12 @@ pub const MAX_BATCH: usize = 100;
 /// judged alone; answers 200 with one result per event, in order:
 /// `{"id", "status", "duplicate"?, "error"?}` where `status` is what
 /// `POST /v1/events` would have answered for it.
+#[utoipa::path(post, operation_id = "ingest_events", path = "/v1/events/batch", tag = "ingest", security(("ingest_token" = [])),
+    request_body = schema::BatchIn,
+    responses(
+        (status = 200, description = "Each event judged alone, in order.", body = schema::BatchAnswer),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid ingest token.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn ingest_batch(
     _: Producer,
     State(state): State<ApiState>,

@@ -8,8 +8,11 @@ use serde_json::{Value, json};
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
+use crate::schema;
 use crate::state::ApiState;
 
+#[utoipa::path(get, operation_id = "get_webhook_key", path = "/v1/webhook-key", tag = "webhook key", security(("api_key" = [])),
+    responses((status = 200, description = "The key deliveries are signed with now.", body = schema::WebhookKey), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn current(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -22,6 +25,8 @@ pub async fn current(
     Ok(Json(json!({ "key": key.expose() })))
 }
 
+#[utoipa::path(post, operation_id = "rotate_webhook_key", path = "/v1/webhook-key/rotate", tag = "webhook key", security(("api_key" = [])),
+    responses((status = 200, description = "The new key. The old one keeps signing beside it for HOOKLINE_KEY_GRACE.", body = schema::WebhookKey), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 409, description = "`limit_exceeded`: three keys sign already; rotate again once the oldest one's grace period has ended.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn rotate(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,

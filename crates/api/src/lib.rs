@@ -3,11 +3,14 @@
 
 mod auth;
 mod body;
+mod dashboard;
 mod deliveries;
 mod error;
 mod events;
 mod keys;
+pub mod openapi;
 mod rules;
+mod schema;
 mod state;
 
 use axum::Router;
@@ -21,6 +24,9 @@ pub use state::{ApiConfig, ApiState};
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::asset))
         .route("/v1/events", post(events::ingest))
         .route("/v1/events/batch", post(events::ingest_batch))
         .route("/v1/rules", get(rules::list).post(rules::create))

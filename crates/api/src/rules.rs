@@ -15,6 +15,7 @@ use crate::auth::Tenant;
 use crate::body::{self, Id};
 use crate::deliveries::Paging;
 use crate::error::ApiError;
+use crate::schema;
 use crate::state::ApiState;
 
 /// An id with a type prefix that sorts by creation time, then random bits:
@@ -36,6 +37,8 @@ fn new_id(prefix: &str, now: hookline_core::Timestamp) -> Result<String, ApiErro
     ))
 }
 
+#[utoipa::path(get, operation_id = "list_rules", path = "/v1/rules", tag = "rules", security(("api_key" = [])), params(schema::PageQuery),
+    responses((status = 200, description = "The tenant's rules, oldest first.", body = schema::RuleList), (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -52,6 +55,15 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(post, operation_id = "create_rule", path = "/v1/rules", tag = "rules", security(("api_key" = [])), request_body = schema::RuleIn,
+    responses(
+        (status = 201, description = "The rule.", body = schema::Rule),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody),
+        (status = 409, description = "`limit_exceeded`: the tenant has HOOKLINE_MAX_RULES rules.", body = schema::ErrorBody),
+        (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody),
+        (status = 422, description = "An unknown `trigger`.", body = schema::ErrorBody),
+        (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn create(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -75,6 +87,8 @@ async fn find(state: &ApiState, tenant: &str, id: &str) -> Result<Rule, ApiError
         .ok_or_else(|| ApiError::not_found("rule"))
 }
 
+#[utoipa::path(get, operation_id = "get_rule", path = "/v1/rules/{id}", tag = "rules", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")),
+    responses((status = 200, description = "The rule.", body = schema::Rule), (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -83,6 +97,13 @@ pub async fn get(
     Ok(Json(find(&state, &tenant, &id).await?))
 }
 
+#[utoipa::path(patch, operation_id = "update_rule", path = "/v1/rules/{id}", tag = "rules", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")), request_body = schema::RulePatchIn,
+    responses(
+        (status = 200, description = "The rule as changed.", body = schema::Rule),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody),
+        (status = 422, description = "An unknown `trigger`.", body = schema::ErrorBody),
+        (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn update(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -100,6 +121,8 @@ pub async fn update(
     Ok(Json(rule))
 }
 
+#[utoipa::path(delete, operation_id = "delete_rule", path = "/v1/rules/{id}", tag = "rules", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")),
+    responses((status = 204, description = "Deleted; its pending deliveries end dead."), (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody)))]
 pub async fn delete(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
@@ -115,6 +138,11 @@ pub async fn delete(
 /// `POST /v1/rules/{id}/test`: one signed send of a sample event of the
 /// rule's trigger, now, to the rule as it is (disabled or not); not recorded
 /// and not retried. Answers 200 with the attempt.
+#[utoipa::path(post, operation_id = "test_rule", path = "/v1/rules/{id}/test", tag = "rules", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")),
+    responses(
+        (status = 200, description = "The receiver's answer to one signed sample event (`data.test` is true); not recorded, not retried.", body = schema::TestSend),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+    ))]
 pub async fn test(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,

@@ -380,7 +380,7 @@ fn not_a_field(name: &str) -> FieldError {
 
 /// The fields a rule body may have; others are refused by name so a typo or
 /// an option Hookline does not have is never silently dropped.
-const RULE_FIELDS: &[&str] = &[
+pub const RULE_FIELDS: &[&str] = &[
     "name",
     "trigger",
     "url",

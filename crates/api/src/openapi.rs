@@ -1,0 +1,203 @@
+//! The API's OpenAPI 3.1 document, generated from the handlers' annotations
+//! and the wire shapes below, and served at `GET /openapi.json`.
+//!
+//! The request and answer shapes it describes are in [`crate::schema`].
+
+use std::sync::LazyLock;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{deliveries, events, keys, rules};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hookline",
+        description = "Plug&Pay-style business events in, signed Standard Webhooks out. \
+            The platform posts events with the ingest token; each merchant manages their \
+            rules, webhook key and delivery log with their tenant API key. \
+            Errors are always `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        events::ingest,
+        events::ingest_batch,
+        rules::list,
+        rules::create,
+        rules::get,
+        rules::update,
+        rules::delete,
+        rules::test,
+        deliveries::recover,
+        keys::current,
+        keys::rotate,
+        deliveries::list,
+        deliveries::get,
+        deliveries::retry,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "ingest", description = "The platform reports events (ingest token)."),
+        (name = "rules", description = "A merchant's integration rules (tenant API key)."),
+        (name = "webhook key", description = "The key deliveries are signed with (tenant API key)."),
+        (name = "deliveries", description = "The delivery log, retry and recovery (tenant API key)."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The two bearer schemes: the platform's ingest token, a tenant's API key.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, about) in [
+            (
+                INGEST_TOKEN,
+                "The platform's ingest token (HOOKLINE_INGEST_TOKEN, or the stack's secret).",
+            ),
+            (
+                API_KEY,
+                "A tenant's API key (hk_...); it also names the tenant.",
+            ),
+        ] {
+            let mut scheme = Http::new(HttpAuthScheme::Bearer);
+            scheme.description = Some(about.to_owned());
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+pub const INGEST_TOKEN: &str = "ingest_token";
+pub const API_KEY: &str = "api_key";
+
+/// The document as served, rendered once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!(r#"{{"error": "the OpenAPI document did not render: {e}"}}"#))
+});
+
+/// The document, pretty-printed as `docs/openapi.json` holds it.
+pub fn document() -> &'static str {
+    &DOCUMENT
+}
+
+/// `GET /openapi.json`, without auth.
+pub async fn serve() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], document())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use hookline_core::delivery::{Attempt, Waiting};
+    use hookline_core::rule::RULE_FIELDS;
+    use hookline_core::{Delivery, DeliveryStatus, Rule, RuleDraft, Scope, Timestamp};
+    use serde_json::Value;
+
+    use super::document;
+
+    fn doc() -> Value {
+        serde_json::from_str(document()).unwrap()
+    }
+
+    fn properties(schema: &str) -> BTreeSet<String> {
+        doc()["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("the document has no schema {schema}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// `HOOKLINE_WRITE_OPENAPI=1 cargo test -p hookline-api openapi` writes it.
+    #[test]
+    fn docs_openapi_json_is_the_document() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        if std::env::var_os("HOOKLINE_WRITE_OPENAPI").is_some() {
+            std::fs::write(path, document()).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == document(),
+            "docs/openapi.json is not the document the API serves; \
+             write it with HOOKLINE_WRITE_OPENAPI=1 cargo test -p hookline-api openapi"
+        );
+    }
+
+    #[test]
+    fn the_rule_bodies_have_the_parsers_fields() {
+        let parsed: BTreeSet<String> = RULE_FIELDS.iter().map(|f| f.to_string()).collect();
+        assert_eq!(properties("RuleIn"), parsed);
+        assert_eq!(properties("RulePatchIn"), parsed);
+    }
+
+    #[test]
+    fn a_rule_and_a_delivery_answer_with_the_described_properties() {
+        let at = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
+        let draft = RuleDraft {
+            name: "paid".into(),
+            trigger: hookline_core::trigger::Trigger::OrderPaid,
+            url: "https://example.com/hook".into(),
+            scope: Scope::Universal,
+            per_order_line: false,
+            first_payment_only: false,
+            enabled: true,
+            options: Default::default(),
+        };
+        let rule = Rule::new("rul_1".into(), "t".into(), draft, at);
+        assert_eq!(
+            keys(&serde_json::to_value(&rule).unwrap()),
+            properties("Rule")
+        );
+
+        let attempt = Attempt {
+            at,
+            status_code: Some(204),
+            duration_ms: 3,
+            error: None,
+            response_body: None,
+        };
+        let delivery = Delivery {
+            id: "msg_1".into(),
+            event_id: "evt_1".into(),
+            rule_id: "rul_1".into(),
+            status: DeliveryStatus::Pending,
+            line_id: Some("line_1".into()),
+            created_at: at,
+            attempt_count: 1,
+            attempts: vec![attempt.clone()],
+            waiting: Waiting::for_circuit(DeliveryStatus::Pending, Some(at)),
+        };
+        let json = serde_json::to_value(&delivery).unwrap();
+        assert_eq!(keys(&json), properties("Delivery"));
+        assert_eq!(keys(&json["attempts"][0]), properties("Attempt"));
+        assert_eq!(keys(&json["waiting"]), properties("Waiting"));
+    }
+
+    /// Every route in `router` (read from its source) is in the document,
+    /// but the page, the document itself and the health check.
+    #[test]
+    fn every_api_route_is_described() {
+        let source = include_str!("lib.rs");
+        let routes: BTreeSet<String> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|piece| piece.trim_start().strip_prefix('"')?.split('"').next())
+            .filter(|path| path.starts_with("/v1/"))
+            .map(str::to_owned)
+            .collect();
+        let described: BTreeSet<String> = keys(&doc()["paths"]);
+        assert!(routes.len() >= 10, "read {routes:?}");
+        assert_eq!(routes, described);
+    }
+}
