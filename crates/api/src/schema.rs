@@ -208,7 +208,7 @@ pub struct RuleIn {
     trigger: Trigger,
     /// An http or https URL; a private or loopback address is refused
     /// unless the server allows private targets.
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2000)]
     url: String,
     /// Default `{"type": "universal"}`.
     #[schema(nullable = false)]
@@ -242,7 +242,7 @@ pub struct RulePatchIn {
     name: Option<String>,
     #[schema(nullable = false)]
     trigger: Option<Trigger>,
-    #[schema(max_length = 2048, nullable = false)]
+    #[schema(max_length = 2000, nullable = false)]
     url: Option<String>,
     #[schema(nullable = false)]
     scope: Option<Scope>,
