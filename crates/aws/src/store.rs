@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
-use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
+use hookline_core::ports::{
+    Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor, parse_key_cursor,
+};
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
@@ -18,17 +20,6 @@ use crate::table::{from_item, to_item};
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
-}
-
-/// Cursors are the hex of the last item's key, so they are opaque and checkable.
-fn encode_cursor(parts: &[&str]) -> String {
-    hex::encode(parts.join("\u{1f}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
-    let bytes = hex::decode(cursor).map_err(|_| StoreError::BadCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
-    Ok(text.split('\u{1f}').map(str::to_owned).collect())
 }
 
 /// A Query for the items of partition `pk` whose sort key starts with `prefix`.
@@ -400,7 +391,7 @@ impl Store for AwsBackend {
     ) -> Result<Page<Rule>, StoreError> {
         let start = match cursor {
             None => None,
-            Some(c) => match decode_cursor(c)?.as_slice() {
+            Some(c) => match parse_key_cursor(c)?.as_slice() {
                 [sk] if sk.starts_with(RULE_PREFIX) => Some(key(tenant_pk(tenant_id), sk.clone())),
                 _ => return Err(StoreError::BadCursor),
             },
@@ -420,8 +411,7 @@ impl Store for AwsBackend {
             .into_iter()
             .map(from_item::<RuleItem>)
             .collect::<Result<Vec<_>, _>>()?;
-        Page::from_overfetch(items, limit, |r| encode_cursor(&[&r.sk]))
-            .try_map(|r| r.rule(tenant_id))
+        Page::from_overfetch(items, limit, |r| key_cursor(&[&r.sk])).try_map(|r| r.rule(tenant_id))
     }
 
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError> {
@@ -525,7 +515,7 @@ impl Store for AwsBackend {
     ) -> Result<Page<Delivery>, StoreError> {
         let start = match &filter.cursor {
             None => None,
-            Some(c) => match decode_cursor(c)?.as_slice() {
+            Some(c) => match parse_key_cursor(c)?.as_slice() {
                 [sk, gsi1sk] if sk.starts_with("D#") => {
                     let mut k = key(tenant_pk(tenant_id), sk.clone());
                     k.insert(GSI1_PARTITION_KEY.into(), s(deliveries_of(tenant_id)));
@@ -571,9 +561,8 @@ impl Store for AwsBackend {
             .into_iter()
             .map(from_item::<DeliveryItem>)
             .collect::<Result<Vec<_>, _>>()?;
-        let page =
-            Page::from_overfetch(items, filter.limit, |d| encode_cursor(&[&d.sk, &d.gsi1sk]))
-                .try_map(DeliveryItem::delivery)?;
+        let page = Page::from_overfetch(items, filter.limit, |d| key_cursor(&[&d.sk, &d.gsi1sk]))
+            .try_map(DeliveryItem::delivery)?;
         Ok(Page {
             data: self.with_waits(tenant_id, page.data).await?,
             next_cursor: page.next_cursor,

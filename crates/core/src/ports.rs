@@ -164,6 +164,24 @@ pub struct DeliveryFilter {
     pub cursor: Option<String>,
 }
 
+/// A cursor naming a page's last item by the parts of its key, joined and
+/// hex-encoded: opaque to clients, and checked when read back.
+pub fn key_cursor(parts: &[&str]) -> String {
+    hex::encode(parts.join("\u{1f}"))
+}
+
+/// The key parts of a [`key_cursor`], or [`StoreError::BadCursor`].
+pub fn parse_key_cursor(cursor: &str) -> Result<Vec<String>, StoreError> {
+    let bytes = hex::decode(cursor).map_err(|_| StoreError::BadCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+    Ok(text.split('\u{1f}').map(str::to_owned).collect())
+}
+
+/// A cursor that is a row number (the SQLite store's).
+pub fn parse_row_cursor(cursor: &str) -> Result<i64, StoreError> {
+    cursor.parse().map_err(|_| StoreError::BadCursor)
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub data: Vec<T>,

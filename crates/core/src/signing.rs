@@ -62,6 +62,26 @@ impl WebhookKey {
     }
 }
 
+/// Which of `keys` (its index) signed `body` as message `msg_id` at
+/// `timestamp`, given a `webhook-signature` header of space-separated
+/// `v1,<base64>` entries; each compared in constant time. None when none did.
+/// The timestamp's age is the caller's to judge.
+pub fn verify(
+    keys: &[WebhookKey],
+    msg_id: &str,
+    timestamp: i64,
+    header: &str,
+    body: &[u8],
+) -> Option<usize> {
+    use subtle::ConstantTimeEq;
+    keys.iter().position(|key| {
+        let expected = key.sign(msg_id, timestamp, body);
+        header
+            .split(' ')
+            .any(|given| given.as_bytes().ct_eq(expected.as_bytes()).into())
+    })
+}
+
 impl fmt::Debug for WebhookKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WebhookKey(<redacted>)")

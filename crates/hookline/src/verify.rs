@@ -3,8 +3,8 @@
 
 use clap::Args;
 use hookline_core::WebhookKey;
+use hookline_core::signing;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::remote::{Output, RemoteError, print, read_input};
 
@@ -63,13 +63,7 @@ pub fn run(args: VerifyArgs) -> Result<(), RemoteError> {
         .parse()
         .map_err(|_| RemoteError::Input("webhook-timestamp is not a number of seconds".into()))?;
     let signatures = header("webhook-signature")?;
-    let matched = keys.iter().position(|key| {
-        let expected = key.sign(id, timestamp, &body);
-        signatures
-            .split(' ')
-            .any(|given| given.as_bytes().ct_eq(expected.as_bytes()).into())
-    });
-    let Some(key_index) = matched else {
+    let Some(key_index) = signing::verify(&keys, id, timestamp, signatures, &body) else {
         return Err(RemoteError::Input(format!(
             "the signature does not match: not signed with {} over this body \
              (was the body changed, e.g. re-encoded or reformatted?)",

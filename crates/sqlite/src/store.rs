@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::plan;
-use hookline_core::ports::{Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError};
+use hookline_core::ports::{
+    Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
+};
 use hookline_core::record::{decode_rule, encode_rule};
 use hookline_core::sealing::KeySealer;
 use hookline_core::signing::{StoredKey, may_rotate};
@@ -16,9 +18,7 @@ use crate::writer::Effects;
 use crate::{SqliteBackend, sealing};
 
 fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
-    cursor
-        .map(|c| c.parse::<i64>().map_err(|_| StoreError::BadCursor))
-        .transpose()
+    cursor.map(parse_row_cursor).transpose()
 }
 
 pub(crate) fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreError> {
