@@ -1,6 +1,12 @@
 //! Pushes events through a running Hookline to a loopback receiver and prints
 //! events/s ingested, deliveries/s, ingest-to-delivery latency and the
 //! server's peak memory. `infra/bench/run` starts a server and calls this.
+//!
+//! First it measures the machine's ceiling in the same run: this client
+//! posting the same bodies straight to the same receiver over the same
+//! number of connections. Every delivery costs at least one such exchange
+//! (and Hookline's ingest one more), so deliveries/s over that rate says how
+//! close Hookline comes to what this machine can do, whatever the machine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +45,39 @@ struct Args {
     /// The server's pid, to read its peak memory.
     #[arg(long)]
     pid: Option<u32>,
+    /// Requests for the loopback ceiling measured first (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    ceiling_requests: usize,
+}
+
+/// Requests/s of `connections` concurrent loops posting event-sized bodies
+/// straight to the receiver: the loopback ceiling of this client, this
+/// receiver and this machine.
+async fn ceiling(client: &reqwest::Client, url: &str, requests: usize, connections: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut loops = Vec::new();
+    for _ in 0..connections {
+        let (client, next, url) = (client.clone(), next.clone(), url.to_owned());
+        loops.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let body = format!(
+                    r#"{{"type":"order.paid","timestamp":"2026-11-29T12:00:00Z","event_id":"ceiling","data":{{"order":1,"sent_us":{}}}}}"#,
+                    micros_now()
+                );
+                let _ = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    requests as f64 / started.elapsed().as_secs_f64()
 }
 
 fn micros_now() -> u64 {
@@ -110,6 +149,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()?;
+    let ceiling_rate = if args.ceiling_requests > 0 {
+        let rate = ceiling(&client, &receiver, args.ceiling_requests, args.connections).await;
+        // The ceiling's requests are not deliveries.
+        received.count.store(0, Ordering::Relaxed);
+        received.latencies_us.lock().await.clear();
+        Some(rate)
+    } else {
+        None
+    };
+
     let rule = client
         .post(format!("{}/v1/rules", args.url))
         .bearer_auth(&args.api_key)
@@ -207,6 +256,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  delivered           {delivered} in {delivery_secs:.2} s = {:.0} deliveries/s",
         delivered as f64 / delivery_secs
     );
+    if let Some(rate) = ceiling_rate {
+        println!(
+            "  loopback ceiling    {rate:.0} posts/s (this client straight to this receiver, {} connections)",
+            args.connections
+        );
+        println!(
+            "  of the ceiling      {:.1} % (deliveries/s over the ceiling)",
+            100.0 * delivered as f64 / delivery_secs / rate
+        );
+    }
     println!(
         "  ingest->delivery    p50 {:.1} ms   p95 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
         percentile(&lat, 0.50),
