@@ -219,40 +219,27 @@ async fn rules_deliveries_send_and_recover_through_the_cli() {
         .collect();
     let headers_file = dir.path().join("headers.txt");
     std::fs::write(&headers_file, headers).unwrap();
-    let verified = ok(&cli(
-        &h,
-        key,
-        &[
+    let verify = |body: &[u8]| {
+        let headers = headers_file.to_str().unwrap();
+        let args = [
             "verify",
             "--headers",
-            headers_file.to_str().unwrap(),
+            headers,
             "--body",
             "-",
             "--webhook-key",
             &t.webhook_key,
-        ],
-        &hit.body,
-    ));
+        ];
+        cli(&h, key, &args, body)
+    };
+    let verified = ok(&verify(&hit.body));
     assert!(
         verified.starts_with(&format!("verified: webhook-id {}", hit.webhook_id())),
         "{verified}"
     );
     let mut tampered = hit.body.to_vec();
     tampered.push(b' ');
-    let refused = cli(
-        &h,
-        key,
-        &[
-            "verify",
-            "--headers",
-            headers_file.to_str().unwrap(),
-            "--body",
-            "-",
-            "--webhook-key",
-            &t.webhook_key,
-        ],
-        &tampered,
-    );
+    let refused = verify(&tampered);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match"));
 }

@@ -90,6 +90,11 @@ async fn a_merchant_manages_webhooks_in_the_dashboard() {
         })
         .await;
     assert!(detail.contains("2 attempts in all"), "{detail}");
+    let row = format!(".delivery[data-id='{id}']");
+    b.wait_text(&row, |t| {
+        t.contains("succeeded") && t.contains("2 attempts")
+    })
+    .await;
     b.screenshot(&shots.join("04-delivery-retried.png")).await;
 
     // The webhook key: reveal, then rotate.

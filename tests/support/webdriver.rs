@@ -12,6 +12,18 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// POSTs `body` and answers the JSON reply, WebDriver errors included.
+async fn post_json(http: &reqwest::Client, url: String, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
@@ -61,15 +73,7 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium(), "args": args},
         }}});
-        let answer: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = post_json(&http, format!("{base}/session"), &caps).await;
         let session = answer["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
@@ -111,16 +115,8 @@ impl Browser {
     pub async fn find(&self, css: &str) -> Element {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let v: Value = self
-                .http
-                .post(format!("{}/element", self.session))
-                .json(&json!({"using": "css selector", "value": css}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let query = json!({"using": "css selector", "value": css});
+            let v = post_json(&self.http, format!("{}/element", self.session), &query).await;
             if let Some(id) = v["value"][ELEMENT].as_str() {
                 return Element(id.to_owned());
             }
@@ -182,16 +178,12 @@ impl Browser {
     pub async fn accept_dialog(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let v: Value = self
-                .http
-                .post(format!("{}/alert/accept", self.session))
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = post_json(
+                &self.http,
+                format!("{}/alert/accept", self.session),
+                &json!({}),
+            )
+            .await;
             if v["value"].is_null() {
                 return;
             }

@@ -293,14 +293,18 @@ async function loadDeliveries(more) {
   const page = await api("GET", `/v1/deliveries?${q}`);
   state.cursor = page.next_cursor;
   const list = $("#deliveries");
-  const items = page.data.map((d) => el("div", { class: "item delivery clickable", "data-id": d.id, onclick: () => showDelivery(d.id).catch(fail) },
-    el("div", {},
-      el("div", { class: "title" }, d.event_id, el("span", { class: `badge ${d.status}` }, d.status)),
-      el("div", { class: "meta" }, `${ruleName(d.rule_id)}${d.line_id ? ` · line ${d.line_id}` : ""} · ${when(d.created_at)} · ${d.attempt_count} attempt${d.attempt_count === 1 ? "" : "s"}${d.waiting ? ` · waiting (${d.waiting.reason.replace("_", " ")}) until ${when(d.waiting.until)}` : ""}`)),
-    el("div", { class: "meta" }, el("code", {}, d.id))));
+  const items = page.data.map(deliveryItem);
   if (more) list.append(...items);
   else list.replaceChildren(...(items.length ? items : [el("div", { class: "empty" }, "No deliveries match.")]));
   $("#deliveries-more").hidden = !state.cursor;
+}
+
+function deliveryItem(d) {
+  return el("div", { class: "item delivery clickable", "data-id": d.id, onclick: () => showDelivery(d.id).catch(fail) },
+    el("div", {},
+      el("div", { class: "title" }, d.event_id, el("span", { class: `badge ${d.status}` }, d.status)),
+      el("div", { class: "meta" }, `${ruleName(d.rule_id)}${d.line_id ? ` · line ${d.line_id}` : ""} · ${when(d.created_at)} · ${d.attempt_count} attempt${d.attempt_count === 1 ? "" : "s"}${d.waiting ? ` · waiting (${d.waiting.reason.replace("_", " ")}) until ${when(d.waiting.until)}` : ""}`)),
+    el("div", { class: "meta" }, el("code", {}, d.id)));
 }
 
 function attemptTable(attempts) {
@@ -317,6 +321,9 @@ function attemptTable(attempts) {
 
 async function showDelivery(id) {
   const d = await api("GET", `/v1/deliveries/${encodeURIComponent(id)}`);
+  // The list row shows the same state as the detail.
+  const row = document.querySelector(`.delivery[data-id="${CSS.escape(d.id)}"]`);
+  if (row) row.replaceWith(deliveryItem(d));
   const box = $("#delivery-detail");
   box.hidden = false;
   box.replaceChildren(
