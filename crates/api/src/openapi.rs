@@ -184,6 +184,40 @@ mod tests {
         assert_eq!(keys(&json["waiting"]), properties("Waiting"));
     }
 
+    fn enum_of(schema: &str) -> Vec<Value> {
+        doc()["components"]["schemas"][schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} is not an enum"))
+            .clone()
+    }
+
+    /// The described enums are the core's, value for value.
+    #[test]
+    fn the_enums_are_the_cores() {
+        use hookline_core::trigger::Trigger;
+        let name = |t: &Trigger| serde_json::to_value(t).unwrap();
+        assert_eq!(
+            enum_of("Trigger"),
+            Trigger::ALL.iter().map(name).collect::<Vec<_>>()
+        );
+        let platform: Vec<Value> = Trigger::ALL
+            .iter()
+            .filter(|t| t.from_platform())
+            .map(name)
+            .collect();
+        assert_eq!(enum_of("PlatformTrigger"), platform);
+        let statuses = [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Succeeded,
+            DeliveryStatus::Dead,
+        ];
+        let statuses: Vec<Value> = statuses
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(enum_of("DeliveryStatus"), statuses);
+    }
+
     /// Every route in `router` (read from its source) is in the document,
     /// but the page, the document itself and the health check.
     #[test]

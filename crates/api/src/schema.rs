@@ -309,13 +309,12 @@ pub struct WebhookKey {
     key: String,
 }
 
+/// A delivery's status, in answers and as the list's filter.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
-    #[schema(rename = "pending")]
     Pending,
-    #[schema(rename = "succeeded")]
     Succeeded,
-    #[schema(rename = "dead")]
     Dead,
 }
 
@@ -396,7 +395,7 @@ pub struct TestSend {
 }
 
 /// Query parameters of the lists.
-#[derive(Serialize, utoipa::IntoParams)]
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 250 (default 50).
@@ -406,23 +405,15 @@ pub struct PageQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize, utoipa::IntoParams)]
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     rule_id: Option<String>,
     event_id: Option<String>,
     #[param(inline)]
-    status: Option<DeliveryStatusParam>,
+    status: Option<DeliveryStatus>,
     /// 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
     cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatusParam {
-    Pending,
-    Succeeded,
-    Dead,
 }

@@ -3,6 +3,7 @@
 
 use clap::Args;
 use hookline_core::WebhookKey;
+use hookline_core::ports::Clock;
 use hookline_core::signing;
 use serde_json::{Value, json};
 
@@ -74,7 +75,7 @@ pub fn run(args: VerifyArgs) -> Result<(), RemoteError> {
             }
         )));
     };
-    let age = now_secs() - timestamp;
+    let age = crate::SystemClock.now().as_secs() - timestamp;
     if !args.any_age && age.abs() > TOLERANCE_SECS {
         return Err(RemoteError::Input(format!(
             "the signature matches, but it was made {age} s ago, more than {TOLERANCE_SECS} s: \
@@ -121,11 +122,4 @@ fn parse_headers(raw: &[u8]) -> Result<Vec<(String, String)>, RemoteError> {
         .filter(|(name, _)| !name.contains(' '))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect())
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

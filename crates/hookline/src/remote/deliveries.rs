@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hookline_core::Timestamp;
+use hookline_core::ports::Clock;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -192,7 +193,7 @@ pub async fn recover(args: RecoverArgs) -> Result<(), RemoteError> {
     let since = timestamp("--since", &args.since)?;
     let until = match &args.until {
         Some(u) => timestamp("--until", u)?,
-        None => Timestamp::from_millis(now_millis()),
+        None => crate::SystemClock.now(),
     };
     if until < since {
         return Err(RemoteError::Input("--until is before --since".into()));
@@ -249,11 +250,4 @@ pub async fn recover(args: RecoverArgs) -> Result<(), RemoteError> {
         )
     });
     Ok(())
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -120,24 +120,13 @@ impl Client {
 
 /// `?a=1&b=2` from the pairs that have a value, each value escaped.
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let mut out = url_form(pairs);
-    if !out.is_empty() {
-        out.insert(0, '?');
-    }
-    out
-}
-
-fn url_form(pairs: &[(&str, Option<String>)]) -> String {
     let mut url = reqwest::Url::parse("http://x/").expect("a constant URL parses");
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in pairs {
-            if let Some(v) = v {
-                q.append_pair(k, v);
-            }
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            url.query_pairs_mut().append_pair(k, v);
         }
     }
-    url.query().unwrap_or_default().to_owned()
+    url.query().map(|q| format!("?{q}")).unwrap_or_default()
 }
 
 /// A path segment, escaped (ids come from the user).
