@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -36,35 +35,12 @@ import boto3
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "infra" / "events"
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT / "infra"))
 import env_vars  # noqa: E402  (beside this file)
+from harness import check, free_port, wait_port  # noqa: E402  (infra/harness.py)
 
 INGEST_TOKEN = "example-ingest-token"  # what the sample ingest event carries
 TENANT = "shop_1"  # the tenant the sample events name
-
-
-def check(ok, what, got=None):
-    if not ok:
-        raise SystemExit(f"sam-local: FAILED: {what}" + (f"\n  got: {got}" if got is not None else ""))
-    print(f"  ok: {what}", flush=True)
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(host, port, what, proc, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"sam-local: {what} exited with {proc.returncode}")
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"sam-local: {what} did not listen on {host}:{port} within {seconds}s")
 
 
 class Receiver:
@@ -78,7 +54,7 @@ class Receiver:
             [hookline, "receive", "--listen", f"{host}:{port}"],
             env={**os.environ, "HOOKLINE_WEBHOOK_KEY": webhook_key},
             stdout=subprocess.PIPE, stderr=log, text=True)
-        wait_for_port(host, port, "hookline receive", self.proc)
+        wait_port(port, self.proc, "hookline receive", host=host)
         self.lines = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -120,7 +96,7 @@ class Sam:
     def start_api(self, port):
         proc = subprocess.Popen(["sam", "local", "start-api", "--host", "127.0.0.1", "--port", str(port),
                                  *self.common], stdout=self.log, stderr=self.log)
-        wait_for_port("127.0.0.1", port, "sam local start-api", proc, seconds=120)
+        wait_port(port, proc, "sam local start-api", host="127.0.0.1", seconds=120)
         return proc
 
 
@@ -196,7 +172,7 @@ def run(a, work, log, children):
     moto = subprocess.Popen(["moto_server", "-H", a.gateway, "-p", str(port)],
                             stdout=open(work / "moto.log", "w"), stderr=subprocess.STDOUT)
     children.append(moto)
-    wait_for_port(a.gateway, port, "moto_server", moto)
+    wait_port(port, moto, "moto_server", host=a.gateway)
     env_file = work / "env-vars.json"
     created = subprocess.run([sys.executable, str(ROOT / "infra/local-aws/create.py"), "--endpoint", endpoint,
                               "--prefix", "hookline-sam", "--ingest-token", INGEST_TOKEN, "--json",
