@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hookline::config::{ServeArgs, StoreArgs};
+use hookline::remote::RemoteArgs;
 use hookline::remote::deliveries::{DeliveriesCommand, RecoverArgs};
 use hookline::remote::rules::RulesCommand;
 use hookline::remote::send::SendArgs;
@@ -34,11 +35,19 @@ enum Command {
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// A running Hookline's rules (over its HTTP API, with the tenant API key).
-    #[command(subcommand)]
-    Rules(RulesCommand),
+    Rules {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// A running Hookline's delivery log.
-    #[command(subcommand)]
-    Deliveries(DeliveriesCommand),
+    Deliveries {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
     /// Send a rule's dead deliveries of a window again.
     Recover(RecoverArgs),
     /// Post an event as the platform does, with the ingest token.
@@ -110,12 +119,14 @@ async fn main() -> ExitCode {
             backend,
         }) => create_tenant(&tenant_id, &store, backend).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,
-        Command::Rules(c) => hookline::remote::rules::run(c)
+        Command::Rules { remote, command } => hookline::remote::rules::run(remote, command)
             .await
             .map_err(|e| e.to_string()),
-        Command::Deliveries(c) => hookline::remote::deliveries::run(c)
-            .await
-            .map_err(|e| e.to_string()),
+        Command::Deliveries { remote, command } => {
+            hookline::remote::deliveries::run(remote, command)
+                .await
+                .map_err(|e| e.to_string())
+        }
         Command::Recover(args) => hookline::remote::deliveries::recover(args)
             .await
             .map_err(|e| e.to_string()),

@@ -30,24 +30,15 @@ pub enum DeliveriesCommand {
         /// Where the page before ended (its next cursor).
         #[arg(long)]
         cursor: Option<String>,
-        #[command(flatten)]
-        remote: RemoteArgs,
     },
     /// One delivery and its attempts.
-    Show {
-        id: String,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Show { id: String },
     /// Queue a delivery again now, with a fresh set of retries.
-    Retry {
-        id: String,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Retry { id: String },
 }
 
-pub async fn run(command: DeliveriesCommand) -> Result<(), RemoteError> {
+pub async fn run(remote: RemoteArgs, command: DeliveriesCommand) -> Result<(), RemoteError> {
+    let client = Client::admin(&remote)?;
     match command {
         DeliveriesCommand::List {
             rule,
@@ -55,7 +46,6 @@ pub async fn run(command: DeliveriesCommand) -> Result<(), RemoteError> {
             status,
             limit,
             cursor,
-            remote,
         } => {
             let q = query(&[
                 ("rule_id", rule),
@@ -64,19 +54,17 @@ pub async fn run(command: DeliveriesCommand) -> Result<(), RemoteError> {
                 ("limit", Some(limit.to_string())),
                 ("cursor", cursor),
             ]);
-            let page = Client::admin(&remote)?
-                .get(&format!("/v1/deliveries{q}"))
-                .await?;
+            let page = client.get(&format!("/v1/deliveries{q}")).await?;
             print(remote.output, &page, list);
         }
-        DeliveriesCommand::Show { id, remote } => {
-            let delivery = Client::admin(&remote)?
+        DeliveriesCommand::Show { id } => {
+            let delivery = client
                 .get(&format!("/v1/deliveries/{}", segment(&id)))
                 .await?;
             print(remote.output, &delivery, show);
         }
-        DeliveriesCommand::Retry { id, remote } => {
-            let delivery = Client::admin(&remote)?
+        DeliveriesCommand::Retry { id } => {
+            let delivery = client
                 .call(
                     Method::POST,
                     &format!("/v1/deliveries/{}/retry", segment(&id)),

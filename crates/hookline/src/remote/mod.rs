@@ -10,17 +10,23 @@ use clap::{Args, ValueEnum};
 use reqwest::Method;
 use serde_json::Value;
 
-/// Where the server is and who is asking; every remote command takes these.
+/// Where the server is and who is asking; every remote command takes these,
+/// before or after its subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// The Hookline server (`hookline serve`, or the stack's ApiUrl).
-    #[arg(long, env = "HOOKLINE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKLINE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// The tenant API key (hk_...).
-    #[arg(long, env = "HOOKLINE_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "HOOKLINE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Tables for people, or the API's JSON for scripts.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, global = true, value_enum, default_value = "table")]
     pub output: Output,
 }
 

@@ -9,37 +9,22 @@ use super::{Client, RemoteArgs, RemoteError, cell, print, read_json, segment, ta
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Every rule of the tenant.
-    List {
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    List,
     /// One rule.
-    Show {
-        id: String,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Show { id: String },
     /// A new rule, from flags or from a JSON body (--from).
     Create {
         #[command(flatten)]
         fields: RuleFields,
-        #[command(flatten)]
-        remote: RemoteArgs,
     },
     /// Change some of a rule's fields.
     Update {
         id: String,
         #[command(flatten)]
         fields: RuleFields,
-        #[command(flatten)]
-        remote: RemoteArgs,
     },
     /// Delete a rule; its pending deliveries end dead.
-    Delete {
-        id: String,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Delete { id: String },
 }
 
 /// A rule's fields as flags; the server checks them and names what is wrong.
@@ -149,10 +134,10 @@ fn scope(s: &str) -> Result<Value, RemoteError> {
     }
 }
 
-pub async fn run(command: RulesCommand) -> Result<(), RemoteError> {
+pub async fn run(remote: RemoteArgs, command: RulesCommand) -> Result<(), RemoteError> {
+    let client = Client::admin(&remote)?;
     match command {
-        RulesCommand::List { remote } => {
-            let client = Client::admin(&remote)?;
+        RulesCommand::List => {
             let mut rules = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
@@ -166,20 +151,18 @@ pub async fn run(command: RulesCommand) -> Result<(), RemoteError> {
             }
             print(remote.output, &Value::Array(rules), list);
         }
-        RulesCommand::Show { id, remote } => {
-            let rule = Client::admin(&remote)?
-                .get(&format!("/v1/rules/{}", segment(&id)))
-                .await?;
+        RulesCommand::Show { id } => {
+            let rule = client.get(&format!("/v1/rules/{}", segment(&id))).await?;
             print(remote.output, &rule, show);
         }
-        RulesCommand::Create { fields, remote } => {
-            let rule = Client::admin(&remote)?
+        RulesCommand::Create { fields } => {
+            let rule = client
                 .call(Method::POST, "/v1/rules", Some(&fields.body()?))
                 .await?;
             print(remote.output, &rule, show);
         }
-        RulesCommand::Update { id, fields, remote } => {
-            let rule = Client::admin(&remote)?
+        RulesCommand::Update { id, fields } => {
+            let rule = client
                 .call(
                     Method::PATCH,
                     &format!("/v1/rules/{}", segment(&id)),
@@ -188,8 +171,8 @@ pub async fn run(command: RulesCommand) -> Result<(), RemoteError> {
                 .await?;
             print(remote.output, &rule, show);
         }
-        RulesCommand::Delete { id, remote } => {
-            Client::admin(&remote)?
+        RulesCommand::Delete { id } => {
+            client
                 .call(Method::DELETE, &format!("/v1/rules/{}", segment(&id)), None)
                 .await?;
             print(remote.output, &json!({"deleted": id}), |_| {

@@ -29,36 +29,22 @@ pub async fn run(args: SendArgs) -> Result<(), RemoteError> {
         "HOOKLINE_INGEST_TOKEN",
     ))?;
     let client = Client::new(&args.url, token);
-    let event = read_json(&args.file)?;
-    let batch = match event {
-        Value::Array(ref events) => Some(json!({ "events": events })),
-        Value::Object(ref o) if o.contains_key("events") => Some(event.clone()),
-        _ => None,
+    let (path, body) = match read_json(&args.file)? {
+        Value::Array(events) => ("/v1/events/batch", json!({ "events": events })),
+        batch @ Value::Object(_) if batch.get("events").is_some() => ("/v1/events/batch", batch),
+        event => ("/v1/events", event),
     };
-    match batch {
-        Some(body) => {
-            let answer = client
-                .call(Method::POST, "/v1/events/batch", Some(&body))
-                .await?;
-            print(args.output, &answer, |a| {
-                let rows: Vec<Vec<String>> = a["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| vec![cell(&r["id"]), cell(&r["status"]), outcome(r)])
-                    .collect();
-                table(&["EVENT", "STATUS", "OUTCOME"], &rows)
-            });
+    let answer = client.call(Method::POST, path, Some(&body)).await?;
+    print(args.output, &answer, |a| match a["results"].as_array() {
+        Some(results) => {
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .map(|r| vec![cell(&r["id"]), cell(&r["status"]), outcome(r)])
+                .collect();
+            table(&["EVENT", "STATUS", "OUTCOME"], &rows)
         }
-        None => {
-            let answer = client
-                .call(Method::POST, "/v1/events", Some(&event))
-                .await?;
-            print(args.output, &answer, |a| {
-                format!("{} {}\n", cell(&a["id"]), outcome(a))
-            });
-        }
-    }
+        None => format!("{} {}\n", cell(&a["id"]), outcome(a)),
+    });
     Ok(())
 }
 
