@@ -57,7 +57,10 @@ async fn the_dashboard_files_are_served_with_a_strict_policy() {
     let (status, body) = h
         .request("GET", "/dashboard/..%2Fv1%2Frules", None, None)
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, body) = h.request("GET", "/dashboard/secret.txt", None, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
