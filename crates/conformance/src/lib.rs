@@ -112,6 +112,18 @@ async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
     .expect("insert rule");
 }
 
+/// `n` paid orders of `tenant`, accepted now (`e00`, `e01`, ...).
+async fn paid_orders(b: &dyn Store, tenant: &str, n: usize) {
+    for i in 0..n {
+        b.accept_event(
+            &event(tenant, &format!("e{i:02}"), Trigger::OrderPaid, &[]),
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 fn event(tenant: &str, id: &str, trigger: Trigger, lines: &[(&str, &str)]) -> Event {
     let lines: Vec<_> = lines
         .iter()
@@ -398,14 +410,7 @@ pub async fn receive_respects_max(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     paid_rule(b, "a", "r").await;
-    for i in 0..25 {
-        b.accept_event(
-            &event("a", &format!("e{i:02}"), Trigger::OrderPaid, &[]),
-            now(),
-        )
-        .await
-        .unwrap();
-    }
+    paid_orders(b, "a", 25).await;
     h.route().await;
     let jobs = receive_n(h, 25, 7).await;
     let mut ids: Vec<_> = jobs.iter().map(|j| j.event_id.clone()).collect();
@@ -654,14 +659,7 @@ pub async fn circuit_breaker(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     paid_rule(b, "a", "r").await;
-    for i in 0..6 {
-        b.accept_event(
-            &event("a", &format!("e{i}"), Trigger::OrderPaid, &[]),
-            now(),
-        )
-        .await
-        .unwrap();
-    }
+    paid_orders(b, "a", 6).await;
     h.route().await;
     let failed = |job: &DeliveryJob| reported(job, Outcome::RetryAt(now()), false);
     let threshold = BREAKER.threshold as usize;
@@ -777,14 +775,7 @@ pub async fn rate_limit_delays_without_charging(h: &dyn Harness) {
     let mut limited = rule("a", "r", Trigger::OrderPaid, Scope::Universal, false);
     limited.options.rate_limit = Some(2);
     b.insert_rule(&limited, 100).await.unwrap();
-    for i in 0..6 {
-        b.accept_event(
-            &event("a", &format!("e{i}"), Trigger::OrderPaid, &[]),
-            now(),
-        )
-        .await
-        .unwrap();
-    }
+    paid_orders(b, "a", 6).await;
     h.route().await;
     let started = Instant::now();
     let first = h.queue().receive(10, now()).await.unwrap();
