@@ -4,11 +4,12 @@
 //! are deterministic, existing deliveries are not rewritten, and a routed
 //! event is skipped.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
-use hookline_core::fanout::plan;
+use hookline_core::fanout::{PlannedDelivery, plan};
 use hookline_core::ports::StoreError;
 use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
 use serde_json::value::RawValue;
@@ -24,22 +25,33 @@ use crate::table::from_item;
 #[error("the message is not an event reference: {0}")]
 struct NotAnEvent(String);
 
-/// Routes an SQS batch of events; failed records are reported for SQS to retry.
+/// Routes an SQS batch of events; failed records are reported for SQS to
+/// retry. The batch is routed together, so it costs one read of its events,
+/// one query per (tenant, trigger), one read of its existing deliveries, one
+/// write and one send of its new ones, whatever its size.
 pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
+    let mut failed = Vec::new();
+    let mut messages = Vec::new();
     for record in batch.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let result =
-            match serde_json::from_str::<EventMessage>(record.body.as_deref().unwrap_or("")) {
-                Ok(message) => route_one(backend, &message).await,
-                Err(e) => Err(unreadable("event message", NotAnEvent(e.to_string()))),
-            };
-        if let Err(e) = result {
-            log_failure(&e, "-", &format!("route message {id}; SQS will retry"));
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+        match serde_json::from_str::<EventMessage>(record.body.as_deref().unwrap_or("")) {
+            Ok(message) => messages.push((id, message)),
+            Err(e) => {
+                let e = unreadable("event message", NotAnEvent(e.to_string()));
+                log_failure(&e, "-", &format!("route message {id}; SQS will retry"));
+                failed.push(id);
+            }
         }
+    }
+    if let Err(e) = route(backend, &messages).await {
+        log_failure(&e, "-", "route a batch of events; SQS will retry it");
+        failed.extend(messages.into_iter().map(|(id, _)| id));
+    }
+    let mut response = SqsBatchResponse::default();
+    for id in failed {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     response
 }
@@ -87,27 +99,55 @@ async fn rules_for(
         .collect()
 }
 
-async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), StoreError> {
-    let Some(item) = backend
+async fn route(
+    backend: &AwsBackend,
+    messages: &[(String, EventMessage)],
+) -> Result<(), StoreError> {
+    // The same event can be queued twice (a duplicate of an unrouted event is
+    // queued again); BatchGetItem takes each key once.
+    let mut keys = HashSet::new();
+    for (_, m) in messages {
+        keys.insert((m.tenant_id.as_str(), m.event_id.as_str()));
+    }
+    let mut events = Vec::new();
+    for item in backend
         .table
-        .get::<EventItem>(event_key(&message.tenant_id, &message.event_id))
+        .batch_get(keys.iter().map(|(t, e)| event_key(t, e)).collect())
         .await?
-    else {
-        tracing::warn!(event = %message.event_id, "no such event; nothing to route");
-        return Ok(());
-    };
-    if item.routed {
+    {
+        let item: EventItem = from_item(item)?;
+        keys.retain(|&(tenant, id)| (tenant, id) != (item.tenant_id.as_str(), item.id.as_str()));
+        if !item.routed {
+            let received_at = item.received_at;
+            events.push((event_from(item)?, received_at));
+        }
+    }
+    for (_, event) in keys {
+        tracing::warn!(event = %event, "no such event; nothing to route");
+    }
+    if events.is_empty() {
         return Ok(());
     }
-    let received_at = item.received_at;
-    let event = event_from(item)?;
-    let rules = rules_for(backend, &event.tenant_id, event.trigger.as_str()).await?;
-    let planned = plan(&event, &rules);
+
+    let mut rules: HashMap<(&str, &str), Vec<Rule>> = HashMap::new();
+    for (event, _) in &events {
+        let key = (event.tenant_id.as_str(), event.trigger.as_str());
+        if let Entry::Vacant(slot) = rules.entry(key) {
+            slot.insert(rules_for(backend, key.0, key.1).await?);
+        }
+    }
+    let planned: Vec<(&Event, i64, Vec<PlannedDelivery>)> = events
+        .iter()
+        .map(|(event, received_at)| {
+            let of = &rules[&(event.tenant_id.as_str(), event.trigger.as_str())];
+            (event, *received_at, plan(event, of))
+        })
+        .collect();
 
     // Deliveries a previous run already recorded keep their state.
     let keys = planned
         .iter()
-        .map(|d| delivery_key(&event.tenant_id, &d.id))
+        .flat_map(|(event, _, p)| p.iter().map(|d| delivery_key(&event.tenant_id, &d.id)))
         .collect();
     let existing: Vec<DeliveryItem> = backend
         .table
@@ -116,58 +156,67 @@ async fn route_one(backend: &AwsBackend, message: &EventMessage) -> Result<(), S
         .into_iter()
         .map(from_item)
         .collect::<Result<_, _>>()?;
-    let settled: HashSet<&str> = existing
+    let settled: HashSet<(&str, &str)> = existing
         .iter()
         .filter(|d| d.status != DeliveryStatus::Pending.as_str() || !d.attempts.is_empty())
-        .map(|d| d.id.as_str())
+        .map(|d| (d.pk.as_str(), d.id.as_str()))
         .collect();
-    let recorded: HashSet<&str> = existing.iter().map(|d| d.id.as_str()).collect();
-
-    let new: Vec<DeliveryItem> = planned
+    let recorded: HashSet<(&str, &str)> = existing
         .iter()
-        .filter(|d| !recorded.contains(d.id.as_str()))
-        .map(|d| DeliveryItem {
-            pk: tenant_pk(&event.tenant_id),
-            sk: delivery_sk(&d.id),
-            gsi1pk: deliveries_of(&event.tenant_id),
-            gsi1sk: gsi_sort(received_at, &d.id),
-            id: d.id.clone(),
-            event_id: event.id.clone(),
-            rule_id: d.rule_id.clone(),
-            line_id: d.line.as_ref().map(|l| l.id.clone()),
-            line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
-            status: DeliveryStatus::Pending.as_str().to_owned(),
-            created_at: received_at,
-            attempt_count: Some(0),
-            attempts: Vec::new(),
-            ttl: ttl_from(Timestamp::from_millis(received_at)),
-        })
+        .map(|d| (d.pk.as_str(), d.id.as_str()))
         .collect();
-    backend.table.batch_put(&new).await?;
 
-    let messages: Vec<DeliveryMessage> = planned
-        .into_iter()
-        .filter(|d| !settled.contains(d.id.as_str()))
-        .map(|d| DeliveryMessage {
-            tenant_id: event.tenant_id.clone(),
-            delivery_id: d.id,
-            event_id: event.id.clone(),
-            rule_id: d.rule_id,
-            line: d.line,
-            replay: false,
-            attempts_before: 0,
-        })
-        .collect();
+    let mut new = Vec::new();
+    let mut queued = Vec::new();
+    for (event, received_at, deliveries) in planned {
+        let pk = tenant_pk(&event.tenant_id);
+        for d in deliveries {
+            if !recorded.contains(&(pk.as_str(), d.id.as_str())) {
+                new.push(DeliveryItem {
+                    pk: pk.clone(),
+                    sk: delivery_sk(&d.id),
+                    gsi1pk: deliveries_of(&event.tenant_id),
+                    gsi1sk: gsi_sort(received_at, &d.id),
+                    id: d.id.clone(),
+                    event_id: event.id.clone(),
+                    rule_id: d.rule_id.clone(),
+                    line_id: d.line.as_ref().map(|l| l.id.clone()),
+                    line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
+                    status: DeliveryStatus::Pending.as_str().to_owned(),
+                    created_at: received_at,
+                    attempt_count: Some(0),
+                    attempts: Vec::new(),
+                    ttl: ttl_from(Timestamp::from_millis(received_at)),
+                });
+            }
+            if !settled.contains(&(pk.as_str(), d.id.as_str())) {
+                queued.push(DeliveryMessage {
+                    tenant_id: event.tenant_id.clone(),
+                    delivery_id: d.id,
+                    event_id: event.id.clone(),
+                    rule_id: d.rule_id,
+                    line: d.line,
+                    replay: false,
+                    attempts_before: 0,
+                });
+            }
+        }
+    }
+    backend.table.batch_put(&new).await?;
     backend
         .queues
-        .send_json(&backend.settings.deliveries_queue_url, &messages)
+        .send_json(&backend.settings.deliveries_queue_url, &queued)
         .await?;
-    backend
-        .table
-        .update(event_key(&event.tenant_id, &event.id), |u| {
-            u.update_expression("SET routed = :t")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-        })
-        .await?;
+    // Marked routed last: a crash before this routes the events again, and
+    // the deliveries recorded above keep their state.
+    let marks = events.iter().map(|(event, _)| {
+        backend
+            .table
+            .update(event_key(&event.tenant_id, &event.id), |u| {
+                u.update_expression("SET routed = :t")
+                    .expression_attribute_values(":t", AttributeValue::Bool(true))
+            })
+    });
+    futures_util::future::try_join_all(marks).await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use hookline_api::{ApiConfig, ApiState};
@@ -807,4 +807,81 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
     ids.sort();
     ids.dedup();
     assert_eq!((hits.len(), ids.len()), (13, 13), "each delivery sent once");
+}
+
+/// The router routes an SQS batch together: nine events, one of them queued
+/// twice, and an unknown one cost one read of the events, one query of the
+/// rules, one read and one write of the deliveries and one send, not one of
+/// each per event; then each event is marked routed.
+#[tokio::test]
+async fn a_batch_of_events_is_routed_together() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    p.rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    let ids: Vec<String> = (0..9).map(|i| format!("evt_{i}")).collect();
+    for id in &ids {
+        p.ingest(event(id, "order.paid", json!({}))).await;
+    }
+    // The messages ingest queued are dropped: this test hands the router its own batch.
+    let url = p.backend.settings().events_queue_url.clone();
+    while poll_once(&p.backend, &url, 0, |_| async {
+        SqsBatchResponse::default()
+    })
+    .await
+    .unwrap()
+        > 0
+    {}
+    let mut batch = SqsEvent::default();
+    for (n, id) in ids
+        .iter()
+        .chain([&ids[0], &"evt_unknown".to_owned()])
+        .enumerate()
+    {
+        let message = EventMessage {
+            tenant_id: "shop_1".into(),
+            event_id: id.clone(),
+        };
+        let mut record = event_batch(&message).records.remove(0);
+        record.message_id = Some(format!("m-{n}"));
+        batch.records.push(record);
+    }
+
+    let before = p.backend.calls().snapshot();
+    let answer = route_batch(&p.backend, batch.clone()).await;
+    let after = p.backend.calls().snapshot();
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(
+        (
+            after.dynamodb_reads - before.dynamodb_reads,
+            after.dynamodb_writes - before.dynamodb_writes,
+            after.sqs - before.sqs
+        ),
+        (3, 1 + 9, 1),
+        "reads: events, rules, deliveries; writes: the deliveries and nine marks; one send"
+    );
+    p.deliver_all(Duration::from_millis(500)).await;
+    let mut got: Vec<String> = r
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.body["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ids, "each event delivered once");
+
+    // Redelivered, the batch finds its events routed: one read, nothing else.
+    let before = p.backend.calls().snapshot();
+    let answer = route_batch(&p.backend, batch).await;
+    let after = p.backend.calls().snapshot();
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(
+        (
+            after.dynamodb_reads - before.dynamodb_reads,
+            after.dynamodb_writes - before.dynamodb_writes,
+            after.sqs - before.sqs
+        ),
+        (1, 0, 0)
+    );
 }
