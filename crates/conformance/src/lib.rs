@@ -857,6 +857,78 @@ pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
 /// Defines one `#[tokio::test]` per check of the suite, each on a fresh
 /// harness made by `$harness` (an expression, evaluated once per test), so a
 /// check added here runs on every backend without touching its tests.
+/// An event fires the rules whose scope it matches, among many that watch
+/// other products, and a rule whose scope is edited is found under its new
+/// scope only (a store that files rules by scope must move it).
+pub async fn rules_follow_their_scope(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    let product = |id: &str| Scope::Product { id: id.into() };
+    b.insert_rule(
+        &rule("a", "r", Trigger::OrderPaid, product("p1"), false),
+        500,
+    )
+    .await
+    .unwrap();
+    paid_rule(b, "a", "u").await;
+    for i in 0..40 {
+        let other = rule(
+            "a",
+            &format!("x{i}"),
+            Trigger::OrderPaid,
+            product(&format!("x{i}")),
+            false,
+        );
+        b.insert_rule(&other, 500).await.unwrap();
+    }
+    let page = Scope::PaymentPage { id: "pg".into() };
+    b.insert_rule(&rule("a", "page", Trigger::OrderPaid, page, false), 500)
+        .await
+        .unwrap();
+
+    let accept = |id: &'static str, product: &'static str| async move {
+        let e = event("a", id, Trigger::OrderPaid, &[("l1", product)]);
+        assert_eq!(
+            b.accept_event(&e, now()).await.unwrap(),
+            Acceptance::Accepted
+        );
+    };
+    accept("e1", "p1").await;
+    h.route().await;
+    let mut moved = b.rule("a", "r").await.unwrap().unwrap();
+    moved.scope = product("p2");
+    assert!(b.update_rule(&moved).await.unwrap());
+    accept("e2", "p1").await;
+    accept("e3", "p2").await;
+    h.route().await;
+
+    let all = DeliveryFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let mut fired: Vec<(String, String)> = b
+        .deliveries("a", &all)
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|d| (d.event_id, d.rule_id))
+        .collect();
+    fired.sort();
+    let want = |e: &str, r: &str| (e.to_owned(), r.to_owned());
+    assert_eq!(
+        fired,
+        vec![
+            want("e1", "r"),
+            want("e1", "u"),
+            want("e2", "u"),
+            want("e3", "r"),
+            want("e3", "u"),
+        ],
+        "p1 fires r before its edit, p2 after; no page rule, no other product's"
+    );
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
@@ -873,6 +945,7 @@ macro_rules! conformance_tests {
             accept_events_judges_each_alone,
             rate_limit_delays_without_charging,
             failing_rules_are_disabled_with_an_alert,
+            rules_follow_their_scope,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

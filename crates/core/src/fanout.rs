@@ -57,6 +57,30 @@ fn matched_lines<'e>(rule: &Rule, event: &'e Event) -> Option<Vec<&'e Line>> {
     }
 }
 
+/// The scope keys of the rules `event` can match ([`Scope::key`]): the
+/// universal one, each product on its lines, its payment page and upsell.
+/// A store that files rules by scope key finds an event's candidates with
+/// these, whatever number of rules watch other products and pages.
+pub fn scope_keys(event: &Event) -> Vec<String> {
+    let mut keys = vec![Scope::Universal.key()];
+    for line in &event.lines {
+        let key = Scope::Product {
+            id: line.product_id.clone(),
+        }
+        .key();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if let Some(id) = &event.payment_page_id {
+        keys.push(Scope::PaymentPage { id: id.clone() }.key());
+    }
+    if let Some(id) = &event.upsell_id {
+        keys.push(Scope::Upsell { id: id.clone() }.key());
+    }
+    keys
+}
+
 /// The body a delivery would carry, as its filter reads it: the event's
 /// fields (its `data` parsed once per event) and the rule's and line's.
 struct DeliveredBody<'a> {
@@ -409,6 +433,14 @@ mod tests {
                         prop_assert_eq!(&line.product_id, id);
                     }
                 }
+            }
+
+            // A store that fetches only the rules filed under the event's
+            // scope keys misses none that fire.
+            let keys = scope_keys(&event);
+            for d in &planned {
+                let rule = rules.iter().find(|r| r.id == d.rule_id).unwrap();
+                prop_assert!(keys.contains(&rule.scope.key()), "{:?} not among {:?}", rule.scope, keys);
             }
 
             for rule in &rules {

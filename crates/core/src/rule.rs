@@ -23,6 +23,21 @@ pub enum Scope {
     Upsell { id: String },
 }
 
+impl Scope {
+    /// The key a store files the rule under, so that an event's candidate
+    /// rules are found by [`crate::fanout::scope_keys`] without reading the
+    /// others. `*` for universal rules; a kind and an id otherwise (ids
+    /// cannot hold `:` ambiguously: the kind comes first and is fixed).
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Universal => "*".to_owned(),
+            Scope::Product { id } => format!("product:{id}"),
+            Scope::PaymentPage { id } => format!("payment_page:{id}"),
+            Scope::Upsell { id } => format!("upsell:{id}"),
+        }
+    }
+}
+
 /// A rule as the API shows it (`Serialize` is the API's JSON; the stored
 /// form is [`crate::record`]'s).
 #[derive(Debug, Clone, PartialEq, Serialize)]

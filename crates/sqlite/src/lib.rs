@@ -22,7 +22,7 @@ use hookline_core::breaker::Breaker;
 use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
 use hookline_core::sealing::KeySealer;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::error::unavailable;
@@ -124,6 +124,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     }
     add_column(conn, "events", "subject", "TEXT")?;
     add_column(conn, "rules", "rate_limit", "INTEGER")?;
+    if add_column(conn, "rules", "scope_key", "TEXT NOT NULL DEFAULT ''")? {
+        file_rules_by_scope(conn)?;
+    }
     add_column(conn, "rule_health", "failing_since", "INTEGER")?;
     // Every receive reads the rate-limited rules, the open circuits and the
     // leases in flight: partial indexes keep each read to those rows.
@@ -131,10 +134,30 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         "DROP INDEX IF EXISTS queue_due;
          CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);
          CREATE INDEX IF NOT EXISTS queue_leased ON queue (visible_at, rule_id, tenant_id) WHERE leased = 1;
+         DROP INDEX IF EXISTS rules_by_trigger;
+         CREATE INDEX IF NOT EXISTS rules_by_scope ON rules (tenant_id, trigger, scope_key);
          CREATE INDEX IF NOT EXISTS rules_rate_limited ON rules (id, rate_limit) WHERE rate_limit IS NOT NULL;
          CREATE INDEX IF NOT EXISTS rule_health_open ON rule_health (rule_id, failures, open_until)
            WHERE open_until IS NOT NULL;",
     )
+}
+
+/// Fills the scope key of rules stored before rules were filed by scope.
+fn file_rules_by_scope(conn: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare("SELECT id, tenant_id, body FROM rules")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = conn.prepare("UPDATE rules SET scope_key = ?2 WHERE id = ?1")?;
+    for (id, tenant, body) in rows {
+        // A rule that cannot be read stops the upgrade, naming it: filed
+        // under no key it would silently never fire.
+        let rule = store::rule_from_row(&tenant, &body).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        update.execute(params![id, rule.scope.key()])?;
+    }
+    Ok(())
 }
 
 /// Adds `column` to `table` unless a file made by this version has it

@@ -21,9 +21,10 @@ CREATE TABLE IF NOT EXISTS rules (
     trigger   TEXT NOT NULL,
     body      TEXT NOT NULL,
     -- Deliveries a second, when the rule limits them (also in body).
-    rate_limit INTEGER
+    rate_limit INTEGER,
+    -- The scope's key (Scope::key): an event reads only its candidates.
+    scope_key TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS rules_by_trigger ON rules (tenant_id, trigger);
 
 CREATE TABLE IF NOT EXISTS events (
     tenant_id   TEXT NOT NULL,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
-use hookline_core::fanout::plan;
+use hookline_core::fanout::{plan, scope_keys};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
@@ -188,19 +188,27 @@ pub(crate) fn accept(
         return Ok(Acceptance::Duplicate);
     }
 
+    // Only the rules filed under the event's scope keys: as many reads
+    // whatever the number of rules watching other products and pages.
     let mut rules_stmt = conn
-        .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2")
+        .prepare_cached(
+            "SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2 AND scope_key = ?3 ORDER BY seq",
+        )
         .map_err(unavailable)?;
-    let rules = rules_stmt
-        .query_map(params![event.tenant_id, event.trigger.as_str()], |r| {
-            r.get::<_, String>(0)
-        })
-        .map_err(unavailable)?
-        .map(|body| {
-            body.map_err(unavailable)
-                .and_then(|b| rule_from_row(&event.tenant_id, &b))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut rules = Vec::new();
+    for key in scope_keys(event) {
+        for body in rules_stmt
+            .query_map(params![event.tenant_id, event.trigger.as_str(), key], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(unavailable)?
+        {
+            rules.push(rule_from_row(
+                &event.tenant_id,
+                &body.map_err(unavailable)?,
+            )?);
+        }
+    }
 
     let mut insert = conn
         .prepare_cached(
@@ -356,8 +364,8 @@ impl Store for SqliteBackend {
                     return Err(StoreError::too_many_rules(max_rules));
                 }
                 conn.execute(
-                    "INSERT INTO rules (id, tenant_id, trigger, body, rate_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body, rule.options.rate_limit],
+                    "INSERT INTO rules (id, tenant_id, trigger, body, rate_limit, scope_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
                 )
                 .map_err(unavailable)?;
                 Ok(())
@@ -409,8 +417,8 @@ impl Store for SqliteBackend {
             .write(move |conn, _| {
                 let updated = conn
                     .execute(
-                        "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5 WHERE tenant_id = ?1 AND id = ?2",
-                        params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit],
+                        "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5, scope_key = ?6 WHERE tenant_id = ?1 AND id = ?2",
+                        params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
                     )
                     .map_err(unavailable)?;
                 // An edit starts the rule healthy, as on DynamoDB.

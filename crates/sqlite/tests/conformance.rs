@@ -194,3 +194,72 @@ async fn webhook_keys_are_sealed_at_rest_and_old_ones_migrated() {
     let e = other.signing_keys("a", suite::now()).await.unwrap_err();
     assert!(e.to_string().contains("does not open"), "{e}");
 }
+
+/// Rules stored by a Hookline from before rules were filed by scope are
+/// filed on open, and an event reads only the rules filed under its scope
+/// keys: a rule of another product that cannot even be read does not stop
+/// it (one of its own product does, loudly).
+#[tokio::test]
+async fn an_event_reads_only_its_candidate_rules_and_old_files_are_filed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookline.db");
+    let product = |id: &str| Scope::Product { id: id.into() };
+    let draft = |scope: Scope| RuleDraft {
+        name: "r".into(),
+        trigger: Trigger::OrderPaid,
+        url: "https://example.com/r".into(),
+        scope,
+        per_order_line: false,
+        first_payment_only: false,
+        enabled: true,
+        options: Default::default(),
+    };
+    {
+        let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+        b.create_tenant(NewTenant {
+            id: "a".into(),
+            api_key_hash: "h".into(),
+            webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
+            created_at: suite::now(),
+        })
+        .await
+        .unwrap();
+        for (id, scope) in [("mine", product("p1")), ("other", product("p2"))] {
+            let rule = Rule::new(id.into(), "a".into(), draft(scope), suite::now());
+            b.insert_rule(&rule, 10).await.unwrap();
+        }
+    }
+    // As a Hookline from before filing by scope left the file.
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    raw.execute_batch(
+        "DROP INDEX rules_by_scope;
+         ALTER TABLE rules DROP COLUMN scope_key;
+         CREATE INDEX rules_by_trigger ON rules (tenant_id, trigger);",
+    )
+    .unwrap();
+    let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+    raw.execute(
+        "UPDATE rules SET body = 'not a rule' WHERE id = 'other'",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    let event = |id: &str, product: &str| {
+        let body = serde_json::json!({
+            "id": id, "tenant_id": "a", "type": "order.paid", "occurred_at": "2026-11-29T12:00:00Z",
+            "lines": [{"id": "l1", "product_id": product}], "data": {}
+        });
+        hookline_core::Event::from_json(body.to_string().as_bytes()).unwrap()
+    };
+    b.accept_event(&event("e1", "p1"), suite::now())
+        .await
+        .expect("the unreadable rule of p2 is not read for p1");
+    let jobs = b.receive(10, suite::now()).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.rule_id.as_str()).collect::<Vec<_>>(),
+        ["mine"],
+        "the old rule was filed under its scope on open"
+    );
+    let e = b.accept_event(&event("e2", "p2"), suite::now()).await;
+    assert!(e.is_err(), "p2's candidate is read, and cannot be: {e:?}");
+}
