@@ -6,13 +6,14 @@
 //! | tenant      | `T#{tenant}`     | `TENANT`            |                          |                         |
 //! | API key     | `AK#{hash}`      | `AK`                |                          |                         |
 //! | webhook key | `T#{tenant}`     | `KEY#{created_ms}`  |                          |                         |
-//! | rule        | `T#{tenant}`     | `R#{rule}`          | `TR#{tenant}#{trigger}`  | `R#{rule}`              |
+//! | rule        | `T#{tenant}`     | `R#{rule}`          | `TR#{tenant}#{trigger}`  | see [`rule_index_sk`]   |
 //! | event       | `T#{tenant}`     | `E#{event}`         |                          |                         |
 //! | delivery    | `T#{tenant}`     | `D#{delivery}`      | `DL#{tenant}`            | `{created_ms:013}#{id}` |
 //! | rate count  | `T#{tenant}`     | `RL#{rule}#{second}`|                          |                         |
 //!
-//! Rules for an event are one Query on the index by (tenant, trigger); the
-//! delivery log is one Query on it by tenant, newest first.
+//! Rules for an event are one Query on the index per scope key the event
+//! has, by (tenant, trigger) and prefix; the delivery log is one Query on it
+//! by tenant, newest first.
 
 use std::collections::HashMap;
 
@@ -21,7 +22,7 @@ use hookline_core::breaker::Health;
 use hookline_core::event::{Line, Subject};
 use hookline_core::ports::StoreError;
 use hookline_core::record::{decode_rule, encode_rule};
-use hookline_core::{Attempt, Delivery, Rule, Timestamp};
+use hookline_core::{Attempt, Delivery, Rule, Scope, Timestamp};
 use serde::{Deserialize, Serialize};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -147,6 +148,28 @@ pub struct WebhookKeyItem {
 /// A rule: keys plus the rule's stored record ([`hookline_core::record`]),
 /// and its receiver's health, which the deliverer keeps (a PUT of the rule,
 /// as an edit makes, starts it healthy again).
+/// Where a rule is filed on the index under its (tenant, trigger): a
+/// universal rule under `R#{rule}`, any other under
+/// `S#{scope key}#R#{rule}` ([`Scope::key`]), so that an event reads only the
+/// prefixes of its own scope keys ([`rules_filed_under`]). Every rule was
+/// filed under `R#{rule}` before; the universal prefix finds those until the
+/// router files them anew.
+pub fn rule_index_sk(rule: &Rule) -> String {
+    match rule.scope {
+        Scope::Universal => rule_sk(&rule.id),
+        _ => format!("S#{}#{}", rule.scope.key(), rule_sk(&rule.id)),
+    }
+}
+
+/// The index prefix the rules of `scope_key` are filed under.
+pub fn rules_filed_under(scope_key: &str) -> String {
+    if scope_key == Scope::Universal.key() {
+        RULE_PREFIX.to_owned()
+    } else {
+        format!("S#{scope_key}#")
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct RuleItem {
     pub pk: String,
@@ -169,7 +192,7 @@ impl RuleItem {
             pk: tenant_pk(&rule.tenant_id),
             sk: rule_sk(&rule.id),
             gsi1pk: rules_by_trigger(&rule.tenant_id, rule.trigger.as_str()),
-            gsi1sk: rule_sk(&rule.id),
+            gsi1sk: rule_index_sk(rule),
             rule: encode_rule(rule),
             failures: None,
             open_until: None,

@@ -4,12 +4,11 @@
 //! are deterministic, existing deliveries are not rewritten, and a routed
 //! event is skipped.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
-use hookline_core::fanout::{PlannedDelivery, plan};
+use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::ports::StoreError;
 use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
 use serde_json::value::RawValue;
@@ -74,29 +73,62 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
     })
 }
 
-/// The tenant's rules for a trigger: one Query on the index by (tenant, trigger).
+/// The tenant's rules for a trigger filed under `scope_keys`: one Query on
+/// the index per key. A rule found under the universal prefix that is not
+/// universal was filed before rules were filed by scope; it is filed anew.
 async fn rules_for(
     backend: &AwsBackend,
     tenant: &str,
     trigger: &str,
+    scope_keys: &HashSet<String>,
 ) -> Result<Vec<Rule>, StoreError> {
     let pk = rules_by_trigger(tenant, trigger);
+    let mut rules: Vec<Rule> = Vec::new();
+    for key in scope_keys {
+        let prefix = rules_filed_under(key);
+        let items = backend
+            .table
+            .query(
+                |q| {
+                    q.index_name(GSI1)
+                        .key_condition_expression("#gpk = :pk AND begins_with(#gsk, :prefix)")
+                        .expression_attribute_names("#gpk", GSI1_PARTITION_KEY)
+                        .expression_attribute_names("#gsk", GSI1_SORT_KEY)
+                        .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                        .expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()))
+                },
+                None,
+                usize::MAX,
+            )
+            .await?;
+        for item in items {
+            let item: RuleItem = from_item(item)?;
+            let rule = item.rule(tenant)?;
+            if item.gsi1sk != rule_index_sk(&rule) {
+                file_anew(backend, &item, &rule).await?;
+            }
+            // A rule filed anew while this batch read it is found twice.
+            if !rules.iter().any(|r| r.id == rule.id) {
+                rules.push(rule);
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// Moves a rule to where [`rule_index_sk`] files it, unless it has moved.
+async fn file_anew(backend: &AwsBackend, item: &RuleItem, rule: &Rule) -> Result<(), StoreError> {
     backend
         .table
-        .query(
-            |q| {
-                q.index_name(GSI1)
-                    .key_condition_expression("#gpk = :pk")
-                    .expression_attribute_names("#gpk", GSI1_PARTITION_KEY)
-                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            },
-            None,
-            usize::MAX,
-        )
-        .await?
-        .into_iter()
-        .map(|i| from_item::<RuleItem>(i)?.rule(tenant))
-        .collect()
+        .update(rule_key(&rule.tenant_id, &rule.id), |u| {
+            u.update_expression("SET #gsk = :new")
+                .condition_expression("#gsk = :old")
+                .expression_attribute_names("#gsk", GSI1_SORT_KEY)
+                .expression_attribute_values(":new", AttributeValue::S(rule_index_sk(rule)))
+                .expression_attribute_values(":old", AttributeValue::S(item.gsi1sk.clone()))
+        })
+        .await?;
+    Ok(())
 }
 
 async fn route(
@@ -129,12 +161,20 @@ async fn route(
         return Ok(());
     }
 
-    let mut rules: HashMap<(&str, &str), Vec<Rule>> = HashMap::new();
+    // Each (tenant, trigger)'s rules under the scope keys of its events.
+    let mut wanted: HashMap<(&str, &str), HashSet<String>> = HashMap::new();
     for (event, _) in &events {
-        let key = (event.tenant_id.as_str(), event.trigger.as_str());
-        if let Entry::Vacant(slot) = rules.entry(key) {
-            slot.insert(rules_for(backend, key.0, key.1).await?);
-        }
+        wanted
+            .entry((event.tenant_id.as_str(), event.trigger.as_str()))
+            .or_default()
+            .extend(scope_keys(event));
+    }
+    let mut rules: HashMap<(&str, &str), Vec<Rule>> = HashMap::new();
+    for ((tenant, trigger), keys) in wanted {
+        rules.insert(
+            (tenant, trigger),
+            rules_for(backend, tenant, trigger, &keys).await?,
+        );
     }
     let planned: Vec<(&Event, i64, Vec<PlannedDelivery>)> = events
         .iter()

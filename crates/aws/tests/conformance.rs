@@ -39,3 +39,90 @@ impl Harness for Aws {
 }
 
 hookline_conformance::conformance_tests!(harness().await);
+
+/// A product rule filed on the index as every rule was before rules were
+/// filed by scope (`R#{rule}`) is still found for its events, through the
+/// universal prefix, and the router files it anew under its scope.
+#[tokio::test]
+async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use hookline_core::ports::{DeliveryFilter, NewTenant};
+    use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
+
+    let env = support::create_resources(3, VISIBILITY.as_secs() as u32);
+    let b = support::backend(&env).await;
+    let now = Timestamp::from_millis(1_795_953_600_000);
+    b.create_tenant(NewTenant {
+        id: "a".into(),
+        api_key_hash: "h".into(),
+        webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    let draft = RuleDraft {
+        name: "r".into(),
+        trigger: Trigger::OrderPaid,
+        url: "https://example.com/r".into(),
+        scope: Scope::Product { id: "p1".into() },
+        per_order_line: false,
+        first_payment_only: false,
+        enabled: true,
+        options: Default::default(),
+    };
+    b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 10)
+        .await
+        .unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(&env).await);
+    let table = &env["HOOKLINE_TABLE"];
+    let key = |c: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
+        c.table_name(table)
+            .key("pk", AttributeValue::S("T#a".into()))
+            .key("sk", AttributeValue::S("R#r".into()))
+    };
+    key(client.update_item())
+        .update_expression("SET gsi1sk = :old")
+        .expression_attribute_values(":old", AttributeValue::S("R#r".into()))
+        .send()
+        .await
+        .unwrap();
+
+    for id in ["e1", "e2"] {
+        let body = serde_json::json!({
+            "id": id, "tenant_id": "a", "type": "order.paid", "occurred_at": "2026-11-29T12:00:00Z",
+            "lines": [{"id": "l1", "product_id": "p1"}], "data": {}
+        });
+        let event = Event::from_json(body.to_string().as_bytes()).unwrap();
+        b.accept_event(&event, now).await.unwrap();
+        support::drain_events(&b).await;
+        let filed = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S("T#a".into()))
+            .key("sk", AttributeValue::S("R#r".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        assert_eq!(
+            filed["gsi1sk"],
+            AttributeValue::S("S#product:p1#R#r".into()),
+            "filed anew under its scope after {id}"
+        );
+    }
+    let filter = DeliveryFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut fired: Vec<String> = b
+        .deliveries("a", &filter)
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|d| format!("{}/{}", d.event_id, d.rule_id))
+        .collect();
+    fired.sort();
+    assert_eq!(fired, ["e1/r", "e2/r"]);
+}
