@@ -266,12 +266,15 @@ class SqsMapping:
 
 
 def binaries(root, release=False):
-    """Builds the four functions and answers where each binary is."""
-    args = ["cargo", "build", "--quiet", "-p", "hookline-lambda", "--bins"] + (["--release"] if release else [])
-    subprocess.run(args, cwd=root, check=True)
+    """Builds the four functions and the `hookline` CLI (one build, one
+    feature resolution) and answers where each binary is."""
+    args = ["cargo", "build", "--quiet", "-p", "hookline", "-p", "hookline-lambda", "--bins"]
+    subprocess.run(args + (["--release"] if release else []), cwd=root, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
     folder = os.path.join(target, "release" if release else "debug")
-    return {n: os.path.join(folder, f"hookline-{n}") for n in ("ingest", "admin", "router", "deliver")}
+    names = {"ingest": "hookline-ingest", "admin": "hookline-admin", "router": "hookline-router",
+             "deliver": "hookline-deliver", "hookline": "hookline"}
+    return {k: os.path.join(folder, v) for k, v in names.items()}
 
 
 def queue_is_empty(sqs, queue_url):
