@@ -284,7 +284,7 @@ impl DeliveryQueue for SqliteBackend {
         let sealer = self.sealer().clone();
         let backend = self.clone();
         self.writer()
-            .write(move |conn, _| {
+            .write_relaxed(move |conn, _| {
                 let mut state = backend
                     .schedule()
                     .lock()
@@ -330,7 +330,7 @@ impl DeliveryQueue for SqliteBackend {
         let breaker = self.options().breaker;
         let backend = self.clone();
         self.writer()
-            .write(move |conn, effects| {
+            .write_relaxed(move |conn, effects| {
                 // A settled attempt frees its rule's and tenant's share: look
                 // again if the last receive left work behind for one.
                 effects.queued |= backend.schedule().lock().is_ok_and(|s| s.held_back);

@@ -3,6 +3,12 @@
 //! next one, each job in its own savepoint. One fsync then covers hundreds of
 //! ingests, leases and attempt records, and callers hear back only after
 //! their write is committed.
+//!
+//! A transaction is fsynced when one of its jobs needs it to be (an
+//! accepted event, a rule saved: what an answer promises). Leases and attempt
+//! records alone are committed without: a power cut may lose them, which
+//! costs a repeated attempt, never an event, and the next fsynced commit
+//! makes them durable with it (the WAL is written in order).
 
 use std::sync::Arc;
 
@@ -18,7 +24,13 @@ pub(crate) struct Effects {
 }
 
 type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
-type Job = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
+type Run = Box<dyn FnOnce(&Connection, &mut Effects) -> (bool, Reply) + Send>;
+
+struct Job {
+    /// Must its commit reach the disk before its caller hears back?
+    durable: bool,
+    run: Run,
+}
 
 const MAX_BATCH: usize = 2048;
 
@@ -44,14 +56,34 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
-    /// Runs `f` in the next transaction and answers once it is committed.
+    /// Runs `f` in the next transaction and answers once it is committed
+    /// and on disk.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(true, f).await
+    }
+
+    /// Runs `f` in the next transaction and answers once it is committed,
+    /// which a power cut may undo (see the module's docs): for leases and
+    /// attempt records only.
+    pub async fn write_relaxed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<T, F>(&self, durable: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn, effects| {
+        let run: Run = Box::new(move |conn, effects| {
             let result = f(conn, effects);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -64,7 +96,7 @@ impl Writer {
             (ok, reply)
         });
         self.jobs
-            .send(job)
+            .send(Job { durable, run })
             .map_err(|_| StoreError::unavailable("write", WriterGone::ShutDown))?;
         rx.await
             .map_err(|_| StoreError::unavailable("write", WriterGone::Stopped))?
@@ -72,7 +104,9 @@ impl Writer {
 }
 
 fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
-    let mut batch = Vec::with_capacity(64);
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    // The connection opens with synchronous = FULL.
+    let mut synced = true;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -83,6 +117,25 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
         }
         let mut effects = Effects::default();
         let mut replies = Vec::with_capacity(batch.len());
+        let durable = batch.iter().any(|j| j.durable);
+        if durable != synced {
+            let pragma = if durable {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            match exec(&conn, pragma) {
+                Ok(()) => synced = durable,
+                // Still FULL, or still NORMAL with a durable job: then it
+                // must not be committed without its fsync.
+                Err(e) if durable => {
+                    tracing::error!(error = %e, "could not make the commit durable");
+                    batch.clear();
+                    continue;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not relax the commit; it is fsynced"),
+            }
+        }
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "could not begin a transaction");
             // Dropping a job drops its reply: its caller hears the store is unavailable.
@@ -91,7 +144,7 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
         }
         for job in batch.drain(..) {
             let savepoint = exec(&conn, "SAVEPOINT job");
-            let (ok, reply) = job(&conn, &mut effects);
+            let (ok, reply) = (job.run)(&conn, &mut effects);
             let closed = if ok {
                 exec(&conn, "RELEASE job")
             } else {
@@ -120,4 +173,37 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
 /// few control statements for every job, and parsing them each time shows.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(conn: &Connection) -> Result<i64, StoreError> {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(crate::error::unavailable)
+    }
+
+    /// A transaction of leases and attempt records only is committed without
+    /// fsync (NORMAL = 1); one holding a job that must be durable, with
+    /// (FULL = 2), whatever ran before it.
+    #[tokio::test]
+    async fn only_durable_jobs_pay_for_an_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::spawn(
+            crate::connect(&dir.path().join("w.db")).unwrap(),
+            Arc::default(),
+        )
+        .unwrap();
+        assert_eq!(writer.write(|c, _| synchronous(c)).await.unwrap(), 2);
+        assert_eq!(
+            writer.write_relaxed(|c, _| synchronous(c)).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            writer.write_relaxed(|c, _| synchronous(c)).await.unwrap(),
+            1
+        );
+        assert_eq!(writer.write(|c, _| synchronous(c)).await.unwrap(), 2);
+    }
 }
