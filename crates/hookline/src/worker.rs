@@ -56,7 +56,8 @@ impl Worker {
                 }
                 continue;
             }
-            let jobs = match self.queue.receive(free.min(256), self.clock.now()).await {
+            let asked = free.min(256);
+            let jobs = match self.queue.receive(asked, self.clock.now()).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::error!(error = %e, "could not receive deliveries");
@@ -64,11 +65,11 @@ impl Worker {
                     continue;
                 }
             };
-            if jobs.is_empty() {
-                let wait = self.until_next_due().await;
-                self.idle(wait, &mut stop).await;
-                continue;
-            }
+            // Fewer than asked: nothing more is due now, so wait for new
+            // work or the next due time rather than asking again at once (at
+            // low rates that empty receive was one write transaction of four
+            // per delivery). A delivery queued meanwhile has left a wake-up.
+            let drained = jobs.len() < asked;
             for job in jobs {
                 let (sender, clock, attempter, settled) = (
                     self.sender.clone(),
@@ -79,6 +80,10 @@ impl Worker {
                 in_flight.spawn(async move {
                     let _ = settled.send(attempter.attempt(&job, &*sender, &*clock).await);
                 });
+            }
+            if drained {
+                let wait = self.until_next_due().await;
+                self.idle(wait, &mut stop).await;
             }
         }
         while in_flight.join_next().await.is_some() {}
