@@ -144,16 +144,12 @@ mod tests {
     #[test]
     fn a_rule_and_a_delivery_answer_with_the_described_properties() {
         let at = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
-        let draft = RuleDraft {
-            name: "paid".into(),
-            trigger: hookline_core::trigger::Trigger::OrderPaid,
-            url: "https://example.com/hook".into(),
-            scope: Scope::Universal,
-            per_order_line: false,
-            first_payment_only: false,
-            enabled: true,
-            options: Default::default(),
-        };
+        let draft = RuleDraft::new(
+            "paid",
+            hookline_core::trigger::Trigger::OrderPaid,
+            "https://example.com/hook",
+            Scope::Universal,
+        );
         let rule = Rule::new("rul_1".into(), "t".into(), draft, at);
         assert_eq!(
             keys(&serde_json::to_value(&rule).unwrap()),

@@ -60,16 +60,12 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
     })
     .await
     .unwrap();
-    let draft = RuleDraft {
-        name: "r".into(),
-        trigger: Trigger::OrderPaid,
-        url: "https://example.com/r".into(),
-        scope: Scope::Product { id: "p1".into() },
-        per_order_line: false,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
-    };
+    let draft = RuleDraft::new(
+        "r",
+        Trigger::OrderPaid,
+        "https://example.com/r",
+        Scope::Product { id: "p1".into() },
+    );
     b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 10)
         .await
         .unwrap();

@@ -90,14 +90,8 @@ async fn tenant(b: &dyn Store, id: &str) {
 
 fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) -> Rule {
     let draft = RuleDraft {
-        name: id.into(),
-        trigger,
-        url: format!("https://example.com/{id}"),
-        scope,
         per_order_line: per_line,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
+        ..RuleDraft::new(id, trigger, &format!("https://example.com/{id}"), scope)
     };
     Rule::new(id.into(), tenant.into(), draft, now())
 }

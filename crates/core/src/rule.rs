@@ -410,6 +410,21 @@ pub const RULE_FIELDS: &[&str] = &[
 ];
 
 impl RuleDraft {
+    /// A rule with what a POST leaves out at its defaults: for the whole
+    /// order, on every payment, enabled, with no options.
+    pub fn new(name: &str, trigger: Trigger, url: &str, scope: Scope) -> RuleDraft {
+        RuleDraft {
+            name: name.to_owned(),
+            trigger,
+            url: url.to_owned(),
+            scope,
+            per_order_line: false,
+            first_payment_only: false,
+            enabled: true,
+            options: RuleOptions::default(),
+        }
+    }
+
     /// Reads a POST body: `name`, `trigger`, `url` required; `scope` defaults
     /// to universal, the options to false and `enabled` to true.
     pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {

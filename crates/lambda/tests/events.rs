@@ -63,16 +63,7 @@ async fn each_function_handles_its_sample_event() {
         })
         .await
         .unwrap();
-    let draft = RuleDraft {
-        name: "paid orders".into(),
-        trigger: Trigger::OrderPaid,
-        url,
-        scope: Scope::Universal,
-        per_order_line: false,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
-    };
+    let draft = RuleDraft::new("paid orders", Trigger::OrderPaid, &url, Scope::Universal);
     backend
         .insert_rule(
             &Rule::new("rul_example".into(), "shop_1".into(), draft, now),

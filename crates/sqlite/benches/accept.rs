@@ -12,16 +12,12 @@ use hookline_sqlite::{SqliteBackend, SqliteOptions};
 use serde_json::json;
 
 fn rule(i: usize, product: &str) -> Rule {
-    let draft = RuleDraft {
-        name: format!("rule {i}"),
-        trigger: Trigger::OrderPaid,
-        url: "https://example.com/hook".into(),
-        scope: Scope::Product { id: product.into() },
-        per_order_line: false,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
-    };
+    let draft = RuleDraft::new(
+        &format!("rule {i}"),
+        Trigger::OrderPaid,
+        "https://example.com/hook",
+        Scope::Product { id: product.into() },
+    );
     Rule::new(
         format!("rul_{i}"),
         "shop".into(),

@@ -60,16 +60,12 @@ async fn one_queued_delivery(b: &SqliteBackend) {
     })
     .await
     .unwrap();
-    let draft = RuleDraft {
-        name: "r".into(),
-        trigger: Trigger::OrderPaid,
-        url: "https://example.com/".into(),
-        scope: Scope::Universal,
-        per_order_line: false,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
-    };
+    let draft = RuleDraft::new(
+        "r",
+        Trigger::OrderPaid,
+        "https://example.com/",
+        Scope::Universal,
+    );
     b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 100)
         .await
         .unwrap();
@@ -204,16 +200,8 @@ async fn an_event_reads_only_its_candidate_rules_and_old_files_are_filed_on_open
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hookline.db");
     let product = |id: &str| Scope::Product { id: id.into() };
-    let draft = |scope: Scope| RuleDraft {
-        name: "r".into(),
-        trigger: Trigger::OrderPaid,
-        url: "https://example.com/r".into(),
-        scope,
-        per_order_line: false,
-        first_payment_only: false,
-        enabled: true,
-        options: Default::default(),
-    };
+    let draft =
+        |scope: Scope| RuleDraft::new("r", Trigger::OrderPaid, "https://example.com/r", scope);
     {
         let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
         b.create_tenant(NewTenant {
