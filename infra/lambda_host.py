@@ -9,6 +9,7 @@ report as failed, leave the rest to come back when their visibility ends).
 A function whose process dies mid-invocation fails that invocation, as on
 Lambda; the next invocation starts a new process (a cold start).
 """
+import base64
 import http.server
 import itertools
 import json
@@ -41,7 +42,6 @@ class Function:
         self.proc, self.generation = None, 0
         self.ready = threading.Event()
         self.invocations, self.billed_ms = 0, 0
-        self.cold_starts = 0
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -111,7 +111,6 @@ class Function:
                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"}
         self.proc = subprocess.Popen([self.binary], env=env, stdout=self.log, stderr=self.log)
-        self.cold_starts += 1
         deadline = time.time() + 60
         while not self.ready.wait(0.1):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -190,7 +189,6 @@ def call(function, method, path, token, body=None, query=""):
     answer = function.invoke(http_event(method, path, token, body, query))
     text = answer.get("body") or "null"
     if answer.get("isBase64Encoded"):
-        import base64
         text = base64.b64decode(text)
     return answer["statusCode"], json.loads(text)
 
