@@ -21,6 +21,7 @@ use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
 use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
+use hookline_core::record::decode_rule;
 use hookline_core::sealing::KeySealer;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
@@ -152,7 +153,7 @@ fn file_rules_by_scope(conn: &Connection) -> rusqlite::Result<()> {
     for (id, tenant, body) in rows {
         // A rule that cannot be read stops the upgrade, naming it: filed
         // under no key it would silently never fire.
-        let rule = store::rule_from_row(&tenant, &body).map_err(|e| {
+        let rule = decode_rule(&body, &tenant).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
         })?;
         update.execute(params![id, rule.scope.key()])?;
