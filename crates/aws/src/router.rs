@@ -84,6 +84,7 @@ async fn rules_for(
 ) -> Result<Vec<Rule>, StoreError> {
     let pk = rules_by_trigger(tenant, trigger);
     let mut rules: Vec<Rule> = Vec::new();
+    let mut seen = HashSet::new();
     for key in scope_keys {
         let prefix = rules_filed_under(key);
         let items = backend
@@ -108,7 +109,7 @@ async fn rules_for(
                 file_anew(backend, &item, &rule).await?;
             }
             // A rule filed anew while this batch read it is found twice.
-            if !rules.iter().any(|r| r.id == rule.id) {
+            if seen.insert(rule.id.clone()) {
                 rules.push(rule);
             }
         }

@@ -1,5 +1,7 @@
 //! Which deliveries an event makes: the Plug&Pay matching rules, one place.
 
+use std::collections::BTreeSet;
+
 use sha2::{Digest, Sha256};
 
 use serde_json::{Map, Value};
@@ -62,16 +64,13 @@ fn matched_lines<'e>(rule: &Rule, event: &'e Event) -> Option<Vec<&'e Line>> {
 /// A store that files rules by scope key finds an event's candidates with
 /// these, whatever number of rules watch other products and pages.
 pub fn scope_keys(event: &Event) -> Vec<String> {
+    let products: BTreeSet<&str> = event.lines.iter().map(|l| l.product_id.as_str()).collect();
     let mut keys = vec![Scope::Universal.key()];
-    for line in &event.lines {
-        let key = Scope::Product {
-            id: line.product_id.clone(),
-        }
-        .key();
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
+    keys.extend(
+        products
+            .into_iter()
+            .map(|id| Scope::Product { id: id.to_owned() }.key()),
+    );
     if let Some(id) = &event.payment_page_id {
         keys.push(Scope::PaymentPage { id: id.clone() }.key());
     }
