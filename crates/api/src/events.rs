@@ -22,7 +22,7 @@ use crate::state::ApiState;
         (status = 202, description = "Stored and queued.", body = schema::Accepted),
         (status = 200, description = "A duplicate: the tenant sent this id before; nothing more is delivered.", body = schema::Accepted),
         (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid ingest token.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody),
-        (status = 422, description = "An unknown `type` or `tenant_id`.", body = schema::ErrorBody),
+        (status = 422, description = "An unknown `type` or `tenant_id` (`unknown_type`, `unknown_tenant`), or an event whose fan-out across the tenant's rules is over its budget (`fanout_too_large`: more than 10,000 deliveries, or more than 2,000,000 filter steps).", body = schema::ErrorBody),
         (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
     ))]
 pub async fn ingest(
@@ -52,6 +52,11 @@ fn answer(event: &Event, acceptance: Acceptance) -> Result<(StatusCode, bool), A
             "unknown_tenant",
             "tenant_id",
             format!("tenant_id: no tenant {:?}", event.tenant_id),
+        )),
+        Acceptance::TooLarge(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fanout_too_large",
+            why.to_string(),
         )),
     }
 }

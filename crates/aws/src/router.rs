@@ -42,9 +42,19 @@ pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchRespo
             }
         }
     }
-    if let Err(e) = route(backend, &messages).await {
-        log_failure(&e, "-", "route a batch of events; SQS will retry it");
-        failed.extend(messages.into_iter().map(|(id, _)| id));
+    match route(backend, &messages).await {
+        // An event over its fan-out budget fails alone; its neighbours are
+        // routed. SQS retries it and, at the last receive, moves it to the
+        // events DLQ, where its alarm shows it.
+        Ok(refused) => failed.extend(
+            messages
+                .into_iter()
+                .filter_map(|(id, m)| refused.contains(&(m.tenant_id, m.event_id)).then_some(id)),
+        ),
+        Err(e) => {
+            log_failure(&e, "-", "route a batch of events; SQS will retry it");
+            failed.extend(messages.into_iter().map(|(id, _)| id));
+        }
     }
     let mut response = SqsBatchResponse::default();
     for id in failed {
@@ -132,10 +142,11 @@ async fn file_anew(backend: &AwsBackend, item: &RuleItem, rule: &Rule) -> Result
     Ok(())
 }
 
+/// Routes the batch's events; answers those refused for their fan-out.
 async fn route(
     backend: &AwsBackend,
     messages: &[(String, EventMessage)],
-) -> Result<(), StoreError> {
+) -> Result<HashSet<(String, String)>, StoreError> {
     // The same event can be queued twice (a duplicate of an unrouted event is
     // queued again); BatchGetItem takes each key once.
     let mut keys = HashSet::new();
@@ -159,7 +170,7 @@ async fn route(
         tracing::warn!(event = %event, "no such event; nothing to route");
     }
     if events.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
 
     // Each (tenant, trigger)'s rules under the scope keys of its events.
@@ -177,13 +188,19 @@ async fn route(
             rules_for(backend, tenant, trigger, &keys).await?,
         );
     }
-    let planned: Vec<(&Event, i64, Vec<PlannedDelivery>)> = events
-        .iter()
-        .map(|(event, received_at)| {
-            let of = &rules[&(event.tenant_id.as_str(), event.trigger.as_str())];
-            (event, *received_at, plan(event, of))
-        })
-        .collect();
+    let mut refused = HashSet::new();
+    let mut planned: Vec<(&Event, i64, Vec<PlannedDelivery>)> = Vec::new();
+    for (event, received_at) in &events {
+        let of = &rules[&(event.tenant_id.as_str(), event.trigger.as_str())];
+        match plan(event, of) {
+            Ok(deliveries) => planned.push((event, *received_at, deliveries)),
+            Err(why) => {
+                tracing::error!(tenant = %event.tenant_id, event = %event.id, error = %why,
+                    "event refused at routing; SQS will retry it, then dead-letter it");
+                refused.insert((event.tenant_id.clone(), event.id.clone()));
+            }
+        }
+    }
 
     // Deliveries a previous run already recorded keep their state.
     let keys = planned
@@ -209,6 +226,7 @@ async fn route(
 
     let mut new = Vec::new();
     let mut queued = Vec::new();
+    let routed: Vec<&Event> = planned.iter().map(|(event, _, _)| *event).collect();
     for (event, received_at, deliveries) in planned {
         let pk = tenant_pk(&event.tenant_id);
         for d in deliveries {
@@ -250,7 +268,7 @@ async fn route(
         .await?;
     // Marked routed last: a crash before this routes the events again, and
     // the deliveries recorded above keep their state.
-    let marks = events.iter().map(|(event, _)| {
+    let marks = routed.iter().map(|event| {
         backend
             .table
             .update(event_key(&event.tenant_id, &event.id), |u| {
@@ -259,5 +277,5 @@ async fn route(
             })
     });
     futures_util::future::try_join_all(marks).await?;
-    Ok(())
+    Ok(refused)
 }

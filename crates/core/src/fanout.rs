@@ -97,13 +97,8 @@ impl Body for DeliveredBody<'_> {
         }
     }
 
-    fn whole(&self) -> Value {
-        let mut body = self.event.clone();
-        body.insert("rule_id".into(), self.rule_id.clone());
-        if let Some(line) = &self.line {
-            body.insert("line".into(), line.clone());
-        }
-        Value::Object(body)
+    fn field_count(&self) -> usize {
+        self.event.len() + 1 + usize::from(self.line.is_some())
     }
 }
 
@@ -131,16 +126,52 @@ fn event_fields(event: &Event) -> Map<String, Value> {
     ])
 }
 
+/// The most deliveries one event may make.
+pub const MAX_DELIVERIES_PER_EVENT: usize = 10_000;
+
+/// The most work one event's fan-out may cost, in filter nodes visited:
+/// for each rule it matches, its lines (one without lines or per-line
+/// delivery) times one more than its filter's nodes. The biggest filter
+/// ([`crate::filter::MAX_NODES`]) on a per-line rule and the biggest order
+/// (1,000 lines) cost 257,000.
+pub const MAX_FANOUT_WORK: u64 = 2_000_000;
+
+/// An event whose fan-out is over a budget: it is refused rather than let
+/// hold up other tenants' events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FanoutTooLarge {
+    #[error(
+        "the event would make more than {MAX_DELIVERIES_PER_EVENT} deliveries across the tenant's rules"
+    )]
+    Deliveries,
+    #[error(
+        "matching the event would cost more than {MAX_FANOUT_WORK} filter steps (rules × lines × filter nodes)"
+    )]
+    Work,
+}
+
 /// The deliveries `event` makes across `rules`: one per matching rule, or one
 /// per matching line for a per-order-line rule. A per-line rule on an event
-/// without lines still gets the event once, rather than nothing.
-pub fn plan(event: &Event, rules: &[Rule]) -> Vec<PlannedDelivery> {
+/// without lines still gets the event once, rather than nothing. Refused,
+/// before the work is done, where it would pass a budget.
+pub fn plan(event: &Event, rules: &[Rule]) -> Result<Vec<PlannedDelivery>, FanoutTooLarge> {
     let mut out = Vec::new();
+    let mut work: u64 = 0;
     let fields = std::cell::OnceCell::new();
     for rule in rules {
         let Some(mut lines) = matched_lines(rule, event) else {
             continue;
         };
+        let evaluations = if rule.per_order_line {
+            lines.len().max(1)
+        } else {
+            1
+        };
+        let nodes = rule.options.filter.as_ref().map_or(0, |f| f.nodes());
+        work = work.saturating_add((evaluations as u64).saturating_mul(1 + nodes as u64));
+        if work > MAX_FANOUT_WORK {
+            return Err(FanoutTooLarge::Work);
+        }
         if let Some(filter) = &rule.options.filter {
             let event_fields = fields.get_or_init(|| event_fields(event));
             let passes = |line: Option<&Line>| {
@@ -174,8 +205,11 @@ pub fn plan(event: &Event, rules: &[Rule]) -> Vec<PlannedDelivery> {
         } else {
             out.push(one(None));
         }
+        if out.len() > MAX_DELIVERIES_PER_EVENT {
+            return Err(FanoutTooLarge::Deliveries);
+        }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -237,6 +271,40 @@ mod tests {
             .collect()
     }
 
+    /// An event whose fan-out is over a budget is refused before the work
+    /// is done, whatever the tenant's filters are.
+    #[test]
+    fn fanout_past_a_budget_is_refused() {
+        let lines: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("l_{i}"), "prod".to_owned()))
+            .collect();
+        let lines: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let e = event(Trigger::OrderPaid, &lines);
+        let biggest = {
+            let values = serde_json::Value::Array(vec![serde_json::json!(0); 250]);
+            crate::filter::Filter::parse(&serde_json::json!({"data": {"x": {"$nin": values}}}))
+                .unwrap()
+        };
+        let heavy = |id: &str| {
+            let mut r = rule(id, Trigger::OrderPaid, Scope::Universal, true);
+            r.options.filter = Some(biggest.clone());
+            r
+        };
+        // One such rule is within the budget: 1,000 deliveries.
+        assert_eq!(plan(&e, &[heavy("a")]).unwrap().len(), 1000);
+        // Eight of them would cost 8 × 1,000 × 254 filter steps.
+        let eight: Vec<Rule> = (0..8).map(|i| heavy(&format!("h{i}"))).collect();
+        assert_eq!(plan(&e, &eight), Err(FanoutTooLarge::Work));
+        // Eleven plain per-line rules would make 11,000 deliveries.
+        let many: Vec<Rule> = (0..11)
+            .map(|i| rule(&format!("p{i}"), Trigger::OrderPaid, Scope::Universal, true))
+            .collect();
+        assert_eq!(plan(&e, &many), Err(FanoutTooLarge::Deliveries));
+    }
+
     #[test]
     fn order_bump() {
         let e = event(
@@ -251,7 +319,7 @@ mod tests {
             rule("other", Trigger::OrderPaid, product("prod_x"), false),
             rule("invoice", Trigger::InvoiceCreated, Scope::Universal, false),
         ];
-        let p = plan(&e, &rules);
+        let p = plan(&e, &rules).unwrap();
         assert_eq!(lines_of(&p, "bump"), vec![None]);
         assert_eq!(
             lines_of(&p, "uni_lines"),
@@ -284,7 +352,11 @@ mod tests {
             rule("uni_b", Trigger::InvoiceCreated, Scope::Universal, false),
             rule("uni_paid", Trigger::OrderPaid, Scope::Universal, false),
         ];
-        let fired: Vec<_> = plan(&e, &rules).into_iter().map(|d| d.rule_id).collect();
+        let fired: Vec<_> = plan(&e, &rules)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.rule_id)
+            .collect();
         assert_eq!(fired, ["upsell", "uni_a", "uni_b"]);
     }
 
@@ -314,6 +386,7 @@ mod tests {
         ];
         let fired = |e: &Event| {
             plan(e, &rules)
+                .unwrap()
                 .into_iter()
                 .map(|d| d.rule_id)
                 .collect::<Vec<_>>()
@@ -330,7 +403,7 @@ mod tests {
         off.enabled = false;
         let mut foreign = rule("foreign", Trigger::OrderPaid, Scope::Universal, false);
         foreign.tenant_id = "other_shop".into();
-        assert!(plan(&e, &[off, foreign]).is_empty());
+        assert!(plan(&e, &[off, foreign]).unwrap().is_empty());
     }
 
     #[test]
@@ -413,7 +486,7 @@ mod tests {
             let rules: Vec<Rule> = rules.into_iter().enumerate()
                 .map(|(i, r)| Rule { id: format!("r{i}"), ..r })
                 .collect();
-            let planned = plan(&event, &rules);
+            let planned = plan(&event, &rules).unwrap();
 
             let mut ids: Vec<&str> = planned.iter().map(|d| d.id.as_str()).collect();
             ids.sort_unstable();
@@ -493,7 +566,7 @@ mod tests {
                 .collect();
             let mut r = rule("r", Trigger::OrderPaid, Scope::Universal, true);
             r.options.filter = Some(crate::filter::Filter::parse(&filter).unwrap());
-            let planned = plan(&e, &[r]);
+            let planned = plan(&e, &[r]).unwrap();
             let expected: Vec<Option<String>> = if !holds(amount) {
                 vec![]
             } else {

@@ -13,16 +13,21 @@ use serde_json::{Map, Value};
 
 use crate::error::FieldError;
 
-/// The deepest a filter may nest, and the most conditions it may hold, so a
-/// rule cannot make routing expensive.
-const MAX_DEPTH: usize = 16;
-const MAX_NODES: usize = 256;
+/// The deepest a filter may nest, the most nodes it may hold (every key,
+/// list item and `$in`/`$nin` value counts) and its size as JSON, so that a
+/// rule cannot make routing expensive: one evaluation visits each node at
+/// most once.
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_NODES: usize = 256;
+pub const MAX_BYTES: usize = 4096;
 
 /// A checked filter, and the JSON it was written as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     source: Value,
     condition: Condition,
+    /// How many nodes the filter holds: what one evaluation costs at most.
+    nodes: usize,
 }
 
 /// A condition on one value of the body (the body itself at the top).
@@ -58,11 +63,25 @@ impl Filter {
         let object = source
             .as_object()
             .ok_or_else(|| FieldError::invalid("filter", "must be a JSON object"))?;
+        // Checked before the walk, so an oversized filter costs no parsing.
+        let size = serde_json::to_string(source).map_or(usize::MAX, |s| s.len());
+        if size > MAX_BYTES {
+            return Err(invalid(
+                "filter",
+                &format!("is {size} bytes as JSON; at most {MAX_BYTES}"),
+            ));
+        }
         let condition = object_condition(object, "filter", 0, &mut nodes)?;
         Ok(Filter {
             source: source.clone(),
             condition,
+            nodes,
         })
+    }
+
+    /// How many nodes the filter holds: the work of one evaluation.
+    pub fn nodes(&self) -> usize {
+        self.nodes
     }
 
     /// The filter as it was written.
@@ -81,21 +100,34 @@ impl Filter {
 /// rule and line.
 pub trait Body {
     fn field(&self, name: &str) -> Option<&Value>;
-    /// The whole body, for the rare condition on the body itself.
-    fn whole(&self) -> Value;
+    /// How many top-level fields the body has, so that a condition on the
+    /// body itself is judged field by field, never by building a copy.
+    fn field_count(&self) -> usize;
 }
 
 impl Body for Value {
     fn field(&self, name: &str) -> Option<&Value> {
         self.get(name)
     }
-    fn whole(&self) -> Value {
-        self.clone()
+    fn field_count(&self) -> usize {
+        self.as_object().map_or(0, Map::len)
     }
 }
 
 fn invalid(path: &str, message: &str) -> FieldError {
     FieldError::invalid(path, message)
+}
+
+/// Counts one node toward [`MAX_NODES`].
+fn count(nodes: &mut usize, path: &str) -> Result<(), FieldError> {
+    *nodes += 1;
+    if *nodes > MAX_NODES {
+        return Err(invalid(
+            path,
+            "makes the filter too large (at most 256 nodes: keys, list items and values)",
+        ));
+    }
+    Ok(())
 }
 
 /// An object of field names and logic operators: all must hold.
@@ -110,11 +142,8 @@ fn object_condition(
     }
     let mut all = Vec::with_capacity(object.len());
     for (key, value) in object {
-        *nodes += 1;
-        if *nodes > MAX_NODES {
-            return Err(invalid(path, "has too many conditions (at most 256)"));
-        }
         let here = format!("{path}.{key}");
+        count(nodes, &here)?;
         let condition = if key.starts_with('$') {
             operator(key, value, &here, depth, nodes)?
         } else {
@@ -138,7 +167,10 @@ fn value_condition(
 ) -> Result<Condition, FieldError> {
     match value {
         Value::Object(object) => object_condition(object, path, depth, nodes),
-        other => Ok(Condition::Compare(Op::Eq, other.clone())),
+        other => {
+            count_value(other, path, nodes)?;
+            Ok(Condition::Compare(Op::Eq, other.clone()))
+        }
     }
 }
 
@@ -157,7 +189,11 @@ fn operator(
         items
             .iter()
             .enumerate()
-            .map(|(i, c)| value_condition(c, &format!("{path}[{i}]"), depth + 1, nodes))
+            .map(|(i, c)| {
+                let here = format!("{path}[{i}]");
+                count(nodes, &here)?;
+                value_condition(c, &here, depth + 1, nodes)
+            })
             .collect()
     };
     let op = match key {
@@ -205,7 +241,24 @@ fn operator(
         };
         return Err(invalid(path, what));
     }
+    count_value(value, path, nodes)?;
     Ok(Condition::Compare(op, value.clone()))
+}
+
+/// Counts an operand's items: comparing with a list or an object visits
+/// each of its values.
+fn count_value(value: &Value, path: &str, nodes: &mut usize) -> Result<(), FieldError> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|v| {
+            count(nodes, path)?;
+            count_value(v, path, nodes)
+        }),
+        Value::Object(fields) => fields.values().try_for_each(|v| {
+            count(nodes, path)?;
+            count_value(v, path, nodes)
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// [`eval`] on the body itself, which is always there.
@@ -216,7 +269,25 @@ fn eval_body(condition: &Condition, body: &dyn Body) -> bool {
         Condition::Not(c) => !eval_body(c, body),
         Condition::Field(name, c) => eval(c, body.field(name)),
         Condition::Exists(wanted) => *wanted,
-        Condition::Compare(op, operand) => compare(*op, Some(&body.whole()), operand),
+        Condition::Compare(op, operand) => compare_body(*op, body, operand),
+    }
+}
+
+/// [`compare`] with the body itself, an object: only an object operand can
+/// equal it, and nothing orders or prefixes it.
+fn compare_body(op: Op, body: &dyn Body, operand: &Value) -> bool {
+    let equals = |o: &Value| {
+        o.as_object().is_some_and(|fields| {
+            fields.len() == body.field_count()
+                && fields.iter().all(|(k, v)| body.field(k) == Some(v))
+        })
+    };
+    match op {
+        Op::Eq => equals(operand),
+        Op::Neq => !equals(operand),
+        Op::In => operand.as_array().is_some_and(|l| l.iter().any(equals)),
+        Op::Nin => operand.as_array().is_some_and(|l| !l.iter().any(equals)),
+        Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::StartsWith | Op::EndsWith => false,
     }
 }
 
@@ -362,5 +433,66 @@ mod tests {
             deep = json!({ "a": deep });
         }
         assert!(Filter::parse(&deep).is_err());
+    }
+
+    /// Every node counts toward the budget, list items and `$in` values too,
+    /// so a filter's evaluation cost is bounded by what its save accepted.
+    #[test]
+    fn every_node_counts_toward_the_budget() {
+        let zeros = |n: usize| Value::Array(vec![json!(0); n]);
+        for (filter, field) in [
+            (json!({ "$or": zeros(300) }), "filter.$or[255]"),
+            (
+                json!({"data": {"c": {"$in": zeros(300)}}}),
+                "filter.data.c.$in",
+            ),
+            (
+                json!({"data": {"tags": {"$eq": zeros(300)}}}),
+                "filter.data.tags.$eq",
+            ),
+        ] {
+            let err = Filter::parse(&filter).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains("256 nodes"), "{err}");
+        }
+        let fits = Filter::parse(&json!({"data": {"c": {"$in": zeros(250)}}})).unwrap();
+        assert_eq!(fits.nodes(), 253);
+        let big = json!({"data": {"note": {"$eq": "x".repeat(5000)}}});
+        let err = Filter::parse(&big).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.message.contains("4096")),
+            ("filter", true)
+        );
+    }
+
+    /// A condition on the body itself is judged field by field, as equality
+    /// with the whole body always was.
+    #[test]
+    fn conditions_on_the_body_itself() {
+        let body = json!({"type": "order.paid", "event_id": "e"});
+        for (filter, expected) in [
+            (json!({"$or": [0, 1]}), false),
+            (
+                json!({"$or": [{"type": "order.paid", "event_id": "e"}]}),
+                true,
+            ),
+            (
+                json!({"$eq": {"type": "order.paid", "event_id": "e"}}),
+                true,
+            ),
+            (json!({"$eq": {"type": "order.paid"}}), false),
+            (json!({"$neq": {"type": "order.paid"}}), true),
+            (
+                json!({"$in": [1, {"event_id": "e", "type": "order.paid"}]}),
+                true,
+            ),
+            (
+                json!({"$nin": [{"event_id": "e", "type": "order.paid"}]}),
+                false,
+            ),
+            (json!({"$gt": 1}), false),
+        ] {
+            assert_eq!(matches(filter.clone(), body.clone()), expected, "{filter}");
+        }
     }
 }

@@ -153,6 +153,8 @@ pub enum Acceptance {
     Duplicate,
     /// No tenant has the event's `tenant_id`.
     UnknownTenant,
+    /// The event's fan-out across the tenant's rules is over a budget.
+    TooLarge(crate::fanout::FanoutTooLarge),
 }
 
 #[derive(Debug, Clone, Default)]
