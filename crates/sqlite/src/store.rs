@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
-use hookline_core::fanout::{plan, scope_keys};
+use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
@@ -16,6 +16,19 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use crate::error::unavailable;
 use crate::writer::Effects;
 use crate::{SqliteBackend, sealing};
+
+/// The same failure for each of `count` events.
+fn all_failed(count: usize, e: &StoreError) -> Vec<Result<Acceptance, StoreError>> {
+    let message = e.to_string();
+    (0..count)
+        .map(|_| {
+            Err(StoreError::unavailable(
+                "accept",
+                std::io::Error::other(message.clone()),
+            ))
+        })
+        .collect()
+}
 
 fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
     cursor.map(parse_row_cursor).transpose()
@@ -150,20 +163,68 @@ fn requeue(
     Ok(())
 }
 
-/// Stores a new event and its deliveries, queued, in the caller's transaction.
-pub(crate) fn accept(
+/// What accepting an event will do, worked out on a read connection so that
+/// the tenant's rules, filters and lines never run on the writer thread.
+pub(crate) enum Plan {
+    /// Answered without a write.
+    Answer(Acceptance),
+    /// Store the event with these deliveries.
+    Deliveries(Vec<PlannedDelivery>),
+}
+
+/// Plans `event` against the tenant's rules filed under its scope keys (as
+/// many reads whatever the number of rules watching other products and
+/// pages). A repeat is answered as one before any planning.
+pub(crate) fn plan_event(conn: &Connection, event: &Event) -> Result<Plan, StoreError> {
+    let exists = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.exists(p))
+            .map_err(unavailable)
+    };
+    if !exists("SELECT 1 FROM tenants WHERE id = ?1", &[&event.tenant_id])? {
+        return Ok(Plan::Answer(Acceptance::UnknownTenant));
+    }
+    if exists(
+        "SELECT 1 FROM events WHERE tenant_id = ?1 AND id = ?2",
+        &[&event.tenant_id, &event.id],
+    )? {
+        return Ok(Plan::Answer(Acceptance::Duplicate));
+    }
+    let mut rules_stmt = conn
+        .prepare_cached(
+            "SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2 AND scope_key = ?3 ORDER BY seq",
+        )
+        .map_err(unavailable)?;
+    let mut rules = Vec::new();
+    for key in scope_keys(event) {
+        for body in rules_stmt
+            .query_map(params![event.tenant_id, event.trigger.as_str(), key], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(unavailable)?
+        {
+            rules.push(rule_from_row(
+                &event.tenant_id,
+                &body.map_err(unavailable)?,
+            )?);
+        }
+    }
+    Ok(match plan(event, &rules) {
+        Ok(deliveries) => Plan::Deliveries(deliveries),
+        Err(why) => Plan::Answer(Acceptance::TooLarge(why)),
+    })
+}
+
+/// Stores a new event and its planned deliveries, queued, in the caller's
+/// transaction: inserts only. A repeat that raced past the plan's check is
+/// still answered as one here.
+pub(crate) fn store_event(
     conn: &Connection,
     event: &Event,
+    deliveries: &[PlannedDelivery],
     now: Timestamp,
     effects: &mut Effects,
 ) -> Result<Acceptance, StoreError> {
-    let tenant_known = conn
-        .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
-        .and_then(|mut s| s.exists([&event.tenant_id]))
-        .map_err(unavailable)?;
-    if !tenant_known {
-        return Ok(Acceptance::UnknownTenant);
-    }
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (tenant_id, id, trigger, occurred_at, received_at, data, subject)
@@ -187,29 +248,6 @@ pub(crate) fn accept(
     if inserted == 0 {
         return Ok(Acceptance::Duplicate);
     }
-
-    // Only the rules filed under the event's scope keys: as many reads
-    // whatever the number of rules watching other products and pages.
-    let mut rules_stmt = conn
-        .prepare_cached(
-            "SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2 AND scope_key = ?3 ORDER BY seq",
-        )
-        .map_err(unavailable)?;
-    let mut rules = Vec::new();
-    for key in scope_keys(event) {
-        for body in rules_stmt
-            .query_map(params![event.tenant_id, event.trigger.as_str(), key], |r| {
-                r.get::<_, String>(0)
-            })
-            .map_err(unavailable)?
-        {
-            rules.push(rule_from_row(
-                &event.tenant_id,
-                &body.map_err(unavailable)?,
-            )?);
-        }
-    }
-
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO deliveries (id, tenant_id, event_id, rule_id, line_id, line_product_id, status, created_at)
@@ -221,7 +259,7 @@ pub(crate) fn accept(
             "INSERT INTO queue (delivery_seq, visible_at, tenant_id, rule_id) VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(unavailable)?;
-    for d in plan(event, &rules) {
+    for d in deliveries {
         let seq: i64 = insert
             .query_row(
                 params![
@@ -242,6 +280,21 @@ pub(crate) fn accept(
         effects.queued = true;
     }
     Ok(Acceptance::Accepted)
+}
+
+/// Plans and stores an event in the caller's (writer) transaction: only for
+/// the events Hookline raises itself (`rule.disabled`), which are rare and
+/// within the same fan-out budget.
+pub(crate) fn accept(
+    conn: &Connection,
+    event: &Event,
+    now: Timestamp,
+    effects: &mut Effects,
+) -> Result<Acceptance, StoreError> {
+    match plan_event(conn, event)? {
+        Plan::Answer(acceptance) => Ok(acceptance),
+        Plan::Deliveries(deliveries) => store_event(conn, event, &deliveries, now, effects),
+    }
 }
 
 #[async_trait]
@@ -448,13 +501,24 @@ impl Store for SqliteBackend {
 
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {
         let event = event.clone();
-        self.writer()
-            .write(move |conn, effects| accept(conn, &event, now, effects))
-            .await
+        let (event, planned) = self
+            .read(move |conn| plan_event(conn, &event).map(|p| (event, p)))
+            .await?;
+        match planned {
+            Plan::Answer(acceptance) => Ok(acceptance),
+            Plan::Deliveries(deliveries) => {
+                self.writer()
+                    .write(move |conn, effects| {
+                        store_event(conn, &event, &deliveries, now, effects)
+                    })
+                    .await
+            }
+        }
     }
 
-    /// All in one transaction (one fsync), each event in its own savepoint
-    /// so one that fails leaves the others accepted.
+    /// Planned together on a read connection, then written in one
+    /// transaction (one fsync), each event in its own savepoint so one that
+    /// fails leaves the others accepted.
     async fn accept_events(
         &self,
         events: &[Event],
@@ -462,13 +526,36 @@ impl Store for SqliteBackend {
     ) -> Vec<Result<Acceptance, StoreError>> {
         let events = events.to_vec();
         let count = events.len();
+        let planned = self
+            .read(move |conn| {
+                Ok(events
+                    .into_iter()
+                    .map(|event| plan_event(conn, &event).map(|p| (event, p)))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(e) => return all_failed(count, &e),
+        };
         let written = self
             .writer()
             .write(move |conn, effects| {
-                let mut results = Vec::with_capacity(events.len());
-                for event in &events {
+                let mut results = Vec::with_capacity(planned.len());
+                for item in planned {
+                    let (event, deliveries) = match item {
+                        Ok((_, Plan::Answer(acceptance))) => {
+                            results.push(Ok(acceptance));
+                            continue;
+                        }
+                        Ok((event, Plan::Deliveries(deliveries))) => (event, deliveries),
+                        Err(e) => {
+                            results.push(Err(e));
+                            continue;
+                        }
+                    };
                     conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
-                    let result = accept(conn, event, now, effects);
+                    let result = store_event(conn, &event, &deliveries, now, effects);
                     let close = if result.is_ok() {
                         "RELEASE event"
                     } else {
@@ -483,17 +570,7 @@ impl Store for SqliteBackend {
         match written {
             Ok(results) => results,
             // The commit itself failed: nothing of the batch is durable.
-            Err(e) => {
-                let message = e.to_string();
-                (0..count)
-                    .map(|_| {
-                        Err(StoreError::unavailable(
-                            "accept",
-                            std::io::Error::other(message.clone()),
-                        ))
-                    })
-                    .collect()
-            }
+            Err(e) => all_failed(count, &e),
         }
     }
 
