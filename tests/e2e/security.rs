@@ -47,11 +47,35 @@ async fn non_public_receivers_are_refused_by_default() {
         .to_owned();
     let dead = hookline.wait_delivery(&shop, &id, "dead").await;
     let error = dead["attempts"][0]["error"].as_str().unwrap();
-    assert!(
-        error == "refused: localhost does not resolve to a public address",
-        "{error}"
-    );
+    assert_eq!(error, UNREACHABLE);
     assert!(receiver.hits().is_empty(), "the receiver was reached");
+}
+
+/// The one answer for every target Hookline will not or cannot reach.
+const UNREACHABLE: &str =
+    "refused: the target is not a public address Hookline may reach, or its name does not resolve";
+
+/// A test send must not tell a tenant which internal names exist: a name
+/// that resolves to loopback and one that does not resolve at all get the
+/// same answer.
+#[tokio::test]
+async fn test_sends_are_no_dns_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start_with(&db_in(&dir), &[], &[]);
+    let shop = hookline.tenant("shop_1");
+    for url in ["http://localhost:9/", "http://no-such-host.invalid/"] {
+        let rule = hookline
+            .create_rule(
+                &shop,
+                json!({"name": "probe", "trigger": "order.paid", "url": url}),
+            )
+            .await;
+        let (status, body) = hookline
+            .admin(&shop, "POST", &format!("/v1/rules/{rule}/test"), None)
+            .await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(body["attempt"]["error"], UNREACHABLE, "{url}");
+    }
 }
 
 /// `hookline serve` reads `HOOKLINE_*` with the parser the Lambda functions

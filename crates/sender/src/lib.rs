@@ -101,7 +101,7 @@ impl HttpSender {
         if let Some(ip) = literal {
             self.policy
                 .check_ip(ip)
-                .map_err(|_| "refused: the target is not a public address".to_owned())?;
+                .map_err(|_| format!("refused: {Unreachable}"))?;
         }
         let mut builder = self.client.post(url).body(request.body);
         for (name, value) in request.headers {
@@ -156,8 +156,8 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     let mut parts = Vec::new();
     let mut source: Option<&(dyn StdError + 'static)> = e.source();
     while let Some(s) = source {
-        if let Some(refusal) = s.downcast_ref::<Refused>() {
-            return format!("refused: {refusal}");
+        if s.is::<Unreachable>() {
+            return format!("refused: {Unreachable}");
         }
         parts.push(s.to_string());
         source = s.source();
@@ -185,16 +185,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// Why a name was not connected to. It says no more than that: the
-/// addresses a merchant's host resolves to inside Hookline's network are
-/// not the merchant's to learn.
+/// Why a target was not connected to, one answer whether its address is
+/// not public, its name does not exist or its lookup failed: which of those
+/// a name inside Hookline's network is, is not the merchant's to learn.
 #[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("{0} does not resolve to a public address")]
-    NotPublic(String),
-    #[error("{0} resolves to no address")]
-    NoAddress(String),
-}
+#[error("the target is not a public address Hookline may reach, or its name does not resolve")]
+pub struct Unreachable;
 
 /// Resolves a name and refuses it unless every address it has is one the
 /// policy allows: a name that mixes public and private answers is how a
@@ -209,13 +205,13 @@ impl Resolve for FilteringResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let (policy, lookup) = (self.policy, self.lookup.clone());
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved = lookup.lookup(host.clone()).await?;
-            if resolved.is_empty() {
-                return Err(Box::new(Refused::NoAddress(host)) as Box<dyn StdError + Send + Sync>);
-            }
-            if resolved.iter().any(|ip| policy.check_ip(*ip).is_err()) {
-                return Err(Box::new(Refused::NotPublic(host)) as Box<dyn StdError + Send + Sync>);
+            let unreachable = || Box::new(Unreachable) as Box<dyn StdError + Send + Sync>;
+            let resolved = lookup
+                .lookup(name.as_str().to_owned())
+                .await
+                .map_err(|_| unreachable())?;
+            if resolved.is_empty() || resolved.iter().any(|ip| policy.check_ip(*ip).is_err()) {
+                return Err(unreachable());
             }
             let addrs: Vec<SocketAddr> = resolved
                 .into_iter()
