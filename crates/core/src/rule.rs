@@ -246,6 +246,13 @@ fn name(v: &Value) -> Result<String, FieldError> {
             "must be 1 to 200 bytes and not blank",
         ));
     }
+    // A name is printed by the CLI and the dashboard: no escape sequences.
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::invalid(
+            "name",
+            "must not contain control characters",
+        ));
+    }
     Ok(s)
 }
 

@@ -138,7 +138,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hookline: {e}");
+            eprintln!("hookline: {}", hookline::remote::printable(&e));
             ExitCode::FAILURE
         }
     }

@@ -151,8 +151,23 @@ pub fn print(output: Output, value: &Value, for_people: impl FnOnce(&Value) -> S
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
         ),
-        Output::Table => print!("{}", for_people(value)),
+        Output::Table => print!("{}", printable(&for_people(value))),
     }
+}
+
+/// `text` with every control character but line breaks and tabs written as
+/// an escape (`\u{1b}`): rule names, receivers' answers and errors come from
+/// outside, and raw they could retitle, clear or repaint the terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Columns padded to their widest cell, a header line first.
@@ -231,5 +246,13 @@ mod tests {
         );
         assert_eq!(query(&[("b", None)]), "");
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(
+            printable("\u{1b}]0;pwned\u{7}\u{1b}[31mRED\r\nok\tdone"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[31mRED\\u{d}\nok\tdone"
+        );
     }
 }
