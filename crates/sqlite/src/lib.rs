@@ -38,6 +38,11 @@ pub enum OpenError {
     },
     #[error("cannot start the store writer: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot make the store at {path} private to its owner: {source}")]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     SealingKey(#[from] sealing::SealingKeyError),
 }
@@ -92,6 +97,29 @@ pub(crate) struct ScheduleState {
     /// rate: settling an attempt may free room for it, so it wakes the
     /// deliverer (otherwise only new or retried work does).
     pub held_back: bool,
+}
+
+/// Makes the store's files readable by their owner only (0600): they hold
+/// every event and every receiver's answers. SQLite gives the `-wal` and
+/// `-shm` files it creates the database file's mode, so the file is made
+/// before SQLite opens it; files an older Hookline left are narrowed too.
+fn owner_only(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -184,6 +212,10 @@ impl SqliteBackend {
             Some(k) => k,
             None => sealing::key_beside(&path)?,
         });
+        owner_only(&path).map_err(|source| OpenError::Permissions {
+            path: path.clone(),
+            source,
+        })?;
         let conn = connect(&path).map_err(err)?;
         conn.execute_batch(include_str!("schema.sql"))
             .and_then(|()| migrate(&conn))

@@ -251,3 +251,27 @@ async fn an_event_reads_only_its_candidate_rules_and_old_files_are_filed_on_open
     let e = b.accept_event(&event("e2", "p2"), suite::now()).await;
     assert!(e.is_err(), "p2's candidate is read, and cannot be: {e:?}");
 }
+
+/// Every file of the store holds tenants' data: only its owner may read it,
+/// whether Hookline made it or an older Hookline left it readable to all.
+#[tokio::test]
+async fn the_store_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookline.db");
+    let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+    one_queued_delivery(&b).await;
+    for suffix in ["", "-wal", "-shm", ".key"] {
+        let path = dir.path().join(format!("hookline.db{suffix}"));
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    drop(b);
+
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _b = SqliteBackend::open(&old, SqliteOptions::default()).unwrap();
+    assert_eq!(mode(&old), 0o600, "an older file is narrowed");
+}
