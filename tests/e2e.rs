@@ -13,6 +13,7 @@ mod e2e {
     mod delivery;
     mod durability;
     mod fairness;
+    mod hardening;
     mod matching;
     mod options;
     mod security;

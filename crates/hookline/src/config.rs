@@ -10,6 +10,8 @@ use hookline_core::retry::RetrySchedule;
 use hookline_core::settings::{self, Settings, SettingsError};
 use hookline_sqlite::parse_sealing_key;
 
+use crate::http_server::HttpLimits;
+
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// The SQLite file that holds everything.
@@ -68,9 +70,31 @@ pub struct ServeArgs {
     /// [env: HOOKLINE_DELIVERY_TIMEOUT]
     #[arg(long, value_parser = settings::duration)]
     pub delivery_timeout: Option<Duration>,
+
+    /// How long a client may take to send a request's headers, counted from
+    /// when its connection opened or its last answer (so also how long an
+    /// idle keep-alive connection is kept).
+    #[arg(long, env = "HOOKLINE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = settings::duration)]
+    pub http_header_timeout: Duration,
+
+    /// How long one request may take from its headers to its answer (408 past it).
+    #[arg(long, env = "HOOKLINE_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = settings::duration)]
+    pub http_request_timeout: Duration,
+
+    /// How many connections are served at once; more wait in the listen backlog.
+    #[arg(long, env = "HOOKLINE_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = settings::count)]
+    pub http_max_connections: usize,
 }
 
 impl ServeArgs {
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: self.http_header_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: self.http_max_connections,
+        }
+    }
+
     /// The shared `HOOKLINE_*` settings, read from the environment by the
     /// same parser the Lambda functions use, with flags taking precedence.
     pub fn settings(&self) -> Result<Settings, SettingsError> {

@@ -2,6 +2,7 @@
 //! `serve`, which wires the SQLite backend, the sender and the API together.
 
 pub mod config;
+pub mod http_server;
 pub mod receive;
 pub mod remote;
 pub mod serve;

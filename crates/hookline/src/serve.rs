@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::SystemClock;
 use crate::config::ServeArgs;
+use crate::http_server;
 use crate::tenant::{self, Credentials, TenantError};
 use crate::worker::Worker;
 
@@ -121,9 +122,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     println!("hookline listening on http://{local}");
 
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    http_server::serve(listener, router(api), args.http_limits(), shutdown_signal()).await;
     tracing::info!("stopped taking work; finishing deliveries in flight");
     let _ = stop_tx.send(true);
     let _ = worker.await;

@@ -1,0 +1,240 @@
+//! What a stranger without a key, or a merchant out to hurt the others, can
+//! hold of `hookline serve`: not its listener, not its writer thread.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+fn addr(hookline: &Hookline) -> String {
+    hookline.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection (or `limit` passes);
+/// answers what it sent and whether it closed.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&seen).into(), true),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&seen).into(), false),
+        }
+    }
+}
+
+/// Slowloris: a client that sends one header line every few hundred
+/// milliseconds is cut off at the header timeout, not kept for as long as
+/// it trickles.
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_HTTP_HEADER_TIMEOUT", "1s")]);
+    let mut stream = TcpStream::connect(addr(&hookline)).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut cut_off = false;
+    // Trickling for up to 8 s; the server must close well before.
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if stream
+            .write_all(format!("x-trickle-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            cut_off = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the trickling client was never cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// A body that never finishes arriving is answered 408 at the request
+/// timeout, naming it.
+#[tokio::test]
+async fn a_request_slower_than_the_request_timeout_is_answered_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_HTTP_REQUEST_TIMEOUT", "1s")]);
+    let mut stream = TcpStream::connect(addr(&hookline)).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {INGEST_TOKEN}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+/// `GET /health` on a kept-alive connection: the first bytes of the answer.
+async fn answer_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+        .await
+        .expect("no answer within 2 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Past the connection cap, idle connections wait in the backlog: those
+/// already served keep being answered, and a new one is served as soon as
+/// the header timeout frees a slot.
+#[tokio::test]
+async fn connections_past_the_cap_do_not_starve_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(
+        &db_in(&dir),
+        &[
+            ("HOOKLINE_HTTP_MAX_CONNECTIONS", "4"),
+            ("HOOKLINE_HTTP_HEADER_TIMEOUT", "3s"),
+        ],
+    );
+    // A client that is already being served, on a kept-alive connection.
+    let mut served = TcpStream::connect(addr(&hookline)).await.unwrap();
+    assert!(answer_on(&mut served).await.starts_with("HTTP/1.1 200"));
+
+    // Twenty idle connections: three take the free slots, the rest wait.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(addr(&hookline)).await.unwrap());
+    }
+    assert!(
+        answer_on(&mut served).await.starts_with("HTTP/1.1 200"),
+        "a connection already served was starved by idle ones"
+    );
+
+    // A new client gets its answer once the idle ones are cut off.
+    let started = Instant::now();
+    let (status, _) = tokio::time::timeout(
+        Duration::from_secs(30),
+        hookline.request("GET", "/health", None, None),
+    )
+    .await
+    .expect("/health was never answered past the cap");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(25));
+    drop(idle);
+}
+
+/// Tenant A saves the biggest filter the API accepts on a per-line rule and
+/// sends the biggest orders that rule accepts; tenant B's one-line events
+/// are meanwhile accepted as fast as ever (p99 under 100 ms), because A's
+/// fan-out is planned off the writer thread and within a budget.
+#[tokio::test]
+async fn a_heavy_fanout_does_not_hold_up_another_tenants_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let (a, b) = (hookline.tenant("shop_a"), hookline.tenant("shop_b"));
+    let receiver = Receiver::start().await;
+    // 254 nodes of 256: the key path and 251 values, none of them a line
+    // id, so each line is compared with every value.
+    let values: Vec<Value> = (0..251).map(|i| json!(format!("v{i}"))).collect();
+    let filter = json!({"line": {"id": {"$nin": values}}});
+    let (status, body) = hookline
+        .admin(
+            &a,
+            "POST",
+            "/v1/rules",
+            // Its deliveries trickle out at 10 a second: this test is about
+            // accepting A's fan-out, not about sending it (fairness.rs is).
+            Some(
+                json!({"name": "every line", "trigger": "order.paid", "rate_limit": 10,
+                "url": receiver.url("/a"), "per_order_line": true, "filter": filter}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // One more node is refused by name.
+    let mut over: Vec<Value> = (0..260).map(|i| json!(i)).collect();
+    over.push(json!("x"));
+    let (status, body) = hookline
+        .admin(
+            &a,
+            "POST",
+            "/v1/rules",
+            Some(json!({"name": "too big", "trigger": "order.paid",
+                "url": receiver.url("/a"), "filter": {"data": {"tier": {"$nin": over}}}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("filter.data.tier.$nin")),
+        "{body}"
+    );
+    hookline.paid_orders_to(&b, receiver.url("/b")).await;
+
+    let heavy = |i: usize| {
+        let lines: Vec<Value> = (0..1000)
+            .map(|l| json!({"id": format!("l{l}"), "product_id": "p"}))
+            .collect();
+        let mut e = event(&format!("big_{i}"), "shop_a", "order.paid");
+        e["lines"] = Value::Array(lines);
+        e
+    };
+    let flood = {
+        let (base, http) = (hookline.base.clone(), reqwest::Client::new());
+        tokio::spawn(async move {
+            for i in 0..6 {
+                let status = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(INGEST_TOKEN)
+                    .json(&heavy(i))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status, 202, "the biggest accepted order");
+            }
+        })
+    };
+    let mut took = Vec::new();
+    for i in 0..50 {
+        let started = Instant::now();
+        let (status, _) = hookline
+            .send_event(&event(&format!("small_{i}"), "shop_b", "order.paid"))
+            .await;
+        took.push(started.elapsed());
+        assert_eq!(status, 202);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flood.await.unwrap();
+    took.sort();
+    eprintln!("B's ingest, slowest five: {:?}", &took[took.len() - 5..]);
+    let p99 = took[took.len() * 99 / 100 - 1];
+    assert!(
+        p99 < Duration::from_millis(100),
+        "B's ingest p99 was {p99:?}"
+    );
+    let a_deliveries = hookline.deliveries(&a, "limit=1").await;
+    assert_eq!(a_deliveries.len(), 1, "A's heavy events were delivered too");
+}
