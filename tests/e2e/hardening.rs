@@ -238,3 +238,119 @@ async fn a_heavy_fanout_does_not_hold_up_another_tenants_ingest() {
     let a_deliveries = hookline.deliveries(&a, "limit=1").await;
     assert_eq!(a_deliveries.len(), 1, "A's heavy events were delivered too");
 }
+
+/// A receiver as many merchants run one: a single worker that takes one
+/// connection at a time, 20 ms a request, with a listen backlog of 8.
+/// Answers its address and the count of requests it served.
+async fn one_worker_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(8).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            // The whole request: headers, then content-length bytes.
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 8192];
+            let complete = loop {
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+                else {
+                    break false;
+                };
+                if n == 0 {
+                    break false;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if seen.len() >= end + 4 + length {
+                        break true;
+                    }
+                }
+            };
+            if complete {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = stream.shutdown().await;
+        }
+    });
+    (url, served)
+}
+
+/// A burst of 200 events for one rule reaches a one-worker receiver at the
+/// pace it can take: at most 5 % of attempts fail, and the burst takes at
+/// most twice what the receiver's capacity allows (200 × 20 ms = 4 s).
+#[tokio::test]
+async fn a_burst_reaches_a_small_receiver_at_its_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let shop = hookline.tenant("shop_1");
+    let (url, served) = one_worker_receiver().await;
+    let rule = hookline.paid_orders_to(&shop, url).await;
+    let started = Instant::now();
+    let events: Vec<Value> = (0..200)
+        .map(|i| event(&format!("evt_{i}"), "shop_1", "order.paid"))
+        .collect();
+    for chunk in events.chunks(100) {
+        let (status, body) = hookline
+            .request(
+                "POST",
+                "/v1/events/batch",
+                Some(INGEST_TOKEN),
+                Some(json!({ "events": chunk }).to_string()),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served.load(std::sync::atomic::Ordering::SeqCst) < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    let mut attempts = 0;
+    let mut failed = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("/v1/deliveries?rule_id={rule}&limit=100&cursor={c}"),
+            None => format!("/v1/deliveries?rule_id={rule}&limit=100"),
+        };
+        let (_, page) = hookline.admin(&shop, "GET", &query, None).await;
+        for d in page["data"].as_array().unwrap() {
+            for a in d["attempts"].as_array().unwrap() {
+                attempts += 1;
+                failed += usize::from(a["error"].is_string());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    eprintln!("200 events in {took:?}: {attempts} attempts, {failed} failed");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 200);
+    assert!(
+        failed * 20 <= attempts,
+        "{failed} of {attempts} attempts failed"
+    );
+    assert!(took < Duration::from_secs(8), "the burst took {took:?}");
+}

@@ -18,6 +18,7 @@
 pub mod api_key;
 pub mod attempt;
 pub mod breaker;
+pub mod concurrency;
 pub mod delivery;
 pub mod error;
 pub mod event;

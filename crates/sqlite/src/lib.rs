@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
+use hookline_core::concurrency::AdaptiveLimit;
 use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
 use hookline_core::record::decode_rule;
@@ -92,6 +93,8 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct ScheduleState {
     pub buckets: HashMap<String, TokenBucket>,
+    /// Each rule's attempts in flight as its receiver's answers allow.
+    pub limits: HashMap<String, AdaptiveLimit>,
     pub last_fruitless: Option<(Timestamp, String)>,
     /// The last receive left due work behind for a share, a circuit or a
     /// rate: settling an attempt may free room for it, so it wakes the

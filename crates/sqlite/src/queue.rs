@@ -290,8 +290,14 @@ impl DeliveryQueue for SqliteBackend {
                     .lock()
                     .map_err(|_| StoreError::unavailable("receive", std::io::Error::other("a rate limiter panicked")))?;
                 let state = &mut *state;
-                let mut admission =
-                    Admission::load(conn, now, fairness, &breaker, &mut state.buckets)?;
+                let mut admission = Admission::load(
+                    conn,
+                    now,
+                    fairness,
+                    &breaker,
+                    &mut state.buckets,
+                    &state.limits,
+                )?;
                 let picked = pick(conn, now, max, &mut admission, &mut state.last_fruitless)?;
                 state.held_back = admission.held_back();
                 // One statement leases them all.
@@ -327,7 +333,16 @@ impl DeliveryQueue for SqliteBackend {
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
-        let breaker = self.options().breaker;
+        let (breaker, cap) = (self.options().breaker, self.options().fairness.per_rule);
+        if let Ok(mut state) = self.schedule().lock() {
+            for s in &settlements {
+                state.limits.entry(s.rule_id.clone()).or_default().observe(
+                    &s.attempt,
+                    s.receiver_ok,
+                    cap,
+                );
+            }
+        }
         let backend = self.clone();
         self.writer()
             .write_relaxed(move |conn, effects| {

@@ -9,13 +9,15 @@ use std::collections::HashMap;
 
 use hookline_core::Timestamp;
 use hookline_core::breaker::{Breaker, Circuit, Health};
+use hookline_core::concurrency::{AdaptiveLimit, START};
 use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
 use rusqlite::{Connection, params};
 
 use crate::error::unavailable;
 
-/// How many attempts may be in flight at once per rule and per tenant.
+/// How many attempts may be in flight at once per rule (the most its
+/// adaptive limit may reach) and per tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fairness {
     pub per_rule: usize,
@@ -48,6 +50,8 @@ pub(crate) struct Admission<'b> {
     /// Rules that limit their deliveries a second, and their buckets.
     rate_limits: HashMap<String, u32>,
     buckets: &'b mut HashMap<String, TokenBucket>,
+    /// Rules whose receivers have shown how much they take at once.
+    limits: &'b HashMap<String, AdaptiveLimit>,
     /// Rate-limited rules out of tokens for now.
     exhausted: Vec<String>,
     held_back: bool,
@@ -62,6 +66,7 @@ impl<'b> Admission<'b> {
         fairness: Fairness,
         breaker: &Breaker,
         buckets: &'b mut HashMap<String, TokenBucket>,
+        limits: &'b HashMap<String, AdaptiveLimit>,
     ) -> Result<Self, StoreError> {
         let mut admission = Admission {
             fairness,
@@ -71,6 +76,7 @@ impl<'b> Admission<'b> {
             circuits: HashMap::new(),
             rate_limits: HashMap::new(),
             buckets,
+            limits,
             exhausted: Vec::new(),
             held_back: false,
         };
@@ -133,7 +139,12 @@ impl<'b> Admission<'b> {
         match self.circuits.get(rule) {
             Some(Circuit::Open { .. }) => 0,
             Some(Circuit::Probing) => 1,
-            Some(Circuit::Closed) | None => self.fairness.per_rule,
+            Some(Circuit::Closed) | None => self
+                .limits
+                .get(rule)
+                .map_or(START.min(self.fairness.per_rule), |l| {
+                    l.limit(self.fairness.per_rule)
+                }),
         }
     }
 
