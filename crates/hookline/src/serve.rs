@@ -49,6 +49,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         fairness: Fairness {
             per_rule: args.rule_concurrency,
             per_tenant: args.tenant_concurrency,
+            adaptive: true,
         },
         breaker: settings.breaker,
         sealing_key: args.store.sealing_key,

@@ -200,7 +200,15 @@ fn record_health(
     breaker: &Breaker,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
-    match s.health_change() {
+    // Any success ends the run of failures, whatever the health was when the
+    // attempt was received: with attempts side by side, that snapshot is
+    // often older than the failures, and the run would span successes. Here
+    // it costs one indexed delete, usually of nothing.
+    let change = match (s.receiver_ok, s.health_change()) {
+        (Some(true), _) => Some(HealthChange::Recovered),
+        (_, change) => change,
+    };
+    match change {
         None => Ok(()),
         Some(HealthChange::Recovered) => conn
             .prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")

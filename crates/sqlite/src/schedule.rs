@@ -22,6 +22,10 @@ use crate::error::unavailable;
 pub struct Fairness {
     pub per_rule: usize,
     pub per_tenant: usize,
+    /// Whether a rule's share follows its receiver's answers (from
+    /// [`START`] up to `per_rule`); off, it is `per_rule` from the start, as
+    /// the conformance suite wants of a queue held to SQS's semantics.
+    pub adaptive: bool,
 }
 
 impl Default for Fairness {
@@ -29,6 +33,7 @@ impl Default for Fairness {
         Fairness {
             per_rule: 128,
             per_tenant: 192,
+            adaptive: true,
         }
     }
 }
@@ -139,6 +144,7 @@ impl<'b> Admission<'b> {
         match self.circuits.get(rule) {
             Some(Circuit::Open { .. }) => 0,
             Some(Circuit::Probing) => 1,
+            Some(Circuit::Closed) | None if !self.fairness.adaptive => self.fairness.per_rule,
             Some(Circuit::Closed) | None => self
                 .limits
                 .get(rule)

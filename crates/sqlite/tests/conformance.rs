@@ -8,7 +8,7 @@ use hookline_conformance::{self as suite, Harness};
 use hookline_core::delivery::Attempt;
 use hookline_core::ports::{DeliveryQueue, NewTenant, Outcome, Store};
 use hookline_core::{DeliveryStatus, Rule, RuleDraft, Scope, Settlement, Trigger, WebhookKey};
-use hookline_sqlite::{SqliteBackend, SqliteOptions};
+use hookline_sqlite::{Fairness, SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
 
 const VISIBILITY: Duration = Duration::from_secs(1);
@@ -24,6 +24,12 @@ fn harness() -> Sqlite {
     let options = SqliteOptions {
         visibility_timeout: VISIBILITY,
         breaker: suite::BREAKER,
+        // The suite holds the queue to SQS's semantics, which know no
+        // in-flight limit; the adaptive one is the local deliverer's.
+        fairness: Fairness {
+            adaptive: false,
+            ..Fairness::default()
+        },
         ..SqliteOptions::default()
     };
     Sqlite {
