@@ -43,8 +43,13 @@ pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> 
 }
 
 /// The id in a route's path (`/v1/rules/{id}`), refused with a JSON error
-/// naming `path` when it does not decode (`%ff%fe` is no UTF-8).
+/// naming `path` when it does not decode (`%ff%fe` is no UTF-8). One longer
+/// than any id Hookline keeps is answered 404 before a store is asked (a
+/// DynamoDB key has a limit of its own, which would answer 503).
 pub struct Id(pub String);
+
+/// The longest id any resource has (event ids are checked to this length).
+const MAX_ID_BYTES: usize = 200;
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
@@ -52,7 +57,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(id)| Id(id))
             .map_err(|rejection| {
                 ApiError::field(
                     StatusCode::BAD_REQUEST,
@@ -60,6 +64,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
                     "path",
                     rejection.body_text(),
                 )
+            })
+            .and_then(|Path(id): Path<String>| {
+                if id.len() > MAX_ID_BYTES {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no such id: ids are at most {MAX_ID_BYTES} bytes"),
+                    ));
+                }
+                Ok(Id(id))
             })
     }
 }

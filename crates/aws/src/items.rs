@@ -212,6 +212,26 @@ impl RuleItem {
     }
 }
 
+/// Every attribute an [`EventItem`] may have: the ingest function's role may
+/// write these and no others (template.yaml).
+pub const EVENT_ATTRIBUTES: &[&str] = &[
+    "pk",
+    "sk",
+    "tenant_id",
+    "id",
+    "trigger",
+    "occurred_at",
+    "received_at",
+    "payment_page_id",
+    "upsell_id",
+    "first_payment",
+    "lines",
+    "data",
+    "subject",
+    "routed",
+    "ttl",
+];
+
 #[derive(Serialize, Deserialize)]
 pub struct EventItem {
     pub pk: String,
@@ -292,4 +312,48 @@ pub fn ttl_from(t: Timestamp) -> i64 {
 
 pub fn gsi_sort(created_at: i64, id: &str) -> String {
     format!("{created_at:013}#{id}")
+}
+
+#[cfg(test)]
+mod event_attributes {
+    use hookline_core::event::Subject;
+
+    use super::*;
+
+    /// The list is the item's: an event item with every field set has
+    /// exactly these attributes.
+    #[test]
+    fn name_every_field_of_an_event_item() {
+        let item = EventItem {
+            pk: "T#t".into(),
+            sk: "E#e".into(),
+            tenant_id: "t".into(),
+            id: "e".into(),
+            trigger: "order.paid".into(),
+            occurred_at: 1,
+            received_at: 2,
+            payment_page_id: Some("p".into()),
+            upsell_id: Some("u".into()),
+            first_payment: true,
+            lines: Vec::new(),
+            data: "{}".into(),
+            subject: Some(Subject {
+                kind: "order".into(),
+                id: "o".into(),
+            }),
+            routed: false,
+            ttl: 3,
+        };
+        let value = serde_json::to_value(&item).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = EVENT_ATTRIBUTES.to_vec();
+        fields.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+    }
 }

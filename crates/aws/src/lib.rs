@@ -32,7 +32,10 @@ mod vault;
 pub use backend::AwsBackend;
 pub use calls::{CallCount, Calls};
 pub use deliver::Deliverer;
-pub use items::{GSI1, GSI1_PARTITION_KEY, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
+pub use items::{
+    EVENT_ATTRIBUTES, GSI1, GSI1_PARTITION_KEY, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY,
+    TTL_ATTRIBUTE, tenant_pk,
+};
 pub use messages::{DeliveryMessage, EventMessage};
 pub use poller::poll_once;
 pub use redrive::redrive;

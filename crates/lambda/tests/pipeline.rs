@@ -880,3 +880,103 @@ async fn routed_counting_calls(p: &Pipeline, batch: SqsEvent) -> (u64, u64, u64)
         after.sqs - before.sqs,
     )
 }
+
+/// One event over its fan-out budget fails alone in a router batch (SQS
+/// retries it, then dead-letters it); the other tenant's event beside it is
+/// routed and delivered.
+#[tokio::test]
+async fn a_heavy_event_fails_alone_in_its_router_batch() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    p.backend
+        .create_tenant(NewTenant {
+            id: "shop_2".into(),
+            api_key_hash: hash_api_key("hk_other"),
+            webhook_key: p.key.clone(),
+            created_at: SystemClock.now(),
+        })
+        .await
+        .unwrap();
+    // Eleven per-line rules on a 1,000-line order: 11,000 deliveries, over
+    // the budget of 10,000.
+    for i in 0..11 {
+        p.rule(
+            json!({"name": format!("lines {i}"), "trigger": "order.paid",
+            "url": format!("{}/heavy", r.base), "per_order_line": true}),
+        )
+        .await;
+    }
+    let (status, _) = p
+        .call(
+            "POST",
+            "/v1/rules",
+            "hk_other",
+            json!({"name": "b", "trigger": "order.paid", "url": format!("{}/light", r.base)}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let lines: Vec<Value> = (0..1000)
+        .map(|i| json!({"id": format!("l{i}"), "product_id": "p"}))
+        .collect();
+    p.ingest(event("evt_heavy", "order.paid", json!({"lines": lines})))
+        .await;
+    let mut light = event("evt_light", "order.paid", json!({}));
+    light["tenant_id"] = json!("shop_2");
+    p.ingest(light).await;
+    // The messages ingest queued are dropped: this test hands the router its own batch.
+    let url = p.backend.settings().events_queue_url.clone();
+    while poll_once(&p.backend, &url, 0, |_| async {
+        SqsBatchResponse::default()
+    })
+    .await
+    .unwrap()
+        > 0
+    {}
+    let mut batch = SqsEvent::default();
+    for (n, (tenant, id)) in [("shop_1", "evt_heavy"), ("shop_2", "evt_light")]
+        .into_iter()
+        .enumerate()
+    {
+        let message = EventMessage {
+            tenant_id: tenant.into(),
+            event_id: id.into(),
+        };
+        let mut record = event_batch(&message).records.remove(0);
+        record.message_id = Some(format!("m-{n}"));
+        batch.records.push(record);
+    }
+    let answer = route_batch(&p.backend, batch).await;
+    let failed: Vec<&str> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m-0"], "only the heavy event's message fails");
+    p.deliver_all(Duration::from_millis(500)).await;
+    let hits = r.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].body["event_id"], "evt_light");
+    assert!(
+        p.deliveries().await.is_empty(),
+        "nothing of the heavy event was recorded"
+    );
+}
+
+/// A path id longer than any id Hookline keeps is answered 404 before the
+/// store is asked (DynamoDB refuses keys over 1,024 bytes, which was a 503).
+#[tokio::test]
+async fn an_overlong_path_id_is_not_found() {
+    let p = pipeline(8, "1s").await;
+    let long = "x".repeat(2000);
+    for path in [
+        format!("/v1/rules/{long}"),
+        format!("/v1/deliveries/{long}"),
+    ] {
+        let (status, body) = p.call("GET", &path, API_KEY, Value::Null).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+}

@@ -241,6 +241,66 @@ fn the_deliveries_queue_fits_the_retry_schedule() {
     }
 }
 
+/// The ingest function may write event items and nothing else: under a
+/// tenant's partition, with exactly the event item's attributes.
+#[test]
+fn the_ingest_role_writes_only_events() {
+    let t = template();
+    let statements = t["Resources"]["IngestFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_vec()
+        .unwrap();
+    let puts: Vec<&Yaml> = statements
+        .iter()
+        .filter(|s| {
+            s["Action"]
+                .as_vec()
+                .is_some_and(|a| a.iter().any(|a| a.as_str() == Some("dynamodb:PutItem")))
+        })
+        .collect();
+    assert_eq!(puts.len(), 1, "one statement grants PutItem");
+    let condition = &puts[0]["Condition"];
+    let leading: Vec<&str> = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(leading, ["T#*"]);
+    assert!(hookline_aws::items::tenant_pk("shop_1").starts_with("T#"));
+    let allowed: BTreeSet<&str> = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(
+        allowed,
+        hookline_aws::items::EVENT_ATTRIBUTES
+            .iter()
+            .copied()
+            .collect()
+    );
+}
+
+/// A test send may take the whole delivery timeout; the admin function
+/// must outlast it, and API Gateway (30 s) must outlast the function.
+#[test]
+fn the_admin_function_outlasts_a_test_send() {
+    let t = template();
+    let delivery = hookline_core::settings::duration(
+        t["Globals"]["Function"]["Environment"]["Variables"]["HOOKLINE_DELIVERY_TIMEOUT"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let admin = number(&t["Resources"]["AdminFunction"]["Properties"]["Timeout"]) as u64;
+    assert!(
+        admin >= delivery.as_secs() + 5,
+        "admin {admin} s, delivery {delivery:?}"
+    );
+    assert!(admin < 30, "API Gateway gives up at 30 s");
+}
+
 #[tokio::test]
 async fn every_http_route_is_served_by_the_router() {
     const PUBLIC: &[&str] = &["/openapi.json", "/dashboard", "/dashboard/app.js"];
