@@ -266,7 +266,7 @@ fn the_ingest_role_writes_only_events() {
         .filter_map(Yaml::as_str)
         .collect();
     assert_eq!(leading, ["T#*"]);
-    assert!(hookline_aws::items::tenant_pk("shop_1").starts_with("T#"));
+    assert!(hookline_aws::tenant_pk("shop_1").starts_with("T#"));
     let allowed: BTreeSet<&str> = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
         .as_vec()
         .unwrap()
@@ -275,10 +275,7 @@ fn the_ingest_role_writes_only_events() {
         .collect();
     assert_eq!(
         allowed,
-        hookline_aws::items::EVENT_ATTRIBUTES
-            .iter()
-            .copied()
-            .collect()
+        hookline_aws::EVENT_ATTRIBUTES.iter().copied().collect()
     );
 }
 
