@@ -283,3 +283,47 @@ async fn a_wrong_key_is_one_line_and_exit_code_1() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// A receiver's answer and a rule's name come from outside: the API refuses
+/// control characters in a name, and the CLI shows those in a response body
+/// as escapes instead of letting them retitle or clear the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_refused_or_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hookline::start(&db_in(&dir), &[]);
+    let t = h.tenant("shop");
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[32mverified OK";
+    let app = axum::Router::new().fallback(move || async move { hostile });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (status, body) = h
+        .admin(
+            &t,
+            "POST",
+            "/v1/rules",
+            Some(json!({"name": "\u{1b}[31mRED", "trigger": "order.paid", "url": url})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("name")),
+        "{body}"
+    );
+
+    h.paid_orders_to(&t, url).await;
+    h.send_event(&event("evt_1", "shop", "order.paid")).await;
+    let id = h.deliveries(&t, "event_id=evt_1").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delivered = h.wait_delivery(&t, &id, "succeeded").await;
+    assert_eq!(delivered["attempts"][0]["response_body"], hostile);
+    let shown = ok(&cli(&h, &t.api_key, &["deliveries", "show", &id], b""));
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
+}

@@ -419,3 +419,46 @@ async fn a_flaky_receiver_is_not_held_as_if_down() {
         "with the breaker {on:?}, without {off:?}"
     );
 }
+
+/// Test sends hold a request for up to the delivery timeout: each tenant
+/// gets ten a minute, then 429 with `Retry-After`; another tenant is not
+/// affected.
+#[tokio::test]
+async fn test_sends_are_limited_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let (a, b) = (hookline.tenant("shop_a"), hookline.tenant("shop_b"));
+    let receiver = Receiver::start().await;
+    let rule_a = hookline.paid_orders_to(&a, receiver.url("/a")).await;
+    let rule_b = hookline.paid_orders_to(&b, receiver.url("/b")).await;
+    let http = reqwest::Client::new();
+    let send = |tenant: &Tenant, rule: &str| {
+        http.post(format!("{}/v1/rules/{rule}/test", hookline.base))
+            .bearer_auth(&tenant.api_key)
+            .send()
+    };
+    // Until the first refusal; a minute may turn once on the way, which
+    // starts the count again.
+    let mut granted = 0;
+    let refusal = loop {
+        let answer = send(&a, &rule_a).await.unwrap();
+        match answer.status().as_u16() {
+            200 => granted += 1,
+            _ => break answer,
+        }
+        assert!(granted <= 20, "never refused");
+    };
+    assert!((10..=20).contains(&granted), "{granted} granted");
+    assert_eq!(refusal.status().as_u16(), 429);
+    let retry_after = refusal
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{retry_after:?}"
+    );
+    let body: Value = refusal.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(send(&b, &rule_b).await.unwrap().status().as_u16(), 200);
+}

@@ -135,13 +135,17 @@ pub async fn delete(
     }
 }
 
+/// How many test sends one tenant may make a minute: each holds a request
+/// (on Lambda, a function) for up to the delivery timeout.
+pub const TEST_SENDS_PER_MINUTE: u32 = 10;
+
 /// `POST /v1/rules/{id}/test`: one signed send of a sample event of the
 /// rule's trigger, now, to the rule as it is (disabled or not); not recorded
 /// and not retried. Answers 200 with the attempt.
 #[utoipa::path(post, operation_id = "test_rule", path = "/v1/rules/{id}/test", tag = "rules", security(("api_key" = [])), params(("id" = String, Path, description = "The rule's id.")),
     responses(
         (status = 200, description = "The receiver's answer to one signed sample event (`data.test` is true); not recorded, not retried.", body = schema::TestSend),
-        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid API key.", body = schema::ErrorBody), (status = 404, description = "No such rule for this tenant.", body = schema::ErrorBody), (status = 429, description = "The tenant made its 10 test sends of this minute (`rate_limited`); `Retry-After` says when the next minute begins.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
     ))]
 pub async fn test(
     Tenant(tenant): Tenant,
@@ -161,6 +165,17 @@ pub async fn test(
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
     let now = state.clock.now();
+    if !state
+        .store
+        .take_test_send(&tenant, now, TEST_SENDS_PER_MINUTE)
+        .await?
+    {
+        let next_minute = 60 - now.as_secs().rem_euclid(60);
+        return Err(ApiError::rate_limited(
+            format!("at most {TEST_SENDS_PER_MINUTE} test sends a minute per tenant"),
+            next_minute as u64,
+        ));
+    }
     let keys = state.store.signing_keys(&tenant, now).await?;
     let data = RawValue::from_string(rule.trigger.sample_data()).map_err(|e| {
         ApiError::new(

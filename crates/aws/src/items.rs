@@ -104,6 +104,11 @@ pub fn rate_key(tenant: &str, rule: &str, second: i64) -> Item {
     key(tenant_pk(tenant), format!("RL#{rule}#{second}"))
 }
 
+/// The count of a tenant's test sends in one minute.
+pub fn test_send_key(tenant: &str, minute: i64) -> Item {
+    key(tenant_pk(tenant), format!("TS#{minute}"))
+}
+
 pub fn deliveries_of(tenant: &str) -> String {
     format!("DL#{tenant}")
 }

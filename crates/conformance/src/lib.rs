@@ -923,6 +923,35 @@ pub async fn rules_follow_their_scope(h: &dyn Harness) {
     );
 }
 
+/// Test sends are counted per tenant and minute, and refused past the limit
+/// without being counted.
+pub async fn test_sends_are_limited_per_tenant_and_minute(h: &dyn Harness) {
+    let b = h.store();
+    let minute = Timestamp::from_millis(1_800_000_000_000);
+    for i in 0..3 {
+        assert!(b.take_test_send("a", minute, 3).await.unwrap(), "send {i}");
+    }
+    assert!(
+        !b.take_test_send("a", minute, 3).await.unwrap(),
+        "the fourth"
+    );
+    assert!(
+        !b.take_test_send("a", after(minute, 59_000), 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.take_test_send("b", minute, 3).await.unwrap(),
+        "another tenant"
+    );
+    assert!(
+        b.take_test_send("a", after(minute, 60_000), 3)
+            .await
+            .unwrap(),
+        "the next minute"
+    );
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
@@ -940,6 +969,7 @@ macro_rules! conformance_tests {
             rate_limit_delays_without_charging,
             failing_rules_are_disabled_with_an_alert,
             rules_follow_their_scope,
+            test_sends_are_limited_per_tenant_and_minute,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

@@ -290,6 +290,18 @@ pub trait Store: Send + Sync {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<Option<u64>, StoreError>;
+
+    /// Counts a test send of the tenant's in the minute of `now`, unless
+    /// `limit` of them were counted already: answers whether it may go. A
+    /// test send holds a request (and on Lambda a function) for up to the
+    /// delivery timeout, so each tenant gets a few a minute, across every
+    /// process that serves the API.
+    async fn take_test_send(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Which receive of a queued delivery an attempt runs under. Only the

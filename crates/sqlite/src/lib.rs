@@ -88,6 +88,8 @@ struct Inner {
     /// What receiving keeps between receives: each rate-limited rule's
     /// token bucket, and when a look past blocked work last found nothing.
     schedule: Mutex<ScheduleState>,
+    /// Each tenant's test sends in the current minute.
+    test_sends: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 #[derive(Default)]
@@ -235,6 +237,7 @@ impl SqliteBackend {
                 options,
                 sealer,
                 schedule: Mutex::default(),
+                test_sends: Mutex::default(),
             }),
         })
     }
@@ -277,6 +280,10 @@ impl SqliteBackend {
 
     pub(crate) fn sealer(&self) -> &KeySealer {
         &self.inner.sealer
+    }
+
+    pub(crate) fn test_sends(&self) -> &Mutex<HashMap<String, (i64, u32)>> {
+        &self.inner.test_sends
     }
 
     pub(crate) fn schedule(&self) -> &Mutex<ScheduleState> {
