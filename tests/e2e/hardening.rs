@@ -296,15 +296,61 @@ async fn one_worker_receiver() -> (String, std::sync::Arc<std::sync::atomic::Ato
     (url, served)
 }
 
+/// A receiver that sheds load as a well-behaved small service does: one
+/// worker, 20 ms a request, and once eight requests wait for it, 429 with
+/// `Retry-After: 1` at once. Answers its address and the count it served.
+async fn shedding_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let worker = Arc::new(tokio::sync::Semaphore::new(1));
+    let count = served.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (served, waiting, worker) = (count.clone(), waiting.clone(), worker.clone());
+        async move {
+            use axum::response::IntoResponse;
+            if waiting.fetch_add(1, Ordering::SeqCst) >= 8 {
+                waiting.fetch_sub(1, Ordering::SeqCst);
+                return (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                )
+                    .into_response();
+            }
+            let _turn = worker.acquire().await.unwrap();
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            served.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::OK.into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, served)
+}
+
 /// A burst of 200 events for one rule reaches a one-worker receiver at the
 /// pace it can take: at most 5 % of attempts fail, and the burst takes at
 /// most twice what the receiver's capacity allows (200 × 20 ms = 4 s).
 #[tokio::test]
 async fn a_burst_reaches_a_small_receiver_at_its_pace() {
+    let (url, served) = one_worker_receiver().await;
+    burst_of_200(url, served).await;
+}
+
+/// The same for a receiver that sheds load with 429 and `Retry-After`.
+#[tokio::test]
+async fn a_burst_reaches_a_shedding_receiver_at_its_pace() {
+    let (url, served) = shedding_receiver().await;
+    burst_of_200(url, served).await;
+}
+
+async fn burst_of_200(url: String, served: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let dir = tempfile::tempdir().unwrap();
     let hookline = Hookline::start(&db_in(&dir), &[]);
     let shop = hookline.tenant("shop_1");
-    let (url, served) = one_worker_receiver().await;
     let rule = hookline.paid_orders_to(&shop, url).await;
     let started = Instant::now();
     let events: Vec<Value> = (0..200)
