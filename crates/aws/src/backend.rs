@@ -1,10 +1,10 @@
 //! The AWS backend as one value: the table, the queues, where they are, and
 //! the counts of every call made to them. Cheap to clone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use hookline_core::breaker::Breaker;
+use hookline_core::breaker::{Breaker, Health};
 
 use crate::calls::Calls;
 use crate::queues::Queues;
@@ -21,6 +21,11 @@ pub struct AwsBackend {
     /// Tenants known to exist: ingest checks every event's tenant.
     pub(crate) known_tenants: Arc<Mutex<HashSet<String>>>,
     pub(crate) breaker: Breaker,
+    /// The last health this process wrote or read of each rule that is not
+    /// healthy: a success is counted in a window of failures only if the
+    /// job's own view or this one shows the window, and a success on a
+    /// healthy rule so writes nothing.
+    pub(crate) health_seen: Arc<Mutex<HashMap<(String, String), Health>>>,
     pub(crate) vault: Vault,
 }
 
@@ -44,6 +49,7 @@ impl AwsBackend {
             calls,
             known_tenants: Arc::default(),
             breaker: Breaker::default(),
+            health_seen: Arc::default(),
         }
     }
 
@@ -61,7 +67,26 @@ impl AwsBackend {
             calls: self.calls.clone(),
             known_tenants: Arc::default(),
             breaker: self.breaker,
+            health_seen: Arc::default(),
             vault: self.vault.clone(),
+        }
+    }
+
+    /// What this process last saw of a rule's health, if it was unhealthy.
+    pub(crate) fn health_seen(&self, tenant: &str, rule: &str) -> Option<Health> {
+        let seen = self.health_seen.lock().ok()?;
+        seen.get(&(tenant.to_owned(), rule.to_owned())).copied()
+    }
+
+    /// Notes a rule's health as this process wrote or read it.
+    pub(crate) fn saw_health(&self, tenant: &str, rule: &str, health: Health) {
+        if let Ok(mut seen) = self.health_seen.lock() {
+            let key = (tenant.to_owned(), rule.to_owned());
+            if health == Health::default() {
+                seen.remove(&key);
+            } else {
+                seen.insert(key, health);
+            }
         }
     }
 

@@ -182,10 +182,19 @@ pub struct RuleItem {
     pub gsi1pk: String,
     pub gsi1sk: String,
     pub rule: String,
+    /// The breaker's [`Health`], each part absent while it is at its default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trips: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
     /// Until when a probe attempt is running (circuit probing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_until: Option<i64>,
@@ -199,16 +208,24 @@ impl RuleItem {
             gsi1pk: rules_by_trigger(&rule.tenant_id, rule.trigger.as_str()),
             gsi1sk: rule_index_sk(rule),
             rule: encode_rule(rule),
+            attempts: None,
             failures: None,
+            window_start: None,
             open_until: None,
+            trips: None,
+            failing_since: None,
             probe_until: None,
         }
     }
 
     pub fn health(&self) -> Health {
         Health {
+            attempts: self.attempts.unwrap_or(0),
             failures: self.failures.unwrap_or(0),
+            window_start: self.window_start.map(Timestamp::from_millis),
             open_until: self.open_until.map(Timestamp::from_millis),
+            trips: self.trips.unwrap_or(0),
+            failing_since: self.failing_since.map(Timestamp::from_millis),
         }
     }
 

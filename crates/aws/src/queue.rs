@@ -16,11 +16,11 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use hookline_core::breaker::Circuit;
+use hookline_core::breaker::{Circuit, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::ports::{
-    DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
-    Store, StoreError,
+    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
+    StoreError,
 };
 use hookline_core::{DeliveryStatus, Event, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -271,70 +271,133 @@ pub(crate) async fn hold(
         .await
 }
 
-/// Tells the rule's breaker what an attempt showed. A failure is counted in
-/// place, since attempts of one rule run side by side, and opens the circuit
-/// at the threshold; a success of a rule known unhealthy clears it.
+/// How often a health step is tried again when another settlement moved
+/// the rule's health first.
+const HEALTH_TRIES: usize = 5;
+
+/// Tells the rule's breaker what an attempt showed ([`Breaker::after`]).
+/// The step is written only if the health is still what it was computed
+/// from (attempts of one rule settle side by side, in many functions);
+/// otherwise the health is read again and the step taken again. A success
+/// of a rule that both the job and this process saw healthy writes nothing,
+/// so the healthy path costs no write; a success in another process's
+/// fresh window may so go uncounted until this one sees the window.
+///
+/// [`Breaker::after`]: hookline_core::breaker::Breaker::after
 async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), StoreError> {
+    let Some(ok) = s.receiver_ok else {
+        return Ok(());
+    };
+    let seen = backend.health_seen(&s.tenant_id, &s.rule_id);
+    if ok && s.rule_health == Health::default() && seen.is_none() {
+        return Ok(());
+    }
     let key = rule_key(&s.tenant_id, &s.rule_id);
-    match s.health_change() {
-        None => {}
-        Some(HealthChange::Recovered) => {
-            backend
-                .table
-                .update(key, |u| {
-                    u.update_expression("REMOVE failures, open_until, probe_until, failing_since")
-                        .condition_expression("attribute_exists(pk)")
-                })
-                .await?;
+    let mut before = seen.unwrap_or(s.rule_health);
+    for _ in 0..HEALTH_TRIES {
+        let after = backend.breaker.after(&before, ok, s.attempt.at);
+        if after == before {
+            return Ok(());
         }
-        Some(HealthChange::Failed) => {
-            let at = AttributeValue::N(s.attempt.at.as_millis().to_string());
-            let after = backend
-                .table
-                .update(key.clone(), |u| {
-                    u.update_expression(
-                        "ADD failures :one SET failing_since = if_not_exists(failing_since, :at)",
-                    )
-                    .condition_expression(
-                        "attribute_exists(pk) AND (attribute_not_exists(open_until) OR open_until <= :at)",
-                    )
-                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                    .expression_attribute_values(":at", at)
-                    .return_values(ReturnValue::AllNew)
-                })
-                .await?;
-            // No answer: the rule is gone, or its circuit opened while this
-            // attempt was in flight, and then the failure is not counted.
-            let Some(after) = after else {
-                return Ok(());
-            };
-            let number = |name: &str| match after.get(name) {
-                Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
-                _ => None,
-            };
-            let failures = u32::try_from(number("failures").unwrap_or(0)).unwrap_or(u32::MAX);
-            if let Some(until) = backend.breaker.open_until(failures, s.attempt.at) {
-                backend
-                    .table
-                    .update(key, |u| {
-                        u.update_expression("SET open_until = :until REMOVE probe_until")
-                            .condition_expression("attribute_exists(pk)")
-                            .expression_attribute_values(
-                                ":until",
-                                AttributeValue::N(until.as_millis().to_string()),
-                            )
-                    })
-                    .await?;
+        let written = backend
+            .table
+            .update(key.clone(), |u| {
+                health_step(u, &before, &after).return_values(ReturnValue::AllNew)
+            })
+            .await?;
+        let Some(item) = written else {
+            // Moved meanwhile, or the rule is gone: read it again.
+            match backend.table.get::<RuleItem>(key.clone()).await? {
+                Some(item) => before = item.health(),
+                None => return Ok(()),
             }
-            let failing_since =
-                Timestamp::from_millis(number("failing_since").unwrap_or(s.attempt.at.as_millis()));
-            if backend.breaker.should_disable(failing_since, s.attempt.at) {
-                let rule = from_item::<RuleItem>(after)?.rule(&s.tenant_id)?;
-                disable_for_failing(backend, s, rule, failing_since).await?;
+            backend.saw_health(&s.tenant_id, &s.rule_id, before);
+            continue;
+        };
+        backend.saw_health(&s.tenant_id, &s.rule_id, after);
+        if let Some(since) = after.failing_since
+            && backend.breaker.should_disable(since, s.attempt.at)
+        {
+            let rule = from_item::<RuleItem>(item)?.rule(&s.tenant_id)?;
+            disable_for_failing(backend, s, rule, since).await?;
+        }
+        return Ok(());
+    }
+    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id,
+        "the rule's health kept moving; this attempt is not counted");
+    Ok(())
+}
+
+/// The update that moves a rule item's health from `before` to `after`,
+/// on condition that it is still `before`. A probe's claim goes whenever
+/// the circuit's state does.
+fn health_step(
+    mut u: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    before: &Health,
+    after: &Health,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    let count = |n: u32| (n > 0).then_some(i64::from(n));
+    let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
+    let fields = [
+        ("attempts", count(before.attempts), count(after.attempts)),
+        ("failures", count(before.failures), count(after.failures)),
+        (
+            "window_start",
+            millis(before.window_start),
+            millis(after.window_start),
+        ),
+        (
+            "open_until",
+            millis(before.open_until),
+            millis(after.open_until),
+        ),
+        ("trips", count(before.trips), count(after.trips)),
+        (
+            "failing_since",
+            millis(before.failing_since),
+            millis(after.failing_since),
+        ),
+    ];
+    let (mut set, mut remove, mut condition) = (
+        Vec::new(),
+        Vec::new(),
+        vec!["attribute_exists(pk)".to_owned()],
+    );
+    for (i, (name, was, will)) in fields.into_iter().enumerate() {
+        u = u.expression_attribute_names(format!("#h{i}"), name);
+        match was {
+            Some(v) => {
+                condition.push(format!("#h{i} = :b{i}"));
+                u = u.expression_attribute_values(
+                    format!(":b{i}"),
+                    AttributeValue::N(v.to_string()),
+                );
             }
+            None => condition.push(format!("attribute_not_exists(#h{i})")),
+        }
+        match will {
+            Some(v) => {
+                set.push(format!("#h{i} = :a{i}"));
+                u = u.expression_attribute_values(
+                    format!(":a{i}"),
+                    AttributeValue::N(v.to_string()),
+                );
+            }
+            None => remove.push(format!("#h{i}")),
         }
     }
-    Ok(())
+    if before.open_until != after.open_until {
+        remove.push("probe_until".to_owned());
+    }
+    let mut expression = String::new();
+    if !set.is_empty() {
+        expression.push_str(&format!("SET {}", set.join(", ")));
+    }
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    u.update_expression(expression.trim())
+        .condition_expression(condition.join(" AND "))
 }
 
 /// Disables a rule that has failed too long (its health goes with the old

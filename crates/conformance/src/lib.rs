@@ -35,6 +35,8 @@ pub trait Harness: Send + Sync {
 /// The breaker every harness runs its backend with: quick to open and cool.
 pub const BREAKER: Breaker = Breaker {
     threshold: 3,
+    failure_rate: 70,
+    window: Duration::from_secs(60),
     cool_down: Duration::from_secs(2),
     max_cool_down: Duration::from_secs(8),
     disable_after: Duration::from_secs(3),
@@ -714,6 +716,37 @@ pub async fn circuit_breaker(h: &dyn Harness) {
     }
 }
 
+/// The breaker judges a rule by its failure rate, not by a run: a receiver
+/// that fails one attempt in three, settled one at a time as the attempts
+/// end, keeps its circuit closed, and its failed deliveries come back.
+pub async fn a_flaky_rule_is_not_held_back(h: &dyn Harness) {
+    let b = h.store();
+    tenant(b, "a").await;
+    paid_rule(b, "a", "r").await;
+    paid_orders(b, "a", 12).await;
+    h.route().await;
+    let jobs = receive_n(h, 12, 12).await;
+    for (i, job) in jobs.iter().enumerate() {
+        let settlement = if i % 3 == 0 {
+            reported(job, Outcome::RetryAt(now()), false)
+        } else {
+            reported(job, Outcome::Succeeded, true)
+        };
+        h.queue().settle(vec![settlement]).await.unwrap();
+    }
+    let again = receive_n(h, 4, 10).await;
+    assert!(
+        again.iter().all(|j| j.attempt == 2),
+        "the four failed ones, retried"
+    );
+    let d = b
+        .delivery("a", &again[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.waiting, None, "no circuit holds them");
+}
+
 /// A batch of events is accepted item by item, in order, with the same
 /// answers one at a time would get, and routed once.
 pub async fn accept_events_judges_each_alone(h: &dyn Harness) {
@@ -965,6 +998,7 @@ macro_rules! conformance_tests {
             delivery_log_and_recover,
             limits,
             circuit_breaker,
+            a_flaky_rule_is_not_held_back,
             accept_events_judges_each_alone,
             rate_limit_delays_without_charging,
             failing_rules_are_disabled_with_an_alert,

@@ -422,19 +422,6 @@ impl Settlement {
         }
     }
 
-    /// What this attempt tells the rule's breaker, if anything: an attempt
-    /// that made no request says nothing of the receiver, and a success on a
-    /// rule known healthy changes nothing (so the healthy path writes
-    /// nothing). A failure is counted by the store atomically, since attempts
-    /// of one rule run side by side.
-    pub fn health_change(&self) -> Option<HealthChange> {
-        match self.receiver_ok? {
-            true if self.rule_health == Health::default() => None,
-            true => Some(HealthChange::Recovered),
-            false => Some(HealthChange::Failed),
-        }
-    }
-
     /// The status the delivery has once this settlement is recorded.
     pub fn status(&self) -> DeliveryStatus {
         match self.outcome {
@@ -443,15 +430,6 @@ impl Settlement {
             Outcome::Dead => DeliveryStatus::Dead,
         }
     }
-}
-
-/// See [`Settlement::health_change`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthChange {
-    /// The receiver took a delivery: the run of failures is over.
-    Recovered,
-    /// One more failure in the run.
-    Failed,
 }
 
 /// Each tenant's signing keys, loaded once for a batch of jobs.

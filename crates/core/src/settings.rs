@@ -114,6 +114,18 @@ impl Settings {
                     b.threshold,
                     threshold,
                 )?,
+                failure_rate: parsed(
+                    "HOOKLINE_BREAKER_FAILURE_RATE",
+                    set("HOOKLINE_BREAKER_FAILURE_RATE"),
+                    b.failure_rate,
+                    percent,
+                )?,
+                window: parsed(
+                    "HOOKLINE_BREAKER_WINDOW",
+                    set("HOOKLINE_BREAKER_WINDOW"),
+                    b.window,
+                    duration,
+                )?,
                 cool_down: parsed(
                     "HOOKLINE_BREAKER_COOL_DOWN",
                     set("HOOKLINE_BREAKER_COOL_DOWN"),
@@ -173,6 +185,16 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s.trim()).ok_or_else(|| "expected a duration such as 15s, 30m or 24h".into())
 }
 
+/// A share in percent, `1` to `100`, with or without its `%`.
+pub fn percent(s: &str) -> Result<u32, String> {
+    s.trim()
+        .trim_end_matches('%')
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| "expected a share in percent from 1 to 100, such as 70%".into())
+}
+
 /// A whole number of at least one.
 pub fn count(s: &str) -> Result<usize, String> {
     s.trim()
@@ -230,6 +252,8 @@ mod tests {
             "HOOKLINE_DELIVERY_TIMEOUT",
             "HOOKLINE_MAX_RULES",
             "HOOKLINE_BREAKER_THRESHOLD",
+            "HOOKLINE_BREAKER_FAILURE_RATE",
+            "HOOKLINE_BREAKER_WINDOW",
             "HOOKLINE_BREAKER_COOL_DOWN",
             "HOOKLINE_DISABLE_AFTER",
         ] {
@@ -243,6 +267,14 @@ mod tests {
             1,
             "empty means no retries"
         );
+        assert_eq!(
+            with("HOOKLINE_BREAKER_FAILURE_RATE", "55%")
+                .unwrap()
+                .breaker
+                .failure_rate,
+            55
+        );
+        assert!(with("HOOKLINE_BREAKER_FAILURE_RATE", "0").is_err());
         assert_eq!(
             with("HOOKLINE_KEY_GRACE", "2h").unwrap().key_grace,
             Duration::from_secs(7200)

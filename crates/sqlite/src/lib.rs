@@ -162,6 +162,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         file_rules_by_scope(conn)?;
     }
     add_column(conn, "rule_health", "failing_since", "INTEGER")?;
+    add_column(
+        conn,
+        "rule_health",
+        "attempts",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
+    add_column(conn, "rule_health", "window_start", "INTEGER")?;
+    add_column(conn, "rule_health", "trips", "INTEGER NOT NULL DEFAULT 0")?;
     // Every receive reads the rate-limited rules, the open circuits and the
     // leases in flight: partial indexes keep each read to those rows.
     conn.execute_batch(
@@ -171,7 +179,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          DROP INDEX IF EXISTS rules_by_trigger;
          CREATE INDEX IF NOT EXISTS rules_by_scope ON rules (tenant_id, trigger, scope_key);
          CREATE INDEX IF NOT EXISTS rules_rate_limited ON rules (id, rate_limit) WHERE rate_limit IS NOT NULL;
-         CREATE INDEX IF NOT EXISTS rule_health_open ON rule_health (rule_id, failures, open_until)
+         DROP INDEX IF EXISTS rule_health_open;
+         CREATE INDEX IF NOT EXISTS rule_health_circuits ON rule_health (rule_id, open_until)
            WHERE open_until IS NOT NULL;",
     )
 }

@@ -6,8 +6,7 @@ use hookline_core::breaker::{Breaker, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::event::Line;
 use hookline_core::ports::{
-    DeliveryJob, DeliveryQueue, Destination, HealthChange, KeyCache, Lease, Outcome, Settlement,
-    StoreError,
+    DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
 };
 use hookline_core::record::encode_rule;
 use hookline_core::sealing::KeySealer;
@@ -74,6 +73,7 @@ fn load_job(
                     Health {
                         failures: r.get::<_, Option<u32>>(10)?.unwrap_or(0),
                         open_until: r.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+                        ..Health::default()
                     },
                     r.get::<_, Option<String>>(12)?,
                 ))
@@ -189,66 +189,76 @@ fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Tells the rule's breaker what the attempt showed: a failure is counted
-/// in place (attempts of one rule run side by side) and opens the circuit at
-/// the threshold; a success of a rule known unhealthy clears it. A rule that
-/// has failed for `disable_after` without a success is disabled, and the
-/// tenant's `rule.disabled` rules are told, in the same transaction.
+/// Tells the rule's breaker what the attempt showed ([`Breaker::after`]),
+/// reading the rule's health as it is now (attempts of one rule settle side
+/// by side, so the job's view of it may be old). A rule that has failed for
+/// `disable_after` without a success is disabled, and the tenant's
+/// `rule.disabled` rules are told, in the same transaction.
 fn record_health(
     conn: &Connection,
     s: &Settlement,
     breaker: &Breaker,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
-    // Any success ends the run of failures, whatever the health was when the
-    // attempt was received: with attempts side by side, that snapshot is
-    // often older than the failures, and the run would span successes. Here
-    // it costs one indexed delete, usually of nothing.
-    let change = match (s.receiver_ok, s.health_change()) {
-        (Some(true), _) => Some(HealthChange::Recovered),
-        (_, change) => change,
+    let Some(ok) = s.receiver_ok else {
+        return Ok(());
     };
-    match change {
-        None => Ok(()),
-        Some(HealthChange::Recovered) => conn
-            .prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
-            .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
-            .map(|_| ())
-            .map_err(unavailable),
-        Some(HealthChange::Failed) => {
-            let at = s.attempt.at.as_millis();
-            let counted: Option<(u32, i64)> = conn
-                .prepare_cached(
-                    "INSERT INTO rule_health (tenant_id, rule_id, failures, failing_since) VALUES (?1, ?2, 1, ?3)
-                     ON CONFLICT DO UPDATE SET failures = failures + 1,
-                       failing_since = COALESCE(failing_since, ?3)
-                       WHERE open_until IS NULL OR open_until <= ?3
-                     RETURNING failures, failing_since",
-                )
-                .and_then(|mut st| {
-                    st.query_row(params![s.tenant_id, s.rule_id, at], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
+    let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
+    let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
+    let before = conn
+        .prepare_cached(
+            "SELECT attempts, failures, window_start, open_until, trips, failing_since
+             FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![s.tenant_id, s.rule_id], |r| {
+                Ok(Health {
+                    attempts: r.get(0)?,
+                    failures: r.get(1)?,
+                    window_start: stamp(r.get(2)?),
+                    open_until: stamp(r.get(3)?),
+                    trips: r.get(4)?,
+                    failing_since: stamp(r.get(5)?),
                 })
-                .map_err(unavailable)?;
-            let Some((failures, failing_since)) = counted else {
-                return Ok(());
-            };
-            if let Some(until) = breaker.open_until(failures, s.attempt.at) {
-                conn.prepare_cached(
-                    "UPDATE rule_health SET open_until = ?3 WHERE tenant_id = ?1 AND rule_id = ?2",
-                )
-                .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id, until.as_millis()]))
-                .map_err(unavailable)?;
-            }
-            let failing_since = Timestamp::from_millis(failing_since);
-            if breaker.should_disable(failing_since, s.attempt.at) {
-                disable_for_failing(conn, s, failing_since, effects)?;
-            }
-            Ok(())
-        }
+            })
+            .optional()
+        })
+        .map_err(unavailable)?
+        .unwrap_or_default();
+    let after = breaker.after(&before, ok, s.attempt.at);
+    if after == before {
+        return Ok(());
     }
+    if after == Health::default() {
+        conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
+            .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
+            .map_err(unavailable)?;
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO rule_health
+           (tenant_id, rule_id, attempts, failures, window_start, open_until, trips, failing_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            s.tenant_id,
+            s.rule_id,
+            after.attempts,
+            after.failures,
+            millis(after.window_start),
+            millis(after.open_until),
+            after.trips,
+            millis(after.failing_since),
+        ])
+    })
+    .map_err(unavailable)?;
+    if let Some(since) = after.failing_since
+        && breaker.should_disable(since, s.attempt.at)
+    {
+        disable_for_failing(conn, s, since, effects)?;
+    }
+    Ok(())
 }
 
 /// Disables a rule that has failed too long and raises `rule.disabled`.

@@ -115,23 +115,17 @@ impl<'b> Admission<'b> {
         }
         let mut unhealthy = conn
             .prepare_cached(
-                "SELECT rule_id, failures, open_until FROM rule_health WHERE open_until IS NOT NULL",
+                "SELECT rule_id, open_until FROM rule_health WHERE open_until IS NOT NULL",
             )
             .map_err(unavailable)?;
         let rows = unhealthy
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .map_err(unavailable)?;
         for row in rows {
-            let (rule, failures, open_until) = row.map_err(unavailable)?;
+            let (rule, open_until) = row.map_err(unavailable)?;
             let health = Health {
-                failures,
                 open_until: Some(Timestamp::from_millis(open_until)),
+                ..Health::default()
             };
             admission
                 .circuits

@@ -82,8 +82,13 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE TABLE IF NOT EXISTS rule_health (
     tenant_id  TEXT NOT NULL,
     rule_id    TEXT NOT NULL,
+    -- The breaker's window: attempts and failures since window_start.
+    attempts   INTEGER NOT NULL DEFAULT 0,
     failures   INTEGER NOT NULL,
+    window_start INTEGER,
     open_until INTEGER,
+    -- Times the circuit opened since the last success.
+    trips      INTEGER NOT NULL DEFAULT 0,
     -- The first failure since the last success.
     failing_since INTEGER,
     PRIMARY KEY (tenant_id, rule_id)
