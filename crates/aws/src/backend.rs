@@ -35,6 +35,7 @@ impl AwsBackend {
         let vault = Vault::new(
             aws_sdk_kms::Client::new(config),
             settings.kms_key_id.clone(),
+            settings.accept_plain_keys,
             calls.clone(),
         );
         AwsBackend {

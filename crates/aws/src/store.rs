@@ -150,10 +150,11 @@ impl AwsBackend {
         Ok((Acceptance::Duplicate, unrouted.then_some(message)))
     }
 
-    /// Seals a key an earlier Hookline stored in clear, the first time it is
-    /// read; if this function may not seal (no KMS key), the next one will.
-    async fn seal_in_place(&self, item: &WebhookKeyItem, key: &WebhookKey) {
-        let sealed = match self.vault.seal(key).await {
+    /// Seals anew a key an earlier Hookline stored in clear or without the
+    /// tenant's encryption context, the first time it is read; if this
+    /// function may not seal (no KMS key), the next one will.
+    async fn seal_in_place(&self, tenant_id: &str, item: &WebhookKeyItem, key: &WebhookKey) {
+        let sealed = match self.vault.seal(tenant_id, key).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "a webhook key stored in clear stays so for now");
@@ -248,7 +249,7 @@ impl Store for AwsBackend {
             self.table.put_write(
                 to_item(&webhook_key_item(
                     &tenant.id,
-                    self.vault.seal(&tenant.webhook_key).await?,
+                    self.vault.seal(&tenant.id, &tenant.webhook_key).await?,
                     at,
                 ))?,
                 new,
@@ -297,9 +298,9 @@ impl Store for AwsBackend {
     ) -> Result<SigningKeys, StoreError> {
         let mut stored = Vec::new();
         for k in self.webhook_keys(tenant_id).await? {
-            let (key, in_clear) = self.vault.open(&k.key).await?;
+            let (key, in_clear) = self.vault.open(tenant_id, &k.key).await?;
             if in_clear {
-                self.seal_in_place(&k, &key).await;
+                self.seal_in_place(tenant_id, &k, &key).await;
             }
             stored.push(StoredKey {
                 key,
@@ -343,7 +344,7 @@ impl Store for AwsBackend {
         writes.push(self.table.put_write(
             to_item(&webhook_key_item(
                 tenant_id,
-                self.vault.seal(&key).await?,
+                self.vault.seal(tenant_id, &key).await?,
                 now,
             ))?,
             None,

@@ -1,8 +1,13 @@
-//! Webhook keys at rest on AWS, by envelope encryption: a process asks KMS
-//! for one data key when it first seals (a cold start's worth of keys under
-//! it), and each stored key carries that data key as KMS encrypted it, so a
-//! process opens a key with one KMS Decrypt per data key it has not seen.
-//! Stored text: `kms1:<base64 encrypted data key>:<sealed key>`.
+//! Webhook keys at rest on AWS, by envelope encryption: sealing a key asks
+//! KMS for a data key under the encryption context `{"tenant": <tenant id>}`,
+//! and each stored key carries that data key as KMS encrypted it, so a
+//! process opens a key with one KMS Decrypt per data key it has not seen,
+//! naming the tenant. A data key is bound to its tenant: opened as another
+//! tenant's, KMS refuses it, and CloudTrail records whose key each Decrypt
+//! was for. Stored text: `kms2:<base64 encrypted data key>:<sealed key>`.
+//! `kms1:` keys (one data key per process, no context) and keys in clear
+//! from earlier Hookline versions still open, and are sealed anew when read;
+//! a key in clear only while `HOOKLINE_ACCEPT_PLAIN_KEYS` allows it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,22 +19,25 @@ use base64::engine::general_purpose::STANDARD;
 use hookline_core::WebhookKey;
 use hookline_core::ports::StoreError;
 use hookline_core::sealing::KeySealer;
-use tokio::sync::OnceCell;
 
 use crate::calls::Calls;
 use crate::error::{sdk_error, unreadable};
 
-const PREFIX: &str = "kms1:";
+const PREFIX: &str = "kms2:";
+/// Sealed by an earlier Hookline: opened without an encryption context.
+const OLD_PREFIX: &str = "kms1:";
+/// The encryption context's one key.
+const TENANT: &str = "tenant";
 
 #[derive(Clone)]
 pub(crate) struct Vault {
     kms: aws_sdk_kms::Client,
     key_id: Option<String>,
     calls: Arc<Calls>,
-    /// The data key this process seals with, and its encrypted form.
-    current: Arc<OnceCell<(String, KeySealer)>>,
-    /// Data keys opened so far, by their encrypted form.
-    opened: Arc<Mutex<HashMap<String, KeySealer>>>,
+    /// Whether a key stored in clear is read (and then sealed).
+    accept_plain: bool,
+    /// Data keys opened so far, by tenant and encrypted form.
+    opened: Arc<Mutex<HashMap<(String, String), KeySealer>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +46,12 @@ enum VaultError {
     NoKey,
     #[error("KMS answered a data key that is not 32 bytes")]
     DataKey,
-    #[error("the stored key is not in the kms1 form")]
+    #[error("the stored key is not in the kms2 form")]
     Form,
+    #[error(
+        "a webhook key is stored in clear; set HOOKLINE_ACCEPT_PLAIN_KEYS=1 while migrating a table from before keys were sealed"
+    )]
+    InClear,
     #[error("{0}")]
     Seal(#[from] hookline_core::sealing::SealError),
 }
@@ -52,47 +64,49 @@ fn sealer_of(plaintext: &[u8]) -> Result<KeySealer, StoreError> {
 }
 
 impl Vault {
-    pub fn new(kms: aws_sdk_kms::Client, key_id: Option<String>, calls: Arc<Calls>) -> Self {
+    pub fn new(
+        kms: aws_sdk_kms::Client,
+        key_id: Option<String>,
+        accept_plain: bool,
+        calls: Arc<Calls>,
+    ) -> Self {
         Vault {
             kms,
             key_id,
             calls,
-            current: Arc::default(),
+            accept_plain,
             opened: Arc::default(),
         }
     }
 
-    /// The stored text of `key`.
-    pub async fn seal(&self, key: &WebhookKey) -> Result<String, StoreError> {
-        let (blob, sealer) = self
-            .current
-            .get_or_try_init(|| async {
-                let key_id = self.key_id.as_deref().ok_or_else(|| {
-                    StoreError::unavailable("seal a webhook key", VaultError::NoKey)
-                })?;
-                self.calls.count_kms();
-                let out = self
-                    .kms
-                    .generate_data_key()
-                    .key_id(key_id)
-                    .key_spec(DataKeySpec::Aes256)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("GenerateDataKey", e))?;
-                let plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
-                let blob = STANDARD.encode(
-                    out.ciphertext_blob
-                        .map(Blob::into_inner)
-                        .unwrap_or_default(),
-                );
-                let sealer = sealer_of(&plain)?;
-                // What this process seals, it opens without asking KMS.
-                if let Ok(mut opened) = self.opened.lock() {
-                    opened.insert(blob.clone(), sealer.clone());
-                }
-                Ok::<_, StoreError>((blob, sealer))
-            })
-            .await?;
+    /// The stored text of `tenant`'s `key`: sealing is rare (a tenant made,
+    /// a key rotated), so each asks KMS for a data key of its own.
+    pub async fn seal(&self, tenant: &str, key: &WebhookKey) -> Result<String, StoreError> {
+        let key_id = self
+            .key_id
+            .as_deref()
+            .ok_or_else(|| StoreError::unavailable("seal a webhook key", VaultError::NoKey))?;
+        self.calls.count_kms();
+        let out = self
+            .kms
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .encryption_context(TENANT, tenant)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GenerateDataKey", e))?;
+        let plain = out.plaintext.map(Blob::into_inner).unwrap_or_default();
+        let blob = STANDARD.encode(
+            out.ciphertext_blob
+                .map(Blob::into_inner)
+                .unwrap_or_default(),
+        );
+        let sealer = sealer_of(&plain)?;
+        // What this process seals, it opens without asking KMS.
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.insert((tenant.to_owned(), blob.clone()), sealer.clone());
+        }
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| {
             StoreError::unavailable("draw a nonce", std::io::Error::other(e.to_string()))
@@ -100,18 +114,28 @@ impl Vault {
         Ok(format!("{PREFIX}{blob}:{}", sealer.seal(key, nonce)))
     }
 
-    /// A stored key back. A key stored in clear before keys were sealed
-    /// opens too, with `true` to say it should be sealed now.
-    pub async fn open(&self, stored: &str) -> Result<(WebhookKey, bool), StoreError> {
-        let Some(rest) = stored.strip_prefix(PREFIX) else {
-            return WebhookKey::parse(stored)
-                .map(|k| (k, true))
-                .map_err(|_| unreadable("webhook key", VaultError::Form));
+    /// `tenant`'s stored key back, with `true` when it should be sealed anew
+    /// (it was in clear, or sealed the earlier way).
+    pub async fn open(&self, tenant: &str, stored: &str) -> Result<(WebhookKey, bool), StoreError> {
+        let (rest, context) = match (stored.strip_prefix(PREFIX), stored.strip_prefix(OLD_PREFIX)) {
+            (Some(rest), _) => (rest, Some(tenant)),
+            (None, Some(rest)) => (rest, None),
+            (None, None) if self.accept_plain => {
+                return WebhookKey::parse(stored)
+                    .map(|k| (k, true))
+                    .map_err(|_| unreadable("webhook key", VaultError::Form));
+            }
+            (None, None) => return Err(unreadable("webhook key", VaultError::InClear)),
         };
         let (blob, sealed) = rest
             .split_once(':')
             .ok_or_else(|| unreadable("webhook key", VaultError::Form))?;
-        let known = self.opened.lock().ok().and_then(|o| o.get(blob).cloned());
+        let cache_key = (context.unwrap_or_default().to_owned(), blob.to_owned());
+        let known = self
+            .opened
+            .lock()
+            .ok()
+            .and_then(|o| o.get(&cache_key).cloned());
         let sealer = match known {
             Some(s) => s,
             None => {
@@ -119,23 +143,21 @@ impl Vault {
                     .decode(blob)
                     .map_err(|_| unreadable("webhook key", VaultError::Form))?;
                 self.calls.count_kms();
-                let out = self
-                    .kms
-                    .decrypt()
-                    .ciphertext_blob(Blob::new(encrypted))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("Decrypt", e))?;
+                let mut decrypt = self.kms.decrypt().ciphertext_blob(Blob::new(encrypted));
+                if let Some(tenant) = context {
+                    decrypt = decrypt.encryption_context(TENANT, tenant);
+                }
+                let out = decrypt.send().await.map_err(|e| sdk_error("Decrypt", e))?;
                 let sealer = sealer_of(&out.plaintext.map(Blob::into_inner).unwrap_or_default())?;
                 if let Ok(mut opened) = self.opened.lock() {
-                    opened.insert(blob.to_owned(), sealer.clone());
+                    opened.insert(cache_key, sealer.clone());
                 }
                 sealer
             }
         };
         sealer
             .open(sealed)
-            .map(|k| (k, false))
+            .map(|k| (k, context.is_none()))
             .map_err(|(e, _)| unreadable("webhook key", VaultError::Seal(e)))
     }
 }

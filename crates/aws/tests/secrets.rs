@@ -1,6 +1,6 @@
-//! Secrets on AWS (moto): webhook keys sealed under KMS data keys in the
-//! table, keys stored in clear sealed when first read, ingest tokens from
-//! Secrets Manager.
+//! Secrets on AWS (moto): webhook keys sealed under KMS data keys bound to
+//! their tenant, keys stored in clear refused unless migrating (then sealed
+//! when first read), ingest tokens from Secrets Manager.
 
 use std::collections::HashMap;
 
@@ -58,20 +58,59 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
     .await
     .unwrap();
     for stored in stored_keys(&env).await {
-        assert!(stored.starts_with("kms1:"), "{stored}");
+        assert!(stored.starts_with("kms2:"), "{stored}");
         assert!(!stored.contains(&secret[6..]));
     }
-    assert_eq!(b.calls().snapshot().kms, 1, "one data key for this process");
+    assert_eq!(
+        b.calls().snapshot().kms,
+        2,
+        "a data key for each key sealed"
+    );
 
-    // Another process opens them with one Decrypt for the data key.
+    // Another process opens them with one Decrypt for each data key.
     let other = support::backend(&env).await;
     let keys = other.signing_keys("a", t).await.unwrap().0;
     assert_eq!(keys, vec![rotated.clone(), key.clone()]);
-    assert_eq!(other.calls().snapshot().kms, 1);
+    assert_eq!(other.calls().snapshot().kms, 2);
 
-    // As an earlier Hookline left it: a key in clear. Read, it is sealed.
+    // A data key is bound to its tenant: tenant a's key, copied to tenant b,
+    // does not open as b's (KMS refuses the other encryption context).
     let config = support::sdk_config(&env).await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
+    b.create_tenant(NewTenant {
+        id: "b".into(),
+        api_key_hash: "hb".into(),
+        webhook_key: WebhookKey::from_bytes(&[8; 32]).unwrap(),
+        created_at: t,
+    })
+    .await
+    .unwrap();
+    let a_key = key_items(&env).await[0].clone();
+    let mut copied = a_key.clone();
+    copied.insert("pk".into(), AttributeValue::S("T#b".into()));
+    ddb.put_item()
+        .table_name(&env["HOOKLINE_TABLE"])
+        .set_item(Some(copied))
+        .send()
+        .await
+        .unwrap();
+    let fresh = support::backend(&env).await;
+    let refused = fresh.signing_keys("b", t).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some("InvalidCiphertextException"),
+        "{refused}"
+    );
+    ddb.delete_item()
+        .table_name(&env["HOOKLINE_TABLE"])
+        .key("pk", AttributeValue::S("T#b".into()))
+        .key("sk", a_key["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+
+    // As an earlier Hookline left it: a key in clear. Refused, unless the
+    // table is being migrated; then read, it is sealed.
     let items = key_items(&env).await;
     let first = &items[0];
     ddb.update_item()
@@ -85,12 +124,25 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
         .await
         .unwrap();
     assert!(stored_keys(&env).await.contains(&secret));
-    assert_eq!(other.signing_keys("a", t).await.unwrap().0.len(), 2);
+    let strict = support::backend(&env).await;
+    let refused = strict.signing_keys("a", t).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("HOOKLINE_ACCEPT_PLAIN_KEYS"),
+        "{refused}"
+    );
+    let migrating = hookline_aws::AwsBackend::new(
+        &config,
+        hookline_aws::AwsSettings {
+            accept_plain_keys: true,
+            ..strict.settings().clone()
+        },
+    );
+    assert_eq!(migrating.signing_keys("a", t).await.unwrap().0.len(), 2);
     assert!(
         stored_keys(&env)
             .await
             .iter()
-            .all(|k| k.starts_with("kms1:")),
+            .all(|k| k.starts_with("kms2:")),
         "sealed when first read"
     );
 }

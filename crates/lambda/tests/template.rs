@@ -313,6 +313,7 @@ async fn every_http_route_is_served_by_the_router() {
         deliveries_dlq_url: None,
         kms_key_id: None,
         ingest_token_secret: None,
+        accept_plain_keys: false,
     };
     let backend = hookline_aws::AwsBackend::new(&config, settings);
     let api = hookline_api::ApiConfig {

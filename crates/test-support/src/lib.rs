@@ -115,6 +115,7 @@ pub async fn backend(env: &HashMap<String, String>) -> AwsBackend {
         deliveries_dlq_url: Some(env["HOOKLINE_DELIVERIES_DLQ_URL"].clone()),
         kms_key_id: Some(env["HOOKLINE_KMS_KEY_ID"].clone()),
         ingest_token_secret: Some(env["HOOKLINE_INGEST_TOKEN_SECRET"].clone()),
+        accept_plain_keys: false,
     };
     AwsBackend::new(&config, settings)
 }
