@@ -12,7 +12,7 @@ use crate::support::*;
 fn cli(h: &Hookline, key: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("HOOKLINE_URL", &h.base)
+        .env("HOOKLINE_SERVER", &h.base)
         .env("HOOKLINE_API_KEY", key)
         .env("HOOKLINE_INGEST_TOKEN", INGEST_TOKEN)
         .env("HOOKLINE_LOG", "warn")
@@ -59,7 +59,7 @@ async fn rules_deliveries_send_and_recover_through_the_cli() {
             "paid orders",
             "--trigger",
             "order.paid",
-            "--webhook-url",
+            "--url",
             &url,
             "--scope",
             "product:prod_1",
@@ -268,7 +268,7 @@ async fn a_wrong_key_is_one_line_and_exit_code_1() {
         .args([
             "rules",
             "list",
-            "--url",
+            "--server",
             "http://127.0.0.1:9",
             "--api-key",
             "hk_x",
@@ -326,4 +326,66 @@ async fn hostile_text_is_refused_or_escaped() {
         "{shown:?}"
     );
     assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
+}
+
+/// `--url` is a rule's webhook URL, as in the API; the server is
+/// `--server`. A webhook URL never receives the API key, `rules create`
+/// without one names the flag, and a server that is not Hookline is never
+/// reported as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_url_is_never_taken_for_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hookline::start(&db_in(&dir), &[]);
+    let t = h.tenant("shop");
+    let merchant = Receiver::start().await;
+    let hook = merchant.url("/hook");
+    let created = json_of(&cli(
+        &h,
+        &t.api_key,
+        &[
+            "rules",
+            "create",
+            "--name",
+            "x",
+            "--trigger",
+            "order.paid",
+            "--url",
+            &hook,
+            "--output",
+            "json",
+        ],
+        b"",
+    ));
+    assert_eq!(created["url"], hook.as_str());
+    assert!(merchant.hits().is_empty(), "the merchant's URL was called");
+
+    let missing = cli(
+        &h,
+        &t.api_key,
+        &["rules", "create", "--name", "x", "--trigger", "order.paid"],
+        b"",
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--url is required"));
+
+    // Pointed at the merchant's server instead of Hookline: an error, and
+    // whatever answered is not taken for Hookline.
+    let wrong = Command::new(BIN)
+        .args([
+            "rules",
+            "list",
+            "--server",
+            &merchant.base,
+            "--api-key",
+            &t.api_key,
+        ])
+        .env_remove("HOOKLINE_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("did not answer as Hookline"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 }

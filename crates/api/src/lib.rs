@@ -21,6 +21,10 @@ pub use body::BODY_LIMIT;
 pub use error::ApiError;
 pub use state::{ApiConfig, ApiState};
 
+/// A header on every answer, so that a client (the CLI) can tell Hookline
+/// from whatever else answers at an address.
+pub const VERSION_HEADER: &str = "hookline-version";
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -50,5 +54,14 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    VERSION_HEADER,
+                    axum::http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+                );
+                response
+            },
+        ))
         .with_state(state)
 }

@@ -11,17 +11,18 @@ use reqwest::Method;
 use serde_json::Value;
 
 /// Where the server is and who is asking; every remote command takes these,
-/// before or after its subcommand.
+/// before or after its subcommand. The server is `--server`, never `--url`:
+/// that is a rule's webhook URL, as in the API.
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// The Hookline server (`hookline serve`, or the stack's ApiUrl).
     #[arg(
         long,
         global = true,
-        env = "HOOKLINE_URL",
+        env = "HOOKLINE_SERVER",
         default_value = "http://127.0.0.1:8080"
     )]
-    pub url: String,
+    pub server: String,
     /// The tenant API key (hk_...).
     #[arg(long, global = true, env = "HOOKLINE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -49,6 +50,10 @@ pub enum RemoteError {
     },
     #[error("{0} is required (or set {1})")]
     Missing(&'static str, &'static str),
+    #[error(
+        "{url} did not answer as Hookline (no hookline-version header); check --server or HOOKLINE_SERVER"
+    )]
+    NotHookline { url: String },
     #[error("{0}")]
     Input(String),
 }
@@ -67,7 +72,7 @@ impl Client {
             .api_key
             .clone()
             .ok_or(RemoteError::Missing("--api-key", "HOOKLINE_API_KEY"))?;
-        Ok(Self::new(&args.url, key))
+        Ok(Self::new(&args.server, key))
     }
 
     pub fn new(base: &str, bearer: String) -> Client {
@@ -95,6 +100,16 @@ impl Client {
             source,
         };
         let response = request.send().await.map_err(connect)?;
+        // Whatever answered without Hookline's header is not trusted with a
+        // "done", whatever its status.
+        if !response
+            .headers()
+            .contains_key(hookline_api::VERSION_HEADER)
+        {
+            return Err(RemoteError::NotHookline {
+                url: self.base.clone(),
+            });
+        }
         let status = response.status();
         let text = response.text().await.map_err(connect)?;
         let json: Option<Value> = serde_json::from_str(&text).ok();

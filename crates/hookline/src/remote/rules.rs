@@ -40,9 +40,9 @@ pub struct RuleFields {
     /// affiliate.rejected, affiliate.stopped or rule.disabled.
     #[arg(long)]
     trigger: Option<String>,
-    /// Where deliveries go (http or https).
-    #[arg(long)]
-    webhook_url: Option<String>,
+    /// The rule's webhook URL: where deliveries go (http or https).
+    #[arg(long, alias = "webhook-url")]
+    url: Option<String>,
     /// universal, or product:ID, payment_page:ID, upsell:ID.
     #[arg(long)]
     scope: Option<String>,
@@ -86,7 +86,7 @@ impl RuleFields {
         };
         set("name", self.name.clone().map(Value::from));
         set("trigger", self.trigger.clone().map(Value::from));
-        set("url", self.webhook_url.clone().map(Value::from));
+        set("url", self.url.clone().map(Value::from));
         set("scope", self.scope.as_deref().map(scope).transpose()?);
         set("per_order_line", self.per_order_line.map(Value::from));
         set(
@@ -156,9 +156,13 @@ pub async fn run(remote: RemoteArgs, command: RulesCommand) -> Result<(), Remote
             print(remote.output, &rule, show);
         }
         RulesCommand::Create { fields } => {
-            let rule = client
-                .call(Method::POST, "/v1/rules", Some(&fields.body()?))
-                .await?;
+            let body = fields.body()?;
+            if !body.get("url").is_some_and(Value::is_string) {
+                return Err(RemoteError::Input(
+                    "--url is required: the rule's webhook URL, where its deliveries go".into(),
+                ));
+            }
+            let rule = client.call(Method::POST, "/v1/rules", Some(&body)).await?;
             print(remote.output, &rule, show);
         }
         RulesCommand::Update { id, fields } => {

@@ -13,8 +13,8 @@ pub struct SendArgs {
     #[arg(default_value = "-")]
     file: String,
     /// The Hookline server.
-    #[arg(long, env = "HOOKLINE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    #[arg(long, env = "HOOKLINE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
     /// The platform's ingest token.
     #[arg(long, env = "HOOKLINE_INGEST_TOKEN", hide_env_values = true)]
     ingest_token: Option<String>,
@@ -28,7 +28,7 @@ pub async fn run(args: SendArgs) -> Result<(), RemoteError> {
         "--ingest-token",
         "HOOKLINE_INGEST_TOKEN",
     ))?;
-    let client = Client::new(&args.url, token);
+    let client = Client::new(&args.server, token);
     let (path, body) = match read_json(&args.file)? {
         Value::Array(events) => ("/v1/events/batch", json!({ "events": events })),
         batch @ Value::Object(_) if batch.get("events").is_some() => ("/v1/events/batch", batch),
