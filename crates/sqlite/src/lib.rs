@@ -12,7 +12,7 @@ mod writer;
 pub use schedule::Fairness;
 pub use sealing::parse_sealing_key;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,6 +90,11 @@ struct Inner {
     schedule: Mutex<ScheduleState>,
     /// Each tenant's test sends in the current minute.
     test_sends: Mutex<HashMap<String, (i64, u32)>>,
+    /// The (tenant, rule) pairs that may have a `rule_health` row: every
+    /// row the breaker writes is added; one it deletes is removed, so a
+    /// success of a rule not here needs no statement. Rows deleted elsewhere
+    /// (a rule edited or disabled) only leave a pair here, which costs a read.
+    health_rows: Mutex<HashSet<(String, String)>>,
 }
 
 #[derive(Default)]
@@ -235,6 +240,13 @@ impl SqliteBackend {
             .and_then(|()| migrate(&conn))
             .map_err(err)?;
         sealing::seal_plain_keys(&conn, &sealer).map_err(err)?;
+        let health_rows = conn
+            .prepare("SELECT tenant_id, rule_id FROM rule_health")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<HashSet<(String, String)>>>()
+            })
+            .map_err(err)?;
         let work = Arc::new(Notify::new());
         let writer = Writer::spawn(conn, work.clone())?;
         Ok(Self {
@@ -247,6 +259,7 @@ impl SqliteBackend {
                 sealer,
                 schedule: Mutex::default(),
                 test_sends: Mutex::default(),
+                health_rows: Mutex::new(health_rows),
             }),
         })
     }
@@ -289,6 +302,10 @@ impl SqliteBackend {
 
     pub(crate) fn sealer(&self) -> &KeySealer {
         &self.inner.sealer
+    }
+
+    pub(crate) fn health_rows(&self) -> &Mutex<HashSet<(String, String)>> {
+        &self.inner.health_rows
     }
 
     pub(crate) fn test_sends(&self) -> &Mutex<HashMap<String, (i64, u32)>> {

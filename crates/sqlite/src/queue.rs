@@ -1,6 +1,9 @@
 //! The `DeliveryQueue` port on SQLite: SQS's lease, visibility timeout and
 //! receive count, in the same file and transactions as the store.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use async_trait::async_trait;
 use hookline_core::breaker::{Breaker, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
@@ -198,11 +201,18 @@ fn record_health(
     conn: &Connection,
     s: &Settlement,
     breaker: &Breaker,
+    rows: &Mutex<HashSet<(String, String)>>,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
     let Some(ok) = s.receiver_ok else {
         return Ok(());
     };
+    let key = (s.tenant_id.clone(), s.rule_id.clone());
+    // A success of a rule with no health row changes nothing: the healthy
+    // path runs no statement.
+    if ok && rows.lock().is_ok_and(|r| !r.contains(&key)) {
+        return Ok(());
+    }
     let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
     let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
     let before = conn
@@ -233,7 +243,13 @@ fn record_health(
         conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
             .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
             .map_err(unavailable)?;
+        if let Ok(mut rows) = rows.lock() {
+            rows.remove(&key);
+        }
         return Ok(());
+    }
+    if let Ok(mut rows) = rows.lock() {
+        rows.insert(key);
     }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO rule_health
@@ -369,7 +385,7 @@ impl DeliveryQueue for SqliteBackend {
                 effects.queued |= backend.schedule().lock().is_ok_and(|s| s.held_back);
                 for s in &settlements {
                     settle_one(conn, s)?;
-                    record_health(conn, s, &breaker, effects)?;
+                    record_health(conn, s, &breaker, backend.health_rows(), effects)?;
                     effects.queued |= matches!(s.outcome, Outcome::RetryAt(_));
                 }
                 Ok(())
