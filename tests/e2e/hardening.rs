@@ -347,14 +347,10 @@ async fn a_burst_reaches_a_shedding_receiver_at_its_pace() {
     burst_of_200(url, served).await;
 }
 
-async fn burst_of_200(url: String, served: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let dir = tempfile::tempdir().unwrap();
-    let hookline = Hookline::start(&db_in(&dir), &[]);
-    let shop = hookline.tenant("shop_1");
-    let rule = hookline.paid_orders_to(&shop, url).await;
-    let started = Instant::now();
-    let events: Vec<Value> = (0..200)
-        .map(|i| event(&format!("evt_{i}"), "shop_1", "order.paid"))
+/// `n` paid orders of `tenant`, `evt_0` on, posted 100 to a batch.
+async fn paid_orders_in_batches(hookline: &Hookline, tenant: &str, n: usize) {
+    let events: Vec<Value> = (0..n)
+        .map(|i| event(&format!("evt_{i}"), tenant, "order.paid"))
         .collect();
     for chunk in events.chunks(100) {
         let (status, body) = hookline
@@ -367,6 +363,15 @@ async fn burst_of_200(url: String, served: std::sync::Arc<std::sync::atomic::Ato
             .await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+async fn burst_of_200(url: String, served: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let dir = tempfile::tempdir().unwrap();
+    let hookline = Hookline::start(&db_in(&dir), &[]);
+    let shop = hookline.tenant("shop_1");
+    let rule = hookline.paid_orders_to(&shop, url).await;
+    let started = Instant::now();
+    paid_orders_in_batches(&hookline, "shop_1", 200).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while served.load(std::sync::atomic::Ordering::SeqCst) < 200 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -426,20 +431,7 @@ async fn drain_to_a_flaky_receiver(n: usize, env: &[(&str, &str)]) -> Duration {
     .await;
     hookline.paid_orders_to(&shop, receiver.url("/flaky")).await;
     let started = Instant::now();
-    let events: Vec<Value> = (0..n)
-        .map(|i| event(&format!("evt_{i}"), "shop_1", "order.paid"))
-        .collect();
-    for chunk in events.chunks(100) {
-        let (status, _) = hookline
-            .request(
-                "POST",
-                "/v1/events/batch",
-                Some(INGEST_TOKEN),
-                Some(json!({ "events": chunk }).to_string()),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    paid_orders_in_batches(&hookline, "shop_1", n).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     while ok.load(Ordering::SeqCst) < n {
         assert!(

@@ -182,6 +182,18 @@ impl Pipeline {
         }
     }
 
+    /// Empties the events queue without routing what is on it.
+    async fn drop_queued_events(&self) {
+        let url = self.backend.settings().events_queue_url.clone();
+        while poll_once(&self.backend, &url, 0, |_| async {
+            SqsBatchResponse::default()
+        })
+        .await
+        .unwrap()
+            > 0
+        {}
+    }
+
     /// `hookline dlq redrive`: the deliveries DLQ back to the queue.
     async fn redrive_dlq(&self) -> u64 {
         let settings = self.backend.settings();
@@ -759,6 +771,22 @@ fn event_batch(message: &EventMessage) -> SqsEvent {
     batch
 }
 
+/// One router batch of the events named by (tenant, event id), their
+/// messages numbered `m-0`, `m-1`, … in order.
+fn router_batch<'a>(events: impl IntoIterator<Item = (&'a str, &'a str)>) -> SqsEvent {
+    let mut batch = SqsEvent::default();
+    for (n, (tenant, id)) in events.into_iter().enumerate() {
+        let message = EventMessage {
+            tenant_id: tenant.into(),
+            event_id: id.into(),
+        };
+        let mut record = event_batch(&message).records.remove(0);
+        record.message_id = Some(format!("m-{n}"));
+        batch.records.push(record);
+    }
+    batch
+}
+
 #[tokio::test]
 async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
     let p = pipeline(8, "1s").await;
@@ -824,28 +852,13 @@ async fn a_batch_of_events_is_routed_together() {
         p.ingest(event(id, "order.paid", json!({}))).await;
     }
     // The messages ingest queued are dropped: this test hands the router its own batch.
-    let url = p.backend.settings().events_queue_url.clone();
-    while poll_once(&p.backend, &url, 0, |_| async {
-        SqsBatchResponse::default()
-    })
-    .await
-    .unwrap()
-        > 0
-    {}
-    let mut batch = SqsEvent::default();
-    for (n, id) in ids
-        .iter()
-        .chain([&ids[0], &"evt_unknown".to_owned()])
-        .enumerate()
-    {
-        let message = EventMessage {
-            tenant_id: "shop_1".into(),
-            event_id: id.clone(),
-        };
-        let mut record = event_batch(&message).records.remove(0);
-        record.message_id = Some(format!("m-{n}"));
-        batch.records.push(record);
-    }
+    p.drop_queued_events().await;
+    let batch = router_batch(
+        ids.iter()
+            .map(String::as_str)
+            .chain([ids[0].as_str(), "evt_unknown"])
+            .map(|id| ("shop_1", id)),
+    );
 
     assert_eq!(
         routed_counting_calls(&p, batch.clone()).await,
@@ -924,27 +937,8 @@ async fn a_heavy_event_fails_alone_in_its_router_batch() {
     light["tenant_id"] = json!("shop_2");
     p.ingest(light).await;
     // The messages ingest queued are dropped: this test hands the router its own batch.
-    let url = p.backend.settings().events_queue_url.clone();
-    while poll_once(&p.backend, &url, 0, |_| async {
-        SqsBatchResponse::default()
-    })
-    .await
-    .unwrap()
-        > 0
-    {}
-    let mut batch = SqsEvent::default();
-    for (n, (tenant, id)) in [("shop_1", "evt_heavy"), ("shop_2", "evt_light")]
-        .into_iter()
-        .enumerate()
-    {
-        let message = EventMessage {
-            tenant_id: tenant.into(),
-            event_id: id.into(),
-        };
-        let mut record = event_batch(&message).records.remove(0);
-        record.message_id = Some(format!("m-{n}"));
-        batch.records.push(record);
-    }
+    p.drop_queued_events().await;
+    let batch = router_batch([("shop_1", "evt_heavy"), ("shop_2", "evt_light")]);
     let answer = route_batch(&p.backend, batch).await;
     let failed: Vec<&str> = answer
         .batch_item_failures
