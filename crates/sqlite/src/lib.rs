@@ -82,6 +82,8 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Turns on the read connections ([`READERS`]).
+    reading: tokio::sync::Semaphore,
     work: Arc<Notify>,
     options: SqliteOptions,
     sealer: KeySealer,
@@ -146,6 +148,17 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// A read connection: the writer's settings, with a page cache of 2 MiB
+/// instead of 32 (the operating system caches the file for all of them).
+fn connect_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = connect(path)?;
+    conn.execute_batch("PRAGMA cache_size = -2048;")?;
+    Ok(conn)
+}
+
+/// How many read connections work at once.
+const READERS: usize = 4;
 
 /// More than the distinct statements the store prepares (about 50).
 const STATEMENT_CACHE: usize = 128;
@@ -254,6 +267,7 @@ impl SqliteBackend {
                 path,
                 writer,
                 readers: Mutex::new(Vec::new()),
+                reading: tokio::sync::Semaphore::new(READERS),
                 work,
                 options,
                 sealer,
@@ -269,18 +283,21 @@ impl SqliteBackend {
         &self.inner.work
     }
 
-    /// Runs `f` on a pooled read connection off the async threads.
+    /// Runs `f` on a pooled read connection off the async threads, at most
+    /// [`READERS`] at once: every ingest plans on one, and each connection
+    /// and blocking thread costs memory.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let _turn = self.inner.reading.acquire().await.map_err(unavailable)?;
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
             let conn = match pooled {
                 Some(c) => c,
-                None => connect(&inner.path).map_err(unavailable)?,
+                None => connect_reader(&inner.path).map_err(unavailable)?,
             };
             let result = f(&conn);
             if let Ok(mut pool) = inner.readers.lock() {
