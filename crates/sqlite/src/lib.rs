@@ -4,6 +4,7 @@
 
 mod error;
 mod queue;
+mod readers;
 mod schedule;
 mod sealing;
 mod store;
@@ -28,6 +29,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::error::unavailable;
+use crate::readers::Readers;
 use crate::writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +81,8 @@ pub struct SqliteBackend {
 }
 
 struct Inner {
-    path: PathBuf,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
-    /// Turns on the read connections ([`READERS`]).
-    reading: tokio::sync::Semaphore,
+    readers: Readers,
     work: Arc<Notify>,
     options: SqliteOptions,
     sealer: KeySealer,
@@ -262,12 +261,11 @@ impl SqliteBackend {
             .map_err(err)?;
         let work = Arc::new(Notify::new());
         let writer = Writer::spawn(conn, work.clone())?;
+        let readers = Readers::spawn(path.clone(), READERS, connect_reader)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                path,
                 writer,
-                readers: Mutex::new(Vec::new()),
-                reading: tokio::sync::Semaphore::new(READERS),
+                readers,
                 work,
                 options,
                 sealer,
@@ -283,30 +281,14 @@ impl SqliteBackend {
         &self.inner.work
     }
 
-    /// Runs `f` on a pooled read connection off the async threads, at most
-    /// [`READERS`] at once: every ingest plans on one, and each connection
-    /// and blocking thread costs memory.
+    /// Runs `f` on one of the [`READERS`] read connections, off the async
+    /// threads.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let _turn = self.inner.reading.acquire().await.map_err(unavailable)?;
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
-            let conn = match pooled {
-                Some(c) => c,
-                None => connect_reader(&inner.path).map_err(unavailable)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                pool.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(unavailable)?
+        self.inner.readers.read(f).await
     }
 
     pub(crate) fn writer(&self) -> &Writer {
