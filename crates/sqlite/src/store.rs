@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
-use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
+use hookline_core::fanout::{MAX_DELIVERIES_PER_EVENT, PlannedDelivery, plan, scope_keys};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
@@ -16,6 +16,40 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use crate::error::unavailable;
 use crate::writer::Effects;
 use crate::{SqliteBackend, sealing};
+
+/// Writes planned events in the caller's transaction, each in its own
+/// savepoint so one that fails leaves the others accepted.
+fn write_turn(
+    conn: &Connection,
+    planned: Vec<Result<(Event, Plan), StoreError>>,
+    now: Timestamp,
+    effects: &mut Effects,
+) -> Result<Vec<Result<Acceptance, StoreError>>, StoreError> {
+    let mut results = Vec::with_capacity(planned.len());
+    for item in planned {
+        let (event, deliveries) = match item {
+            Ok((_, Plan::Answer(acceptance))) => {
+                results.push(Ok(acceptance));
+                continue;
+            }
+            Ok((event, Plan::Deliveries(deliveries))) => (event, deliveries),
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        };
+        conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
+        let result = store_event(conn, &event, &deliveries, now, effects);
+        let close = if result.is_ok() {
+            "RELEASE event"
+        } else {
+            "ROLLBACK TO event; RELEASE event"
+        };
+        conn.execute_batch(close).map_err(unavailable)?;
+        results.push(result);
+    }
+    Ok(results)
+}
 
 /// The same failure for each of `count` events.
 fn all_failed(count: usize, e: &StoreError) -> Vec<Result<Acceptance, StoreError>> {
@@ -516,9 +550,9 @@ impl Store for SqliteBackend {
         }
     }
 
-    /// Planned together on a read connection, then written in one
-    /// transaction (one fsync), each event in its own savepoint so one that
-    /// fails leaves the others accepted.
+    /// Planned together on a read connection, then written in as few
+    /// transactions (fsyncs) as the delivery budget allows: one, unless the
+    /// batch makes more deliveries than one event may.
     async fn accept_events(
         &self,
         events: &[Event],
@@ -538,40 +572,39 @@ impl Store for SqliteBackend {
             Ok(planned) => planned,
             Err(e) => return all_failed(count, &e),
         };
-        let written = self
-            .writer()
-            .write(move |conn, effects| {
-                let mut results = Vec::with_capacity(planned.len());
-                for item in planned {
-                    let (event, deliveries) = match item {
-                        Ok((_, Plan::Answer(acceptance))) => {
-                            results.push(Ok(acceptance));
-                            continue;
-                        }
-                        Ok((event, Plan::Deliveries(deliveries))) => (event, deliveries),
-                        Err(e) => {
-                            results.push(Err(e));
-                            continue;
-                        }
-                    };
-                    conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
-                    let result = store_event(conn, &event, &deliveries, now, effects);
-                    let close = if result.is_ok() {
-                        "RELEASE event"
-                    } else {
-                        "ROLLBACK TO event; RELEASE event"
-                    };
-                    conn.execute_batch(close).map_err(unavailable)?;
-                    results.push(result);
+        // A transaction holds at most one event's worth of deliveries (or
+        // one event): a batch of heavy events is written in turns, with
+        // other tenants' writes between them, not as one long stall.
+        let mut results = Vec::with_capacity(count);
+        let mut planned = planned.into_iter().peekable();
+        while planned.peek().is_some() {
+            let mut turn = Vec::new();
+            let mut deliveries = 0;
+            while let Some(item) = planned.next_if(|item| {
+                let n = match item {
+                    Ok((_, Plan::Deliveries(d))) => d.len(),
+                    _ => 0,
+                };
+                let fits = turn.is_empty() || deliveries + n <= MAX_DELIVERIES_PER_EVENT;
+                if fits {
+                    deliveries += n;
                 }
-                Ok(results)
-            })
-            .await;
-        match written {
-            Ok(results) => results,
-            // The commit itself failed: nothing of the batch is durable.
-            Err(e) => all_failed(count, &e),
+                fits
+            }) {
+                turn.push(item);
+            }
+            let size = turn.len();
+            match self
+                .writer()
+                .write(move |conn, effects| write_turn(conn, turn, now, effects))
+                .await
+            {
+                Ok(written) => results.extend(written),
+                // The commit itself failed: nothing of this turn is durable.
+                Err(e) => results.extend(all_failed(size, &e)),
+            }
         }
+        results
     }
 
     async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {

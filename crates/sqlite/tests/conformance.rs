@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hookline_conformance::{self as suite, Harness};
 use hookline_core::delivery::Attempt;
-use hookline_core::ports::{DeliveryQueue, NewTenant, Outcome, Store};
+use hookline_core::ports::{Acceptance, DeliveryQueue, NewTenant, Outcome, Store};
 use hookline_core::{DeliveryStatus, Rule, RuleDraft, Scope, Settlement, Trigger, WebhookKey};
 use hookline_sqlite::{Fairness, SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
@@ -280,4 +280,63 @@ async fn the_store_files_are_private_to_their_owner() {
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
     let _b = SqliteBackend::open(&old, SqliteOptions::default()).unwrap();
     assert_eq!(mode(&old), 0o600, "an older file is narrowed");
+}
+
+/// A batch that makes more deliveries than one event may (written in
+/// several transactions, so it is never one long stall of the writer)
+/// still gets one answer per event, in order, and every delivery stored.
+#[tokio::test]
+async fn a_batch_heavier_than_one_event_is_answered_in_order_and_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookline.db");
+    let b = SqliteBackend::open(&db, SqliteOptions::default()).unwrap();
+    let now = suite::now();
+    b.create_tenant(NewTenant {
+        id: "a".into(),
+        api_key_hash: "h".into(),
+        webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    for i in 0..6 {
+        let mut draft = RuleDraft::new(
+            "r",
+            Trigger::OrderPaid,
+            "https://example.com/",
+            Scope::Universal,
+        );
+        draft.per_order_line = true;
+        let rule = Rule::new(format!("r{i}"), "a".into(), draft, now);
+        b.insert_rule(&rule, 100).await.unwrap();
+    }
+    // Each makes 6 × 1,000 deliveries: two do not fit one turn of 10,000.
+    let heavy = |id: &str| {
+        let lines: Vec<_> = (0..1000)
+            .map(|l| serde_json::json!({"id": format!("l{l}"), "product_id": "p"}))
+            .collect();
+        let body = serde_json::json!({"id": id, "tenant_id": "a", "type": "order.paid",
+            "occurred_at": "2026-11-29T12:00:00Z", "lines": lines, "data": {}});
+        hookline_core::Event::from_json(body.to_string().as_bytes()).unwrap()
+    };
+    let answers: Vec<Acceptance> = b
+        .accept_events(&[heavy("e1"), heavy("e2"), heavy("e3"), heavy("e1")], now)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            Acceptance::Accepted,
+            Acceptance::Accepted,
+            Acceptance::Accepted,
+            Acceptance::Duplicate
+        ]
+    );
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = raw
+        .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 18_000);
 }
