@@ -211,18 +211,13 @@ async fn rate_limited(
     let second = now.as_secs();
     let counted = backend
         .table
-        .update(rate_key(&m.tenant_id, &m.rule_id, second), |u| {
-            u.update_expression("ADD sends :one SET #ttl = :ttl")
-                .condition_expression("attribute_not_exists(sends) OR sends < :limit")
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
-                .expression_attribute_values(":ttl", AttributeValue::N((second + 120).to_string()))
-        })
+        .take_slot(
+            rate_key(&m.tenant_id, &m.rule_id, second),
+            limit,
+            second + 120,
+        )
         .await?;
-    Ok(counted
-        .is_none()
-        .then(|| Timestamp::from_millis((second + 1) * 1000)))
+    Ok((!counted).then(|| Timestamp::from_millis((second + 1) * 1000)))
 }
 
 /// Makes this attempt the rule's one probe, unless another is running.

@@ -640,21 +640,9 @@ impl Store for AwsBackend {
         limit: u32,
     ) -> Result<bool, StoreError> {
         let minute = now.as_secs() / 60;
-        let counted = self
-            .table
-            .update(test_send_key(tenant_id, minute), |u| {
-                u.update_expression("ADD sends :one SET #ttl = :ttl")
-                    .condition_expression("attribute_not_exists(sends) OR sends < :limit")
-                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                    .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
-                    .expression_attribute_values(
-                        ":ttl",
-                        AttributeValue::N(((minute + 2) * 60).to_string()),
-                    )
-            })
-            .await?;
-        Ok(counted.is_some())
+        self.table
+            .take_slot(test_send_key(tenant_id, minute), limit, (minute + 2) * 60)
+            .await
     }
 }
 

@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
+    WriteRequest,
 };
 use hookline_core::ports::StoreError;
 use serde::Serialize;
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::calls::Calls;
 use crate::error::{build_error, sdk_error, unreadable};
-use crate::items::Item;
+use crate::items::{Item, TTL_ATTRIBUTE};
 
 #[derive(Clone)]
 pub(crate) struct Table {
@@ -123,6 +124,23 @@ impl Table {
             Err(e) if is_conditional_failure(&e) => Ok(None),
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
+    }
+
+    /// Counts one more in the counter item `key` (a window's sends), unless
+    /// `limit` are counted already: answers whether it was counted. The item
+    /// expires at `expires` (Unix seconds).
+    pub async fn take_slot(&self, key: Item, limit: u32, expires: i64) -> Result<bool, StoreError> {
+        let counted = self
+            .update(key, |u| {
+                u.update_expression("ADD sends :one SET #ttl = :ttl")
+                    .condition_expression("attribute_not_exists(sends) OR sends < :limit")
+                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+                    .expression_attribute_values(":ttl", AttributeValue::N(expires.to_string()))
+            })
+            .await?;
+        Ok(counted.is_some())
     }
 
     /// TransactWriteItems. When conditions cancelled it: `Err` with, for
