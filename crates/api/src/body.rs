@@ -6,6 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use hookline_core::error::MAX_ID_BYTES;
 
 use crate::error::ApiError;
 
@@ -47,9 +48,6 @@ pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> 
 /// than any id Hookline keeps is answered 404 before a store is asked (a
 /// DynamoDB key has a limit of its own, which would answer 503).
 pub struct Id(pub String);
-
-/// The longest id any resource has (event ids are checked to this length).
-const MAX_ID_BYTES: usize = 200;
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;

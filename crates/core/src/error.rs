@@ -36,6 +36,9 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// The longest identifier, in bytes.
+pub const MAX_ID_BYTES: usize = 200;
+
 /// Identifiers are opaque strings from the platform or from Hookline. They are
 /// bounded and free of control characters so they can be logged, stored and
 /// put in headers safely.
@@ -43,8 +46,11 @@ pub fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
     if value.is_empty() {
         return Err(FieldError::invalid(field, "must not be empty"));
     }
-    if value.len() > 200 {
-        return Err(FieldError::invalid(field, "must be at most 200 bytes"));
+    if value.len() > MAX_ID_BYTES {
+        return Err(FieldError::invalid(
+            field,
+            format!("must be at most {MAX_ID_BYTES} bytes"),
+        ));
     }
     if value.chars().any(|c| c.is_control()) {
         return Err(FieldError::invalid(
