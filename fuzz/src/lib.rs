@@ -1,12 +1,13 @@
 //! What each fuzz target does with its input: arbitrary bytes, from outside,
 //! that must never panic. Shared by the cargo fuzz targets and by
-//! `crates/core/tests/fuzz_corpus.rs`, which replays the committed corpus
+//! `crates/api/tests/fuzz_corpus.rs`, which replays the committed corpus
 //! through the same functions on the stable toolchain.
 
+use hookline_api::{RuleIn, RulePatchIn};
+use hookline_core::Event;
 use hookline_core::ports::{key_cursor, parse_key_cursor, parse_row_cursor};
 use hookline_core::signing::{self, WebhookKey};
 use hookline_core::target::TargetPolicy;
-use hookline_core::{Event, RuleDraft, RulePatch};
 
 /// What a target does with one input.
 pub type Target = fn(&[u8]);
@@ -36,8 +37,8 @@ pub fn ingest_body(data: &[u8]) {
 pub fn rule_body(data: &[u8]) {
     for allow_private in [false, true] {
         let policy = TargetPolicy { allow_private };
-        let _ = RuleDraft::from_json(data, &policy);
-        let _ = RulePatch::from_json(data, &policy);
+        let _ = RuleIn::parse(data, &policy);
+        let _ = RulePatchIn::parse(data, &policy);
     }
 }
 

@@ -5,12 +5,20 @@
 "use strict";
 
 const KEY = "hookline.apiKey";
-const TRIGGERS = {
-  "order.paid": "Order paid", "invoice.created": "Invoice created",
-  "subscription.ended": "Subscription ended", "affiliate.accepted": "Affiliate accepted",
-  "affiliate.rejected": "Affiliate rejected", "affiliate.stopped": "Affiliate stopped",
-  "rule.disabled": "A webhook was disabled",
-};
+// The triggers and statuses are the API's own, read from its OpenAPI
+// document at start: "order.paid" is shown as "Order paid".
+const label = (name) => { const t = name.replace(/[._]/g, " "); return t.charAt(0).toUpperCase() + t.slice(1); };
+
+async function loadNames() {
+  const res = await fetch("/openapi.json");
+  const doc = await res.json();
+  const schemas = doc.components.schemas;
+  const fill = (select, values) => {
+    for (const v of values) select.append(el("option", { value: v }, label(v)));
+  };
+  fill($("#rule-form").trigger, schemas.Trigger.enum);
+  fill($("#delivery-filter").status, schemas.DeliveryStatus.enum);
+}
 const $ = (sel) => document.querySelector(sel);
 
 const state = { rules: [], editing: null, cursor: null, key: null, shown: false };
@@ -157,7 +165,7 @@ function renderRules() {
       el("div", { class: "title" }, r.name,
         el("span", { class: `badge ${r.enabled ? "on" : "off"}` }, r.enabled ? "enabled" : "disabled"),
         r.disabled_reason ? el("span", { class: "badge failing", title: `since ${when(r.disabled_at)}` }, "disabled for failing") : null),
-      el("div", { class: "meta" }, `${TRIGGERS[r.trigger] || r.trigger} · ${scopeText(r.scope)}${r.per_order_line ? " · per order line" : ""}${r.first_payment_only ? " · first payment only" : ""}${r.payload === "thin" ? " · thin body" : ""}${r.rate_limit ? ` · at most ${r.rate_limit}/s` : ""}`),
+      el("div", { class: "meta" }, `${label(r.trigger)} · ${scopeText(r.scope)}${r.per_order_line ? " · per order line" : ""}${r.first_payment_only ? " · first payment only" : ""}${r.payload === "thin" ? " · thin body" : ""}${r.rate_limit ? ` · at most ${r.rate_limit}/s` : ""}`),
       el("div", { class: "meta" }, r.url)),
     el("div", { class: "actions" },
       el("button", { class: "test", onclick: () => testRule(r).catch(fail) }, "Send test"),
@@ -244,7 +252,7 @@ async function deleteRule(r) {
 async function testRule(r) {
   const box = $("#test-result");
   box.hidden = false;
-  box.replaceChildren(el("div", { class: "muted" }, `Sending a test ${TRIGGERS[r.trigger] || r.trigger} event to ${r.url}…`));
+  box.replaceChildren(el("div", { class: "muted" }, `Sending a test ${label(r.trigger)} event to ${r.url}…`));
   const { attempt } = await api("POST", `/v1/rules/${encodeURIComponent(r.id)}/test`);
   box.replaceChildren(el("h3", {}, `Test send to ${r.name}`), attemptTable([attempt]));
 }
@@ -383,6 +391,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#delivery-filter").addEventListener("submit", guard((e) => { e.preventDefault(); return loadDeliveries(false); }));
   $("#deliveries-more").addEventListener("click", guard(() => loadDeliveries(true)));
   $("#recover-form").addEventListener("submit", guard(recover));
+  loadNames().catch((e) => signOut(`Cannot read Hookline's API description: ${e.message}`));
   const saved = sessionStorage.getItem(KEY);
   if (saved) signIn(saved).catch((e) => signOut(e.message));
 });

@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use hookline_core::error::MAX_ID_BYTES;
+use hookline_core::error::MAX_ID_CHARS;
 
 use crate::error::ApiError;
 
@@ -64,11 +64,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
                 )
             })
             .and_then(|Path(id): Path<String>| {
-                if id.len() > MAX_ID_BYTES {
+                if id.chars().count() > MAX_ID_CHARS {
                     return Err(ApiError::new(
                         StatusCode::NOT_FOUND,
                         "not_found",
-                        format!("no such id: ids are at most {MAX_ID_BYTES} bytes"),
+                        format!("no such id: ids are at most {MAX_ID_CHARS} characters"),
                     ));
                 }
                 Ok(Id(id))

@@ -5,7 +5,30 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hookline_core::ports::StoreError;
 use hookline_core::{FieldError, FieldErrorKind};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// `{"error": {...}}`, the one error shape.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid", "message": "url: must be an http or https URL", "field": "url"}}))]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid`, `unknown_type`, `unknown_tenant`, `address_refused`,
+    /// `unknown_cursor`, `repeated_line`, `invalid_window`, `url_too_long`, `unauthorized`, `not_found`, `too_large`,
+    /// `limit_exceeded`, `already_pending`, `rate_limited`,
+    /// `fanout_too_large`, `method_not_allowed`, `unavailable`, ...
+    code: &'static str,
+    /// What is wrong, in words.
+    message: String,
+    /// The offending field, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    field: Option<String>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -66,6 +89,7 @@ impl From<FieldError> for ApiError {
         let (status, code) = match e.kind {
             FieldErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
             FieldErrorKind::UnknownType => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_type"),
+            FieldErrorKind::Refused(code) => (StatusCode::UNPROCESSABLE_ENTITY, code),
         };
         let message = format!("{}: {}", e.field, e.message);
         Self {
@@ -85,9 +109,12 @@ impl From<StoreError> for ApiError {
                 "already_pending",
                 "the delivery is queued or waiting for a retry already; retry it once it is dead or succeeded",
             ),
-            StoreError::BadCursor => {
-                Self::field(StatusCode::BAD_REQUEST, "invalid", "cursor", e.to_string())
-            }
+            StoreError::BadCursor => Self::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_cursor",
+                "cursor",
+                e.to_string(),
+            ),
             StoreError::Unavailable { .. } | StoreError::Unreadable { .. } => {
                 tracing::error!(error = %e, code = e.code().unwrap_or("-"), "store unavailable");
                 Self::new(
@@ -106,19 +133,26 @@ impl ApiError {
     }
 
     /// `{"code","message","field"?}`: what `{"error": …}` holds.
-    pub fn body(&self) -> Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
+    pub fn detail(self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code,
+            message: self.message,
+            field: self.field,
         }
-        error
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.body() }))).into_response();
-        if let Some(seconds) = self.retry_after {
+        let (status, retry_after) = (self.status, self.retry_after);
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.detail(),
+            }),
+        )
+            .into_response();
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -6,40 +6,82 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use hookline_core::Event;
+use hookline_core::error::{is_object, parse_json};
+use hookline_core::event::EventIn;
 use hookline_core::ports::Acceptance;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::auth::Producer;
 use crate::body;
-use crate::error::ApiError;
-use crate::schema;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::ApiState;
 
+/// What ingest answers for an event it took.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    id: String,
+    /// True when the tenant sent this event id before: nothing is delivered twice.
+    duplicate: bool,
+}
+
+/// `{"events": [...]}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    /// Each an `EventIn`, judged alone: one that `POST /v1/events` would
+    /// refuse is answered in its place, and the others are taken.
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 100)]
+    events: Vec<Box<RawValue>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchAnswer {
+    /// One per event, in order.
+    results: Vec<BatchResult>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    /// The event's `id` as it was sent (null when it had none).
+    #[schema(value_type = Value, required = true)]
+    id: Value,
+    /// What `POST /v1/events` would have answered for this event.
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    duplicate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    error: Option<ErrorDetail>,
+}
+
 #[utoipa::path(post, operation_id = "ingest_event", path = "/v1/events", tag = "ingest", security(("ingest_token" = [])),
-    request_body = schema::EventIn,
+    request_body = EventIn,
     responses(
-        (status = 202, description = "Stored and queued.", body = schema::Accepted),
-        (status = 200, description = "A duplicate: the tenant sent this id before; nothing more is delivered.", body = schema::Accepted),
-        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid ingest token.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody),
-        (status = 422, description = "An unknown `type` or `tenant_id` (`unknown_type`, `unknown_tenant`), or an event whose fan-out across the tenant's rules is over its budget (`fanout_too_large`: more than 10,000 deliveries, or more than 2,000,000 filter steps).", body = schema::ErrorBody),
-        (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+        (status = 202, description = "Stored and queued.", body = Accepted),
+        (status = 200, description = "A duplicate: the tenant sent this id before; nothing more is delivered.", body = Accepted),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = ErrorBody), (status = 401, description = "No valid ingest token.", body = ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = ErrorBody),
+        (status = 422, description = "An unknown `type` or `tenant_id` (`unknown_type`, `unknown_tenant`), an order line id that repeats an earlier one (`repeated_line`), or an event whose fan-out across the tenant's rules is over its budget (`fanout_too_large`: more than 10,000 deliveries, or more than 2,000,000 filter steps).", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; try again.", body = ErrorBody),
     ))]
 pub async fn ingest(
     _: Producer,
     State(state): State<ApiState>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let event = Event::from_json(&body::bytes(raw)?)?;
-    let reply = |status, duplicate| {
-        (
-            status,
-            Json(json!({ "id": event.id, "duplicate": duplicate })),
-        )
-    };
     let acceptance = state.store.accept_event(&event, state.clock.now()).await?;
     let (status, duplicate) = answer(&event, acceptance)?;
-    Ok(reply(status, duplicate))
+    Ok((
+        status,
+        Json(Accepted {
+            id: event.id,
+            duplicate,
+        }),
+    ))
 }
 
 /// What ingest answers for an event the store took as `acceptance`.
@@ -69,29 +111,17 @@ pub const MAX_BATCH: usize = 100;
 /// `{"id", "status", "duplicate"?, "error"?}` where `status` is what
 /// `POST /v1/events` would have answered for it.
 #[utoipa::path(post, operation_id = "ingest_events", path = "/v1/events/batch", tag = "ingest", security(("ingest_token" = [])),
-    request_body = schema::BatchIn,
+    request_body = BatchIn,
     responses(
-        (status = 200, description = "Each event judged alone, in order.", body = schema::BatchAnswer),
-        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = schema::ErrorBody), (status = 401, description = "No valid ingest token.", body = schema::ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = schema::ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = schema::ErrorBody),
+        (status = 200, description = "Each event judged alone, in order.", body = BatchAnswer),
+        (status = 400, description = "A field, the query or the path is not valid (`field` names it).", body = ErrorBody), (status = 401, description = "No valid ingest token.", body = ErrorBody), (status = 413, description = "The body is over 256 KiB.", body = ErrorBody), (status = 503, description = "The store is unavailable; try again.", body = ErrorBody),
     ))]
 pub async fn ingest_batch(
     _: Producer,
     State(state): State<ApiState>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Batch {
-        events: Vec<Box<RawValue>>,
-    }
-    let batch: Batch = serde_json::from_slice(&body::bytes(raw)?).map_err(|e| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "events",
-            format!(r#"the body must be {{"events": [...]}}: {e}"#),
-        )
-    })?;
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let batch: BatchIn = parse_json(&body::bytes(raw)?)?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
@@ -100,45 +130,79 @@ pub async fn ingest_batch(
             format!("events: must hold 1 to {MAX_BATCH} events"),
         ));
     }
-    let parsed: Vec<Result<Event, ApiError>> = batch
+    if let Some(i) = batch
         .events
         .iter()
-        .map(|raw| Event::from_json(raw.get().as_bytes()).map_err(ApiError::from))
-        .collect();
-    let valid: Vec<Event> = parsed
+        .position(|raw| !is_object(raw.get().as_bytes()))
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("events[{i}]"),
+            format!("events[{i}]: must be a JSON object"),
+        ));
+    }
+    // The valid events go to the store in one call; each result keeps its
+    // event's place, or the error that kept it out.
+    let mut valid = Vec::with_capacity(batch.events.len());
+    let places: Vec<Result<usize, ApiError>> = batch
+        .events
         .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
+        .map(|raw| {
+            let event = Event::from_json(raw.get().as_bytes())?;
+            valid.push(event);
+            Ok(valid.len() - 1)
+        })
         .collect();
     let mut accepted = state
         .store
         .accept_events(&valid, state.clock.now())
         .await
         .into_iter();
-    let results: Vec<Value> = batch
+    let results = batch
         .events
         .iter()
-        .zip(parsed)
-        .map(|(raw, parsed)| {
-            let id = serde_json::from_str::<Value>(raw.get())
-                .ok()
-                .and_then(|v| v.get("id").cloned())
-                .unwrap_or(Value::Null);
-            let outcome = parsed.and_then(|event| match accepted.next() {
-                Some(Ok(acceptance)) => answer(&event, acceptance),
-                Some(Err(e)) => Err(ApiError::from(e)),
-                None => Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the store answered fewer events than it was given",
-                )),
-            });
-            match outcome {
-                Ok((status, duplicate)) => {
-                    json!({"id": id, "status": status.as_u16(), "duplicate": duplicate})
-                }
-                Err(e) => json!({"id": id, "status": e.status().as_u16(), "error": e.body()}),
+        .zip(places)
+        .map(|(raw, place)| match place {
+            Ok(i) => {
+                let event = &valid[i];
+                let outcome = match accepted.next() {
+                    Some(Ok(acceptance)) => answer(event, acceptance),
+                    Some(Err(e)) => Err(ApiError::from(e)),
+                    None => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the store answered fewer events than it was given",
+                    )),
+                };
+                result(Value::String(event.id.clone()), outcome)
+            }
+            // Only an event that did not parse is read again, for its id.
+            Err(e) => {
+                let id = serde_json::from_str::<Value>(raw.get())
+                    .ok()
+                    .and_then(|v| v.get("id").cloned())
+                    .unwrap_or(Value::Null);
+                result(id, Err(e))
             }
         })
         .collect();
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchAnswer { results }))
+}
+
+fn result(id: Value, outcome: Result<(StatusCode, bool), ApiError>) -> BatchResult {
+    match outcome {
+        Ok((status, duplicate)) => BatchResult {
+            id,
+            status: status.as_u16(),
+            duplicate: Some(duplicate),
+            error: None,
+        },
+        Err(e) => BatchResult {
+            id,
+            status: e.status().as_u16(),
+            duplicate: None,
+            error: Some(e.detail()),
+        },
+    }
 }

@@ -10,7 +10,6 @@ mod events;
 mod keys;
 pub mod openapi;
 mod rules;
-mod schema;
 mod state;
 
 use axum::Router;
@@ -19,6 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 pub use body::BODY_LIMIT;
 pub use error::ApiError;
+pub use rules::{RuleIn, RulePatchIn};
 pub use state::{ApiConfig, ApiState};
 
 /// A header on every answer, so that a client (the CLI) can tell Hookline

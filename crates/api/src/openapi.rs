@@ -1,7 +1,6 @@
 //! The API's OpenAPI 3.1 document, generated from the handlers' annotations
-//! and the wire shapes below, and served at `GET /openapi.json`.
-//!
-//! The request and answer shapes it describes are in [`crate::schema`].
+//! and the request and answer types they parse and return, and served at
+//! `GET /openapi.json`.
 
 use std::sync::LazyLock;
 
@@ -19,8 +18,11 @@ use crate::{deliveries, events, keys, rules};
         description = "Plug&Pay-style business events in, signed Standard Webhooks out. \
             The platform posts events with the ingest token; each merchant manages their \
             rules, webhook key and delivery log with their tenant API key. \
-            Errors are always `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
-        license(name = "MIT OR Apache-2.0")
+            Errors are always `{\"error\": {\"code\", \"message\", \"field\"?}}`. \
+            A request the schemas below refuse is answered 400 (`invalid`, `field` names what is wrong); \
+            one they allow but the server cannot take, because of what it holds or may reach, \
+            is answered 404, 409, 422 or 429 with a code that says why.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
         events::ingest,
@@ -96,27 +98,32 @@ mod tests {
     use std::collections::BTreeSet;
 
     use hookline_core::delivery::{Attempt, Waiting};
-    use hookline_core::rule::RULE_FIELDS;
-    use hookline_core::{Delivery, DeliveryStatus, Rule, RuleDraft, Scope, Timestamp};
+    use hookline_core::trigger::trigger_names;
+    use hookline_core::{Delivery, DeliveryStatus, Rule, RuleDraft, Scope, Timestamp, Trigger};
     use serde_json::Value;
 
     use super::document;
+    use crate::deliveries::DeliveryOut;
+    use crate::rules::RuleOut;
 
     fn doc() -> Value {
         serde_json::from_str(document()).unwrap()
     }
 
-    fn properties(schema: &str) -> BTreeSet<String> {
-        doc()["components"]["schemas"][schema]["properties"]
-            .as_object()
-            .unwrap_or_else(|| panic!("the document has no schema {schema}"))
-            .keys()
-            .cloned()
-            .collect()
+    fn schema(name: &str) -> Value {
+        doc()["components"]["schemas"][name].clone()
+    }
+
+    fn properties(name: &str) -> BTreeSet<String> {
+        keys(&schema(name)["properties"])
     }
 
     fn keys(v: &Value) -> BTreeSet<String> {
-        v.as_object().unwrap().keys().cloned().collect()
+        v.as_object()
+            .unwrap_or_else(|| panic!("{v} is not an object"))
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// `HOOKLINE_WRITE_OPENAPI=1 cargo test -p hookline-api openapi` writes it.
@@ -134,26 +141,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_rule_bodies_have_the_parsers_fields() {
-        let parsed: BTreeSet<String> = RULE_FIELDS.iter().map(|f| f.to_string()).collect();
-        assert_eq!(properties("RuleIn"), parsed);
-        assert_eq!(properties("RulePatchIn"), parsed);
-    }
-
+    /// Every field an answer may carry is described, and only those: the
+    /// optional ones (`line_id`, `waiting`) are set here so they show.
     #[test]
     fn a_rule_and_a_delivery_answer_with_the_described_properties() {
         let at = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
         let draft = RuleDraft::new(
             "paid",
-            hookline_core::trigger::Trigger::OrderPaid,
+            Trigger::OrderPaid,
             "https://example.com/hook",
             Scope::Universal,
         );
-        let rule = Rule::new("rul_1".into(), "t".into(), draft, at);
+        let rule = RuleOut::from(Rule::new("rul_1".into(), "t".into(), draft, at));
         assert_eq!(
             keys(&serde_json::to_value(&rule).unwrap()),
-            properties("Rule")
+            properties("RuleOut")
         );
 
         let attempt = Attempt {
@@ -163,7 +165,7 @@ mod tests {
             error: None,
             response_body: None,
         };
-        let delivery = Delivery {
+        let delivery = DeliveryOut::from(Delivery {
             id: "msg_1".into(),
             event_id: "evt_1".into(),
             rule_id: "rul_1".into(),
@@ -171,47 +173,66 @@ mod tests {
             line_id: Some("line_1".into()),
             created_at: at,
             attempt_count: 1,
-            attempts: vec![attempt.clone()],
+            attempts: vec![attempt],
             waiting: Waiting::for_circuit(DeliveryStatus::Pending, Some(at)),
-        };
+        });
         let json = serde_json::to_value(&delivery).unwrap();
-        assert_eq!(keys(&json), properties("Delivery"));
-        assert_eq!(keys(&json["attempts"][0]), properties("Attempt"));
-        assert_eq!(keys(&json["waiting"]), properties("Waiting"));
+        assert_eq!(keys(&json), properties("DeliveryOut"));
+        assert_eq!(keys(&json["attempts"][0]), properties("AttemptOut"));
+        assert_eq!(keys(&json["waiting"]), properties("WaitingOut"));
     }
 
-    fn enum_of(schema: &str) -> Vec<Value> {
-        doc()["components"]["schemas"][schema]["enum"]
+    fn enum_of(schema_name: &str) -> Vec<Value> {
+        schema(schema_name)["enum"]
             .as_array()
-            .unwrap_or_else(|| panic!("{schema} is not an enum"))
+            .unwrap_or_else(|| panic!("{schema_name} is not an enum"))
             .clone()
     }
 
     /// The described enums are the core's, value for value.
     #[test]
     fn the_enums_are_the_cores() {
-        use hookline_core::trigger::Trigger;
-        let name = |t: &Trigger| serde_json::to_value(t).unwrap();
-        assert_eq!(
-            enum_of("Trigger"),
-            Trigger::ALL.iter().map(name).collect::<Vec<_>>()
-        );
-        let platform: Vec<Value> = Trigger::ALL
-            .iter()
-            .filter(|t| t.from_platform())
-            .map(name)
-            .collect();
-        assert_eq!(enum_of("PlatformTrigger"), platform);
-        let statuses = [
-            DeliveryStatus::Pending,
-            DeliveryStatus::Succeeded,
-            DeliveryStatus::Dead,
-        ];
-        let statuses: Vec<Value> = statuses
+        let names = |accepted| -> Vec<Value> {
+            trigger_names(accepted)
+                .into_iter()
+                .map(Value::from)
+                .collect()
+        };
+        assert_eq!(enum_of("Trigger"), names(|_| true));
+        assert_eq!(enum_of("PlatformTrigger"), names(Trigger::from_platform));
+        assert!(enum_of("PlatformTrigger").len() < enum_of("Trigger").len());
+        let statuses: Vec<Value> = DeliveryStatus::ALL
             .iter()
             .map(|s| serde_json::to_value(s).unwrap())
             .collect();
         assert_eq!(enum_of("DeliveryStatus"), statuses);
+    }
+
+    /// A field that may be left out or sent as null is nullable in the
+    /// document, and one that may not be null is not.
+    #[test]
+    fn nullable_fields_are_described_as_nullable() {
+        let nullable = |schema_name: &str, field: &str| -> bool {
+            let property = &schema(schema_name)["properties"][field];
+            let text = property.to_string();
+            text.contains("\"null\"") || text.contains("\"nullable\":true")
+        };
+        for field in [
+            "scope",
+            "payload",
+            "filter",
+            "headers",
+            "rate_limit",
+            "enabled",
+        ] {
+            assert!(nullable("RuleIn", field), "RuleIn.{field}");
+            assert!(nullable("RulePatchIn", field), "RulePatchIn.{field}");
+        }
+        for field in ["name", "trigger", "url"] {
+            assert!(!nullable("RuleIn", field), "RuleIn.{field}");
+            assert!(!nullable("RulePatchIn", field), "RulePatchIn.{field}");
+        }
+        assert!(nullable("RecoverIn", "until") && !nullable("RecoverIn", "since"));
     }
 
     /// Every route in `router` (read from its source) is in the document,

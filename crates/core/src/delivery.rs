@@ -13,7 +13,9 @@ use crate::trigger::Trigger;
 
 pub type DeliveryId = String;
 
+/// A delivery's status, in answers and as the list's filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Queued, in flight, or waiting for a retry.
@@ -24,6 +26,12 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Dead,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
@@ -47,12 +55,10 @@ pub struct UnknownStatus(pub String);
 impl FromStr for DeliveryStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, UnknownStatus> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "succeeded" => Ok(Self::Succeeded),
-            "dead" => Ok(Self::Dead),
-            _ => Err(UnknownStatus(s.to_owned())),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 
@@ -69,13 +75,14 @@ pub struct Attempt {
 /// is in [`Delivery::attempt_count`].
 pub const ATTEMPT_LOG_LIMIT: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A delivery as a store reads it; the API's JSON is the API crate's
+/// `DeliveryOut`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: DeliveryId,
     pub event_id: String,
     pub rule_id: String,
     pub status: DeliveryStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub line_id: Option<String>,
     pub created_at: Timestamp,
     /// Every attempt made, also those the log no longer keeps.
@@ -83,12 +90,11 @@ pub struct Delivery {
     /// The most recent [`ATTEMPT_LOG_LIMIT`] attempts, oldest first.
     pub attempts: Vec<Attempt>,
     /// Why a pending delivery is not being attempted now, if it is held.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
 }
 
 /// Why a pending delivery waits beyond its retry schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     pub reason: WaitReason,
     /// When the hold ends (then one probe attempt decides).
@@ -96,6 +102,7 @@ pub struct Waiting {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitReason {
     /// The rule's receiver failed too often in a row; its circuit is open.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::error::{FieldError, FieldErrorKind, check_id};
+use crate::error::{FieldError, FieldErrorKind, check_id, is_object, parse_json};
 use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
 
@@ -34,7 +34,9 @@ pub struct Subject {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An event as ingested and validated: built by [`Event::from_json`] (or
+/// Hookline itself), never deserialized around its checks.
+#[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub id: String,
     pub tenant_id: String,
@@ -50,33 +52,60 @@ pub struct Event {
     pub subject: Option<Subject>,
 }
 
-/// The wire shape, every field optional so that a missing one is reported by
-/// name rather than as a generic parse failure.
+/// A business event the platform reports. Fields Hookline does not read are
+/// ignored.
+//
+// Every field is optional to serde so that a missing one is refused by name
+// in `Event::from_json`; the document marks the required ones.
 #[derive(Deserialize)]
-struct EventInput {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"id": "evt_1", "tenant_id": "demo",
+    "type": Trigger::OrderPaid, "occurred_at": "2026-11-29T12:00:00Z",
+    "lines": [{"id": "line_1", "product_id": "prod_1"}], "data": {"order_id": "ord_1", "amount": 4900}})))]
+pub struct EventIn {
+    /// The platform's id: the same id twice is one event (a duplicate).
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     tenant_id: Option<String>,
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = crate::trigger::PlatformTrigger))]
     kind: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, format = DateTime))]
     occurred_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::error::IdText>))]
     payment_page_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::error::IdText>))]
     upsell_id: Option<String>,
+    /// Whether this is a subscription's first payment (default true).
     first_payment: Option<bool>,
-    lines: Option<Vec<LineInput>>,
+    /// The order lines (order bumps are lines), at most 1000. A line id that
+    /// repeats an earlier one is refused (422 `repeated_line`).
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
+    lines: Option<Vec<LineIn>>,
+    /// What receivers get, byte for byte.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Object))]
     data: Option<Box<RawValue>>,
-    subject: Option<SubjectInput>,
+    /// What the event is about, for thin payloads.
+    subject: Option<SubjectIn>,
 }
 
 #[derive(Deserialize)]
-struct SubjectInput {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubjectIn {
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     kind: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     id: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct LineInput {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineIn {
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true, nullable = false, value_type = crate::error::IdText))]
     product_id: Option<String>,
 }
 
@@ -95,16 +124,7 @@ impl Event {
     /// Parses an ingest body. Unknown fields are ignored so producers can send
     /// more than Hookline reads.
     pub fn from_json(body: &[u8]) -> Result<Event, FieldError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let input: EventInput = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path == "?" {
-                "body".to_owned()
-            } else {
-                path
-            };
-            FieldError::invalid(field, e.into_inner().to_string())
-        })?;
+        let input: EventIn = parse_json(body)?;
 
         let id = required("id", input.id)?;
         check_id("id", &id)?;
@@ -133,6 +153,9 @@ impl Event {
         let payment_page_id = optional_id("payment_page_id", input.payment_page_id)?;
         let upsell_id = optional_id("upsell_id", input.upsell_id)?;
         let data = required("data", input.data)?;
+        if !is_object(data.get().as_bytes()) {
+            return Err(FieldError::invalid("data", "must be a JSON object"));
+        }
 
         let raw_lines = input.lines.unwrap_or_default();
         if raw_lines.len() > 1000 {
@@ -151,10 +174,11 @@ impl Event {
             check_id(&product_field, &product_id)?;
             // Line ids make delivery ids; a repeat would collapse two deliveries.
             if !seen.insert(id.clone()) {
-                return Err(FieldError::invalid(
-                    id_field,
-                    format!("repeats line id {id:?}"),
-                ));
+                return Err(FieldError {
+                    kind: FieldErrorKind::Refused("repeated_line"),
+                    field: id_field,
+                    message: format!("repeats line id {id:?}"),
+                });
             }
             lines.push(Line { id, product_id });
         }

@@ -196,36 +196,34 @@ fn operator(
             })
             .collect()
     };
-    let op = match key {
-        "$and" => return list(value).map(Condition::All),
-        "$or" => return list(value).map(Condition::Any),
-        "$not" => {
+    let operand = OPERATORS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, operand)| *operand)
+        .ok_or_else(|| {
+            let names: Vec<&str> = OPERATORS.iter().map(|(name, _)| *name).collect();
+            invalid(path, &format!("is not an operator ({})", names.join(", ")))
+        })?;
+    let op = match operand {
+        Operand::Conditions(all) => {
+            let conditions = list(value)?;
+            return Ok(if all {
+                Condition::All(conditions)
+            } else {
+                Condition::Any(conditions)
+            });
+        }
+        Operand::Condition => {
             return value_condition(value, path, depth + 1, nodes)
                 .map(|c| Condition::Not(Box::new(c)));
         }
-        "$exist" => {
+        Operand::Bool => {
             return value
                 .as_bool()
                 .map(Condition::Exists)
                 .ok_or_else(|| invalid(path, "must be true or false"));
         }
-        "$eq" => Op::Eq,
-        "$neq" => Op::Neq,
-        "$gt" => Op::Gt,
-        "$gte" => Op::Gte,
-        "$lt" => Op::Lt,
-        "$lte" => Op::Lte,
-        "$in" => Op::In,
-        "$nin" => Op::Nin,
-        "$startsWith" => Op::StartsWith,
-        "$endsWith" => Op::EndsWith,
-        _ => {
-            return Err(invalid(
-                path,
-                "is not an operator ($eq, $neq, $gt, $gte, $lt, $lte, $in, $nin, $startsWith, \
-                 $endsWith, $exist, $and, $or, $not)",
-            ));
-        }
+        Operand::Value(op) => op,
     };
     let ok = match op {
         Op::Gt | Op::Gte | Op::Lt | Op::Lte => value.is_number() || value.is_string(),
@@ -243,6 +241,103 @@ fn operator(
     }
     count_value(value, path, nodes)?;
     Ok(Condition::Compare(op, value.clone()))
+}
+
+/// What an operator takes.
+#[derive(Debug, Clone, Copy)]
+enum Operand {
+    /// A non-empty list of conditions: all (`$and`) or any (`$or`) hold.
+    Conditions(bool),
+    /// One condition that must not hold (`$not`).
+    Condition,
+    /// Whether the field is there (`$exist`).
+    Bool,
+    /// A value to compare with.
+    Value(Op),
+}
+
+/// The operators by name: the parser and the OpenAPI document read this.
+const OPERATORS: [(&str, Operand); 14] = [
+    ("$eq", Operand::Value(Op::Eq)),
+    ("$neq", Operand::Value(Op::Neq)),
+    ("$gt", Operand::Value(Op::Gt)),
+    ("$gte", Operand::Value(Op::Gte)),
+    ("$lt", Operand::Value(Op::Lt)),
+    ("$lte", Operand::Value(Op::Lte)),
+    ("$in", Operand::Value(Op::In)),
+    ("$nin", Operand::Value(Op::Nin)),
+    ("$startsWith", Operand::Value(Op::StartsWith)),
+    ("$endsWith", Operand::Value(Op::EndsWith)),
+    ("$exist", Operand::Bool),
+    ("$and", Operand::Conditions(true)),
+    ("$or", Operand::Conditions(false)),
+    ("$not", Operand::Condition),
+];
+
+/// A filter in the OpenAPI document: its grammar, with each operator's
+/// operand, from [`OPERATORS`]. The budgets (nodes, bytes, depth) are in its
+/// description; JSON Schema cannot count them.
+#[cfg(feature = "openapi")]
+pub struct FilterSchema;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for FilterSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use serde_json::json;
+        use utoipa::openapi::schema::{Object, Schema};
+        let condition = json!({"anyOf": [
+            {"$ref": "#/components/schemas/Filter"},
+            {"type": ["null", "boolean", "number", "string", "array"]},
+        ]});
+        let properties: Map<String, Value> = OPERATORS
+            .iter()
+            .map(|(name, operand)| {
+                let schema = match operand {
+                    Operand::Conditions(_) => {
+                        json!({"type": "array", "minItems": 1, "items": condition})
+                    }
+                    Operand::Condition => condition.clone(),
+                    Operand::Bool => json!({"type": "boolean"}),
+                    Operand::Value(Op::Eq | Op::Neq) => json!({
+                        "type": ["null", "boolean", "number", "string", "array", "object"]
+                    }),
+                    Operand::Value(Op::Gt | Op::Gte | Op::Lt | Op::Lte) => {
+                        json!({"type": ["number", "string"]})
+                    }
+                    Operand::Value(Op::In | Op::Nin) => json!({"type": "array"}),
+                    Operand::Value(Op::StartsWith | Op::EndsWith) => json!({"type": "string"}),
+                };
+                (name.to_string(), schema)
+            })
+            .collect();
+        let description = format!(
+            "A payload filter: nested objects follow the delivered body, a plain value means \
+             equal, and keys that start with `$` are operators. At most {MAX_NODES} nodes \
+             (keys, list items and values), {MAX_BYTES} bytes as JSON and {MAX_DEPTH} levels deep."
+        );
+        let mut object: Object = serde_json::from_value(json!({
+            "type": "object",
+            "description": description,
+            "properties": properties,
+            "additionalProperties": false,
+        }))
+        .unwrap_or_default();
+        // Field names are any key that is not an operator; utoipa's object
+        // has no `patternProperties`, so it goes in as an extension, which
+        // is written out as it is.
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("patternProperties".into(), json!({ "^(?!\\$)": condition }));
+        Schema::Object(object).into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for FilterSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Filter".into()
+    }
 }
 
 /// Counts an operand's items: comparing with a list or an object visits

@@ -96,11 +96,7 @@ impl RetrySchedule {
 
 impl fmt::Display for RetrySchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .delays
-            .iter()
-            .map(|d| format!("{}ms", d.as_millis()))
-            .collect();
+        let parts: Vec<String> = self.delays.iter().map(|d| format_duration(*d)).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -140,6 +136,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a schedule prints is what `HOOKLINE_RETRY_SCHEDULE` takes.
+    #[test]
+    fn a_schedule_prints_as_the_setting_is_written() {
+        let s = RetrySchedule::default();
+        assert_eq!(s.to_string(), "5s,5m,30m,2h,5h,10h,10h");
+        assert_eq!(RetrySchedule::parse(&s.to_string()).unwrap(), s);
+        let odd = RetrySchedule::parse("250ms,90s").unwrap();
+        assert_eq!(odd.to_string(), "250ms,90s");
+    }
 
     #[test]
     fn default_schedule_is_eight_attempts() {

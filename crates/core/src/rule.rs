@@ -2,25 +2,34 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, FieldErrorKind, check_id};
 use crate::filter::Filter;
 use crate::rate::MAX_RATE_LIMIT;
-use crate::target::TargetPolicy;
+use crate::target::{MAX_URL_LEN, TargetError, TargetPolicy};
 use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
 
 /// What a rule is about: everything of its trigger, or one product, payment
 /// page or one-click upsell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Scope {
     Universal,
-    Product { id: String },
-    PaymentPage { id: String },
-    Upsell { id: String },
+    Product {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::error::IdText))]
+        id: String,
+    },
+    PaymentPage {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::error::IdText))]
+        id: String,
+    },
+    Upsell {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::error::IdText))]
+        id: String,
+    },
 }
 
 impl Scope {
@@ -38,12 +47,11 @@ impl Scope {
     }
 }
 
-/// A rule as the API shows it (`Serialize` is the API's JSON; the stored
-/// form is [`crate::record`]'s).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A merchant's rule. The API's JSON is the API crate's `RuleOut`; the stored
+/// form is [`crate::record`]'s.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub id: String,
-    #[serde(skip)]
     pub tenant_id: String,
     pub name: String,
     pub trigger: Trigger,
@@ -53,7 +61,6 @@ pub struct Rule {
     pub first_payment_only: bool,
     pub enabled: bool,
     pub created_at: Timestamp,
-    #[serde(flatten)]
     pub options: RuleOptions,
     /// Why Hookline disabled the rule (`failing`), until it is enabled again.
     pub disabled_reason: Option<DisabledReason>,
@@ -61,6 +68,7 @@ pub struct Rule {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DisabledReason {
     /// Its deliveries failed without a success for `HOOKLINE_DISABLE_AFTER`.
@@ -68,10 +76,9 @@ pub enum DisabledReason {
 }
 
 /// What a rule adds to its deliveries beyond Plug&Pay's fields.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleOptions {
     /// Only events whose delivered body meets it make a delivery.
-    #[serde(serialize_with = "filter_source")]
     pub filter: Option<Filter>,
     /// The full body, or Plug&Pay's thin V2 envelope.
     pub payload: PayloadFormat,
@@ -81,12 +88,9 @@ pub struct RuleOptions {
     pub rate_limit: Option<u32>,
 }
 
-fn filter_source<S: Serializer>(filter: &Option<Filter>, s: S) -> Result<S::Ok, S::Error> {
-    filter.as_ref().map(Filter::source).serialize(s)
-}
-
 /// Which body a rule's deliveries carry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     /// `{"type","timestamp","event_id","tenant_id","rule_id","data","line"?}`.
@@ -216,143 +220,109 @@ impl Rule {
     }
 }
 
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, FieldError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(FieldError::invalid("body", "must be a JSON object")),
-        Err(e) => Err(FieldError::invalid(
-            "body",
-            format!("is not valid JSON: {e}"),
-        )),
-    }
-}
+/// The longest rule name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest header name a rule adds, in bytes (a token is ASCII), and
+/// the longest value, in characters.
+pub const MAX_HEADER_NAME_BYTES: usize = 100;
+pub const MAX_HEADER_VALUE_CHARS: usize = 1000;
 
-fn string(field: &str, v: &Value) -> Result<String, FieldError> {
-    v.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| FieldError::invalid(field, "must be a string"))
-}
-
-fn boolean(field: &str, v: &Value) -> Result<bool, FieldError> {
-    v.as_bool()
-        .ok_or_else(|| FieldError::invalid(field, "must be true or false"))
-}
-
-fn name(v: &Value) -> Result<String, FieldError> {
-    let s = string("name", v)?;
-    if s.trim().is_empty() || s.len() > 200 {
+/// A rule's name: printed by the CLI and the dashboard, so bounded and free
+/// of escape sequences.
+pub fn check_name(name: &str) -> Result<(), FieldError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(FieldError::invalid(
             "name",
-            "must be 1 to 200 bytes and not blank",
+            format!("must be 1 to {MAX_NAME_CHARS} characters and not blank"),
         ));
     }
-    // A name is printed by the CLI and the dashboard: no escape sequences.
-    if s.chars().any(char::is_control) {
+    if name.chars().any(char::is_control) {
         return Err(FieldError::invalid(
             "name",
             "must not contain control characters",
         ));
     }
-    Ok(s)
+    Ok(())
 }
 
-fn trigger(v: &Value) -> Result<Trigger, FieldError> {
-    let s = string("trigger", v)?;
-    s.parse().map_err(|_| FieldError {
+/// A trigger named by a rule: unknown names are their own kind (422).
+pub fn parse_trigger(name: &str) -> Result<Trigger, FieldError> {
+    name.parse().map_err(|_| FieldError {
         kind: FieldErrorKind::UnknownType,
         field: "trigger".into(),
         message: format!(
-            "unknown trigger {s:?}; expected one of {}",
+            "unknown trigger {name:?}; expected one of {}",
             known_triggers(|_| true)
         ),
     })
 }
 
-fn scope(v: &Value) -> Result<Scope, FieldError> {
-    let scope: Scope = serde_json::from_value(v.clone()).map_err(|_| {
-        FieldError::invalid(
-            "scope",
-            r#"must be {"type":"universal"} or {"type":"product"|"payment_page"|"upsell","id":"..."}"#,
-        )
-    })?;
-    match &scope {
-        Scope::Universal => {}
+/// A webhook URL as the policy lets it be reached, normalized. One that is
+/// well formed but refused for what it names or becomes is its own kind
+/// (422): a host at an address Hookline may not call, or a URL that
+/// normalizing (punycode, percent-encoding) makes longer than is stored.
+pub fn check_url(url: &str, policy: &TargetPolicy) -> Result<String, FieldError> {
+    policy.check_url(url).map(|u| u.to_string()).map_err(|e| {
+        let kind = match e {
+            TargetError::Forbidden { .. } => FieldErrorKind::Refused("address_refused"),
+            TargetError::TooLong if url.chars().count() <= MAX_URL_LEN => {
+                FieldErrorKind::Refused("url_too_long")
+            }
+            _ => FieldErrorKind::Invalid,
+        };
+        FieldError {
+            kind,
+            field: "url".into(),
+            message: e.to_string(),
+        }
+    })
+}
+
+pub fn check_scope(scope: &Scope) -> Result<(), FieldError> {
+    match scope {
+        Scope::Universal => Ok(()),
         Scope::Product { id } | Scope::PaymentPage { id } | Scope::Upsell { id } => {
-            check_id("scope.id", id)?
+            check_id("scope.id", id)
         }
     }
-    Ok(scope)
 }
 
-fn url(v: &Value, policy: &TargetPolicy) -> Result<String, FieldError> {
-    let s = string("url", v)?;
-    policy
-        .check_url(&s)
-        .map(|u| u.to_string())
-        .map_err(|e| FieldError::invalid("url", e.to_string()))
-}
+/// Header names Hookline sets itself or the connection owns: a rule cannot
+/// set them, nor any name that starts with [`RESERVED_HEADER_PREFIX`].
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+pub const RESERVED_HEADER_PREFIX: &str = "webhook-";
 
-fn filter(v: &Value) -> Result<Option<Filter>, FieldError> {
-    match v {
-        Value::Null => Ok(None),
-        other => Filter::parse(other).map(Some),
-    }
-}
+/// The characters of an HTTP token (RFC 9110), a header name's.
+const TOKEN_PUNCTUATION: &str = "!#$%&'*+-.^_`|~";
 
-fn payload(v: &Value) -> Result<PayloadFormat, FieldError> {
-    match v {
-        Value::Null => Ok(PayloadFormat::Full),
-        Value::String(s) if s == "full" => Ok(PayloadFormat::Full),
-        Value::String(s) if s == "thin" => Ok(PayloadFormat::Thin),
-        _ => Err(FieldError::invalid(
-            "payload",
-            r#"must be "full" or "thin""#,
-        )),
-    }
-}
-
-/// Names Hookline sets itself or the connection owns: a rule cannot set them.
 fn reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    name.starts_with("webhook-")
-        || matches!(
-            name.as_str(),
-            "content-type"
-                | "content-length"
-                | "host"
-                | "user-agent"
-                | "transfer-encoding"
-                | "connection"
-                | "te"
-                | "trailer"
-                | "upgrade"
-                | "keep-alive"
-                | "proxy-connection"
-        )
+    name.starts_with(RESERVED_HEADER_PREFIX) || RESERVED_HEADERS.contains(&name.as_str())
 }
 
-fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
-    let object = match v {
-        Value::Null => return Ok(BTreeMap::new()),
-        Value::Object(o) => o,
-        _ => {
-            return Err(FieldError::invalid(
-                "headers",
-                "must be an object of names and values",
-            ));
-        }
-    };
-    if object.len() > MAX_RULE_HEADERS {
+pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if headers.len() > MAX_RULE_HEADERS {
         return Err(FieldError::invalid(
             "headers",
-            "may hold at most 10 headers",
+            format!("may hold at most {MAX_RULE_HEADERS} headers"),
         ));
     }
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    let mut out = BTreeMap::new();
-    for (name, value) in object {
+    let token = |c: char| c.is_ascii_alphanumeric() || TOKEN_PUNCTUATION.contains(c);
+    for (name, value) in headers {
         let field = format!("headers.{name}");
-        if name.is_empty() || name.len() > 100 || !name.chars().all(token) {
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_BYTES || !name.chars().all(token) {
             return Err(FieldError::invalid(field, "is not a valid header name"));
         }
         if reserved_header(name) {
@@ -361,60 +331,135 @@ fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
                 "is set by Hookline and cannot be changed",
             ));
         }
-        let value = value
-            .as_str()
-            .ok_or_else(|| FieldError::invalid(&field, "must be a string"))?;
-        if value.len() > 1000 || value.chars().any(|c| c.is_control() && c != '\t') {
+        if value.chars().count() > MAX_HEADER_VALUE_CHARS
+            || value.chars().any(|c| c.is_control() && c != '\t')
+        {
             return Err(FieldError::invalid(
                 field,
-                "must be at most 1000 bytes without control characters (no CR or LF)",
+                format!(
+                    "must be at most {MAX_HEADER_VALUE_CHARS} characters without control characters (no CR or LF)"
+                ),
             ));
         }
-        out.insert(name.clone(), value.to_owned());
     }
-    Ok(out)
+    Ok(())
 }
 
-fn rate_limit(v: &Value) -> Result<Option<u32>, FieldError> {
-    match v {
-        Value::Null => Ok(None),
-        v => v
-            .as_u64()
-            .filter(|n| (1..=u64::from(MAX_RATE_LIMIT)).contains(n))
-            .map(|n| Some(n as u32))
-            .ok_or_else(|| {
-                FieldError::invalid(
-                    "rate_limit",
-                    "must be a whole number of deliveries a second from 1 to 10000, or null",
-                )
-            }),
+pub fn check_rate_limit(per_second: u32) -> Result<(), FieldError> {
+    if (1..=MAX_RATE_LIMIT).contains(&per_second) {
+        Ok(())
+    } else {
+        Err(FieldError::invalid(
+            "rate_limit",
+            format!(
+                "must be a whole number of deliveries a second from 1 to {MAX_RATE_LIMIT}, or null"
+            ),
+        ))
     }
 }
 
-fn not_a_field(name: &str) -> FieldError {
-    match name {
-        "id" | "created_at" | "disabled_reason" | "disabled_at" => {
-            FieldError::invalid(name, "is Hookline's and cannot be set")
+/// How the OpenAPI document describes what these checks accept, read from
+/// the same limits and lists.
+#[cfg(feature = "openapi")]
+pub mod described {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+    use crate::rule::{
+        MAX_HEADER_NAME_BYTES, MAX_HEADER_VALUE_CHARS, MAX_NAME_CHARS, MAX_RULE_HEADERS,
+        RESERVED_HEADER_PREFIX, RESERVED_HEADERS, TOKEN_PUNCTUATION,
+    };
+
+    /// A rule's name in the document.
+    pub struct RuleName;
+
+    impl utoipa::PartialSchema for RuleName {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_NAME_CHARS))
+                // Not blank, and no control character anywhere.
+                .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"))
+                .into()
         }
-        _ => FieldError::invalid(name, "is not a rule field"),
     }
-}
 
-/// The fields a rule body may have; others are refused by name so a typo or
-/// an option Hookline does not have is never silently dropped.
-pub const RULE_FIELDS: &[&str] = &[
-    "name",
-    "trigger",
-    "url",
-    "scope",
-    "per_order_line",
-    "first_payment_only",
-    "enabled",
-    "filter",
-    "payload",
-    "headers",
-    "rate_limit",
-];
+    impl utoipa::ToSchema for RuleName {}
+
+    /// A webhook URL in the document.
+    pub struct WebhookUrl;
+
+    impl utoipa::PartialSchema for WebhookUrl {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+                .max_length(Some(crate::target::MAX_URL_LEN))
+                // http or https, a host, no credentials.
+                .pattern(Some(r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+([/?#][^\s]*)?$"))
+                .description(Some(
+                    "An http or https URL. A host at a private, loopback or other non-public \
+                     address is refused (422 `address_refused`) unless the server allows private \
+                     targets, and so is a URL that normalizing (punycode, percent-encoding) makes \
+                     longer than 2000 bytes (422 `url_too_long`).",
+                ))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for WebhookUrl {}
+
+    /// The headers a rule adds, in the document.
+    pub struct RuleHeaders;
+
+    impl utoipa::PartialSchema for RuleHeaders {
+        fn schema() -> RefOr<Schema> {
+            let any_case = |text: &str| -> String {
+                text.chars()
+                    .map(|c| {
+                        if c.is_ascii_alphabetic() {
+                            format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                        } else {
+                            format!("\\{c}")
+                        }
+                    })
+                    .collect()
+            };
+            let reserved: Vec<String> = RESERVED_HEADERS.iter().map(|h| any_case(h)).collect();
+            let token: String = TOKEN_PUNCTUATION
+                .chars()
+                .map(|c| format!("\\{c}"))
+                .collect();
+            let name = format!(
+                "^(?!{prefix}|(?:{names})$)[0-9A-Za-z{token}]{{1,{MAX_HEADER_NAME_BYTES}}}$",
+                prefix = any_case(RESERVED_HEADER_PREFIX),
+                names = reserved.join("|"),
+            );
+            let value = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_HEADER_VALUE_CHARS))
+                .pattern(Some(r"^[^\u0000-\u0008\u000a-\u001f\u007f-\u009f]*$"));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(name)),
+                ))
+                .additional_properties(Some(value))
+                .max_properties(Some(MAX_RULE_HEADERS))
+                .description(Some(
+                    "Added to every delivery. Names are HTTP tokens; Hookline's own \
+                     (`webhook-*`, `content-type`, `host`, ...) cannot be set. Values are \
+                     at most 1000 characters, without control characters but tab.",
+                ))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for RuleHeaders {}
+}
 
 impl RuleDraft {
     /// A rule with what a POST leaves out at its defaults: for the whole
@@ -431,142 +476,23 @@ impl RuleDraft {
             options: RuleOptions::default(),
         }
     }
-
-    /// Reads a POST body: `name`, `trigger`, `url` required; `scope` defaults
-    /// to universal, the options to false and `enabled` to true.
-    pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RuleDraft, FieldError> {
-        let map = object(body)?;
-        if let Some(unknown) = map.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
-            return Err(not_a_field(unknown));
-        }
-        let option = |f: &str| map.get(f).unwrap_or(&Value::Null);
-        let need = |f: &str| {
-            map.get(f)
-                .filter(|v| !v.is_null())
-                .ok_or_else(|| FieldError::invalid(f, "is required"))
-        };
-        let opt_bool = |f: &str, default: bool| match map.get(f) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => boolean(f, v),
-        };
-        Ok(RuleDraft {
-            name: name(need("name")?)?,
-            trigger: trigger(need("trigger")?)?,
-            url: url(need("url")?, policy)?,
-            scope: match map.get("scope") {
-                None | Some(Value::Null) => Scope::Universal,
-                Some(v) => scope(v)?,
-            },
-            per_order_line: opt_bool("per_order_line", false)?,
-            first_payment_only: opt_bool("first_payment_only", false)?,
-            enabled: opt_bool("enabled", true)?,
-            options: RuleOptions {
-                filter: filter(option("filter"))?,
-                payload: payload(option("payload"))?,
-                headers: headers(option("headers"))?,
-                rate_limit: rate_limit(option("rate_limit"))?,
-            },
-        })
-    }
-}
-
-impl RulePatch {
-    /// Reads a PATCH body. Fields Hookline owns (`id`) or does not know are
-    /// refused by name, so a typo does not silently change nothing.
-    pub fn from_json(body: &[u8], policy: &TargetPolicy) -> Result<RulePatch, FieldError> {
-        let map = object(body)?;
-        let mut patch = RulePatch::default();
-        for (k, v) in &map {
-            match k.as_str() {
-                "name" => patch.name = Some(name(v)?),
-                "trigger" => patch.trigger = Some(trigger(v)?),
-                "url" => patch.url = Some(url(v, policy)?),
-                "scope" => patch.scope = Some(scope(v)?),
-                "per_order_line" => patch.per_order_line = Some(boolean(k, v)?),
-                "first_payment_only" => patch.first_payment_only = Some(boolean(k, v)?),
-                "enabled" => patch.enabled = Some(boolean(k, v)?),
-                "filter" => patch.filter = Some(filter(v)?),
-                "payload" => patch.payload = Some(payload(v)?),
-                "headers" => patch.headers = Some(headers(v)?),
-                "rate_limit" => patch.rate_limit = Some(rate_limit(v)?),
-                _ => return Err(not_a_field(k)),
-            }
-        }
-        Ok(patch)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn policy() -> TargetPolicy {
-        TargetPolicy {
-            allow_private: false,
-        }
-    }
-
-    #[test]
-    fn draft_defaults_and_shape() {
-        let d = RuleDraft::from_json(
-            br#"{"name":"n","trigger":"order.paid","url":"https://example.com/hook"}"#,
-            &policy(),
-        )
-        .unwrap();
-        assert_eq!(d.scope, Scope::Universal);
-        assert!(d.enabled && !d.per_order_line && !d.first_payment_only);
-        let rule = Rule::new("rul_1".into(), "t".into(), d, Timestamp::from_millis(0));
-        let json = serde_json::to_value(&rule).unwrap();
-        assert_eq!(json["scope"], serde_json::json!({"type":"universal"}));
-        assert!(json.get("tenant_id").is_none());
-    }
-
-    #[test]
-    fn draft_errors_name_fields() {
-        let p = policy();
-        let e = |b: &str| RuleDraft::from_json(b.as_bytes(), &p).unwrap_err();
-        assert_eq!(
-            e(r#"{"trigger":"order.paid","url":"https://e.com"}"#).field,
-            "name"
-        );
-        let t = e(r#"{"name":"n","trigger":"order.x","url":"https://e.com"}"#);
-        assert_eq!(
-            (t.field.as_str(), t.kind),
-            ("trigger", FieldErrorKind::UnknownType)
-        );
-        assert_eq!(
-            e(r#"{"name":"n","trigger":"order.paid","url":"ftp://e.com"}"#).field,
-            "url"
-        );
-        assert_eq!(
-            e(r#"{"name":"n","trigger":"order.paid","url":"http://10.0.0.1/"}"#).field,
-            "url"
-        );
-        assert_eq!(
-            e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","scope":{"type":"product"}}"#).field,
-            "scope"
-        );
-        assert_eq!(
-            e(r#"{"name":"n","trigger":"order.paid","url":"https://e.com","enabled":"yes"}"#).field,
-            "enabled"
-        );
+    fn draft(trigger: Trigger) -> RuleDraft {
+        RuleDraft::new("n", trigger, "https://e.com/", Scope::Universal)
     }
 
     #[test]
     fn only_enabled_rules_of_other_triggers_are_disabled_for_failing() {
-        let p = policy();
-        let draft = |trigger: &str| {
-            RuleDraft::from_json(
-                format!(r#"{{"name":"n","trigger":"{trigger}","url":"https://e.com"}}"#).as_bytes(),
-                &p,
-            )
-            .unwrap()
-        };
         let at = Timestamp::from_millis(5);
         let mut paid = Rule::new(
             "r".into(),
             "t".into(),
-            draft("order.paid"),
+            draft(Trigger::OrderPaid),
             Timestamp::default(),
         );
         assert!(paid.disable_for_failing(at));
@@ -578,7 +504,7 @@ mod tests {
         let mut alerts = Rule::new(
             "a".into(),
             "t".into(),
-            draft("rule.disabled"),
+            draft(Trigger::RuleDisabled),
             Timestamp::default(),
         );
         assert!(!alerts.disable_for_failing(at));
@@ -591,32 +517,58 @@ mod tests {
     }
 
     #[test]
-    fn patch_applies_subset_and_refuses_unknown() {
-        let p = policy();
-        let patch = RulePatch::from_json(
-            br#"{"enabled":false,"scope":{"type":"upsell","id":"u1"}}"#,
-            &p,
-        )
-        .unwrap();
+    fn a_patch_changes_only_what_it_names() {
         let mut rule = Rule::new(
             "r".into(),
             "t".into(),
-            RuleDraft::from_json(
-                br#"{"name":"n","trigger":"order.paid","url":"https://e.com"}"#,
-                &p,
-            )
-            .unwrap(),
+            draft(Trigger::OrderPaid),
             Timestamp::default(),
         );
-        rule.apply(patch);
+        rule.apply(RulePatch {
+            enabled: Some(false),
+            scope: Some(Scope::Upsell { id: "u1".into() }),
+            ..Default::default()
+        });
         assert!(!rule.enabled);
         assert_eq!(rule.scope, Scope::Upsell { id: "u1".into() });
         assert_eq!(rule.name, "n");
+    }
+
+    #[test]
+    fn the_checks_name_their_field() {
+        let policy = TargetPolicy {
+            allow_private: false,
+        };
+        assert_eq!(check_name(" ").unwrap_err().field, "name");
+        assert_eq!(check_name("a\u{1b}[2J").unwrap_err().field, "name");
         assert_eq!(
-            RulePatch::from_json(br#"{"id":"x"}"#, &p)
+            parse_trigger("order.x").unwrap_err().kind,
+            FieldErrorKind::UnknownType
+        );
+        assert_eq!(
+            check_url("ftp://e.com", &policy).unwrap_err().kind,
+            FieldErrorKind::Invalid
+        );
+        assert_eq!(
+            check_url("http://10.0.0.1/", &policy).unwrap_err().kind,
+            FieldErrorKind::Refused("address_refused")
+        );
+        let grows = format!("https://e.com/{}", "é".repeat(1000));
+        assert_eq!(
+            check_url(&grows, &policy).unwrap_err().kind,
+            FieldErrorKind::Refused("url_too_long")
+        );
+        assert_eq!(
+            check_scope(&Scope::Product { id: String::new() })
                 .unwrap_err()
                 .field,
-            "id"
+            "scope.id"
         );
+        let headers = BTreeMap::from([("Webhook-Id".to_owned(), "x".to_owned())]);
+        assert_eq!(
+            check_headers(&headers).unwrap_err().field,
+            "headers.Webhook-Id"
+        );
+        assert!(check_rate_limit(0).is_err() && check_rate_limit(MAX_RATE_LIMIT).is_ok());
     }
 }

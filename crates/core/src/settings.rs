@@ -53,6 +53,32 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+/// The log levels `HOOKLINE_LOG` takes, least to most verbose.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `HOOKLINE_LOG`: how much the process logs (default `info`), as one of
+/// [`LOG_LEVELS`]; any other value is an error naming the variable.
+pub fn log_level(lookup: impl Fn(&str) -> Option<String>) -> Result<&'static str, SettingsError> {
+    let Some(value) = lookup("HOOKLINE_LOG").filter(|v| !v.is_empty()) else {
+        return Ok("info");
+    };
+    LOG_LEVELS
+        .into_iter()
+        .find(|level| level.eq_ignore_ascii_case(value.trim()))
+        .ok_or_else(|| {
+            error(
+                "HOOKLINE_LOG",
+                &value,
+                format!("must be one of {}", LOG_LEVELS.join(", ")),
+            )
+        })
+}
+
+/// [`log_level`] from the process environment.
+pub fn log_level_from_env() -> Result<&'static str, SettingsError> {
+    log_level(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+}
+
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {

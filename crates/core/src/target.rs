@@ -23,18 +23,19 @@ pub enum TargetError {
     NoHost,
     #[error("must not carry credentials")]
     Credentials,
-    #[error("must be at most 2000 bytes")]
+    #[error("must be at most 2000 characters, and 2000 bytes once normalized")]
     TooLong,
     #[error("{host} is a {reason} address, which receivers may not use")]
     Forbidden { host: String, reason: &'static str },
 }
 
-/// The longest rule URL, in bytes, as written and as normalized.
+/// The longest rule URL: in characters as written, in bytes as normalized
+/// (then all ASCII).
 pub const MAX_URL_LEN: usize = 2000;
 
 impl TargetPolicy {
     pub fn check_url(&self, raw: &str) -> Result<Url, TargetError> {
-        if raw.len() > MAX_URL_LEN {
+        if raw.chars().count() > MAX_URL_LEN {
             return Err(TargetError::TooLong);
         }
         let url = Url::parse(raw).map_err(|e| TargetError::Malformed(e.to_string()))?;

@@ -3,24 +3,19 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A trigger's name is spelled once, in [`Trigger::as_str`]: serde, parsing,
+/// error messages and the OpenAPI document all read it from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Trigger {
-    #[serde(rename = "order.paid")]
     OrderPaid,
-    #[serde(rename = "invoice.created")]
     InvoiceCreated,
-    #[serde(rename = "subscription.ended")]
     SubscriptionEnded,
-    #[serde(rename = "affiliate.accepted")]
     AffiliateAccepted,
-    #[serde(rename = "affiliate.rejected")]
     AffiliateRejected,
-    #[serde(rename = "affiliate.stopped")]
     AffiliateStopped,
     /// Hookline's own: a rule was disabled for failing (not from the platform).
-    #[serde(rename = "rule.disabled")]
     RuleDisabled,
 }
 
@@ -98,14 +93,78 @@ impl FromStr for Trigger {
     }
 }
 
-/// The message listing what is accepted, for errors that name a bad trigger.
-pub fn known_triggers(accepted: fn(Trigger) -> bool) -> String {
+impl Serialize for Trigger {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Trigger {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(|_| {
+            serde::de::Error::custom(format_args!(
+                "unknown trigger {name:?}; expected one of {}",
+                known_triggers(|_| true)
+            ))
+        })
+    }
+}
+
+/// The names as a string enum in the OpenAPI document, read from the one
+/// spelling.
+#[cfg(feature = "openapi")]
+pub fn name_schema(
+    accepted: fn(Trigger) -> bool,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(trigger_names(accepted)))
+        .description(Some(description))
+        .into()
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Trigger {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        name_schema(
+            |_| true,
+            "What a rule may subscribe to: the platform's events and Hookline's own `rule.disabled`.",
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Trigger {}
+
+/// The triggers the platform may report, in the OpenAPI document.
+#[cfg(feature = "openapi")]
+pub struct PlatformTrigger;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PlatformTrigger {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        name_schema(Trigger::from_platform, "What the platform reports.")
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PlatformTrigger {}
+
+/// The names, in [`Trigger::ALL`]'s order, that `accepted` lets through.
+pub fn trigger_names(accepted: fn(Trigger) -> bool) -> Vec<&'static str> {
     Trigger::ALL
         .into_iter()
         .filter(|t| accepted(*t))
         .map(Trigger::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
+}
+
+/// The message listing what is accepted, for errors that name a bad trigger.
+pub fn known_triggers(accepted: fn(Trigger) -> bool) -> String {
+    trigger_names(accepted).join(", ")
 }
 
 #[cfg(test)]
