@@ -136,7 +136,7 @@ async fn rules_are_created_listed_patched_and_deleted() {
             Some(json!({"scope": {"type": "nope"}})),
         )
         .await;
-    assert_eq!((status, error_field(&body)), (400, Some("scope")));
+    assert_eq!((status, error_field(&body)), (400, Some("scope.type")));
     let (status, body) = hookline
         .admin(
             &shop,
@@ -191,7 +191,10 @@ async fn rules_are_created_listed_patched_and_deleted() {
     let (status, body) = hookline
         .admin(&shop, "GET", "/v1/deliveries?cursor=zzz", None)
         .await;
-    assert_eq!((status, error_field(&body)), (400, Some("cursor")));
+    // A cursor is any text to the document; one not handed out is refused
+    // for what the server holds, not for its shape.
+    assert_eq!((status, error_field(&body)), (422, Some("cursor")));
+    assert_eq!(body["error"]["code"], "unknown_cursor");
     let (status, body) = hookline
         .admin(&shop, "GET", "/v1/deliveries?status=lost", None)
         .await;

@@ -30,8 +30,10 @@ async fn non_public_receivers_are_refused_by_default() {
                 Some(json!({"name": "x", "trigger": "order.paid", "url": url})),
             )
             .await;
-        assert_eq!(status, 400, "{url}");
+        // The URL is well formed; the address is what is refused.
+        assert_eq!(status, 422, "{url}");
         assert_eq!(body["error"]["field"], "url", "{url}");
+        assert_eq!(body["error"]["code"], "address_refused", "{url}");
     }
 
     // A hostname is only known at connect time: localhost resolves to 127.0.0.1.
@@ -99,7 +101,7 @@ async fn serve_reads_private_targets_setting_as_the_functions_do() {
                 Some(json!({"name": "x", "trigger": "order.paid", "url": "http://127.0.0.1:9/"})),
             )
             .await;
-        let expected = if allowed { 201 } else { 400 };
+        let expected = if allowed { 201 } else { 422 };
         assert_eq!(
             status, expected,
             "HOOKLINE_ALLOW_PRIVATE_TARGETS={text:?}: {body}"

@@ -101,9 +101,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match hookline_core::settings::log_level_from_env() {
+        Ok(level) => level.parse().unwrap_or(tracing::Level::INFO),
+        Err(e) => {
+            eprintln!("hookline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(log_level())
+        .with_max_level(level)
         .with_target(false)
         .init();
     let result = match cli.command {
@@ -142,13 +149,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn log_level() -> tracing::Level {
-    std::env::var("HOOKLINE_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(tracing::Level::INFO)
 }
 
 async fn aws_backend() -> Result<hookline_aws::AwsBackend, String> {

@@ -60,7 +60,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let ingest_tokens = match settings.ingest_tokens.clone() {
         Some(t) => t,
         None => {
-            let token = format!("ing_{}", hex_string(&crate::random::<24>()?));
+            let token = format!("ing_{}", hex::encode(crate::random::<24>()?));
             println!(
                 "HOOKLINE_INGEST_TOKEN was not set; this run's ingest token is:\n\n  {token}\n"
             );
@@ -150,10 +150,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a newcomer reads on the first start: the demo tenant's keys and the

@@ -17,10 +17,9 @@ pub use hookline_core::SystemClock;
 pub use hookline_core::settings::Settings;
 
 /// JSON logs for CloudWatch; `HOOKLINE_LOG` sets the level.
-pub fn init_logging() {
-    let level = std::env::var("HOOKLINE_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
+pub fn init_logging() -> Result<(), Error> {
+    let level = hookline_core::settings::log_level_from_env()?
+        .parse()
         .unwrap_or(tracing::Level::INFO);
     tracing_subscriber::fmt()
         .json()
@@ -28,6 +27,7 @@ pub fn init_logging() {
         .with_target(false)
         .without_time()
         .init();
+    Ok(())
 }
 
 pub async fn backend() -> Result<AwsBackend, Error> {

@@ -27,6 +27,11 @@ pub enum RulesCommand {
     Delete { id: String },
 }
 
+/// The trigger names, as the core spells them, for `--trigger`.
+fn trigger_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(hookline_core::trigger::trigger_names(|_| true))
+}
+
 /// A rule's fields as flags; the server checks them and names what is wrong.
 #[derive(Debug, Args)]
 pub struct RuleFields {
@@ -36,9 +41,8 @@ pub struct RuleFields {
     from: Option<String>,
     #[arg(long)]
     name: Option<String>,
-    /// order.paid, invoice.created, subscription.ended, affiliate.accepted,
-    /// affiliate.rejected, affiliate.stopped or rule.disabled.
-    #[arg(long)]
+    /// What the rule subscribes to.
+    #[arg(long, value_parser = trigger_names())]
     trigger: Option<String>,
     /// The rule's webhook URL: where deliveries go (http or https).
     #[arg(long, alias = "webhook-url")]

@@ -7,7 +7,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::init_logging();
+    hookline_lambda::init_logging()?;
     let settings = hookline_lambda::Settings::from_env()?;
     let deliverer = Arc::new(hookline_lambda::deliverer(
         hookline_lambda::backend().await?,

@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::init_logging();
+    hookline_lambda::init_logging()?;
     let backend = hookline_lambda::backend().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let backend = backend.clone();
