@@ -163,6 +163,8 @@ fn limit(text: Option<&str>) -> Result<usize, ApiError> {
         })
 }
 
+/// The delivery list's query. `limit` and `cursor` repeat [`Paging`]'s:
+/// utoipa's `IntoParams` cannot flatten one parameter struct into another.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {

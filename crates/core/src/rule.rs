@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FieldError, FieldErrorKind, check_id};
 use crate::filter::Filter;
 use crate::rate::MAX_RATE_LIMIT;
-use crate::target::{MAX_URL_LEN, TargetError, TargetPolicy};
+use crate::target::{TargetError, TargetPolicy};
 use crate::time::Timestamp;
-use crate::trigger::{Trigger, known_triggers};
+use crate::trigger::{Trigger, UnknownTrigger};
 
 /// What a rule is about: everything of its trigger, or one product, payment
 /// page or one-click upsell.
@@ -247,13 +247,10 @@ pub fn check_name(name: &str) -> Result<(), FieldError> {
 
 /// A trigger named by a rule: unknown names are their own kind (422).
 pub fn parse_trigger(name: &str) -> Result<Trigger, FieldError> {
-    name.parse().map_err(|_| FieldError {
+    name.parse().map_err(|e: UnknownTrigger| FieldError {
         kind: FieldErrorKind::UnknownType,
         field: "trigger".into(),
-        message: format!(
-            "unknown trigger {name:?}; expected one of {}",
-            known_triggers(|_| true)
-        ),
+        message: e.to_string(),
     })
 }
 
@@ -265,9 +262,7 @@ pub fn check_url(url: &str, policy: &TargetPolicy) -> Result<String, FieldError>
     policy.check_url(url).map(|u| u.to_string()).map_err(|e| {
         let kind = match e {
             TargetError::Forbidden { .. } => FieldErrorKind::Refused("address_refused"),
-            TargetError::TooLong if url.chars().count() <= MAX_URL_LEN => {
-                FieldErrorKind::Refused("url_too_long")
-            }
+            TargetError::GrowsTooLong => FieldErrorKind::Refused("url_too_long"),
             _ => FieldErrorKind::Invalid,
         };
         FieldError {
@@ -365,6 +360,7 @@ pub mod described {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
+    use crate::error::CONTROL_CHARACTERS;
     use crate::rule::{
         MAX_HEADER_NAME_BYTES, MAX_HEADER_VALUE_CHARS, MAX_NAME_CHARS, MAX_RULE_HEADERS,
         RESERVED_HEADER_PREFIX, RESERVED_HEADERS, TOKEN_PUNCTUATION,
@@ -380,7 +376,10 @@ pub mod described {
                 .min_length(Some(1))
                 .max_length(Some(MAX_NAME_CHARS))
                 // Not blank, and no control character anywhere.
-                .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"))
+                .pattern(Some(format!(
+                    r"^[^{c}]*[^\s{c}][^{c}]*$",
+                    c = CONTROL_CHARACTERS
+                )))
                 .into()
         }
     }

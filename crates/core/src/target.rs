@@ -23,8 +23,12 @@ pub enum TargetError {
     NoHost,
     #[error("must not carry credentials")]
     Credentials,
-    #[error("must be at most 2000 characters, and 2000 bytes once normalized")]
+    #[error("must be at most 2000 characters")]
     TooLong,
+    /// Within the limit as written, past it once normalized (punycode,
+    /// percent-encoding): the limit is on what is stored and sent.
+    #[error("is more than 2000 bytes once normalized (punycode, percent-encoding)")]
+    GrowsTooLong,
     #[error("{host} is a {reason} address, which receivers may not use")]
     Forbidden { host: String, reason: &'static str },
 }
@@ -43,7 +47,7 @@ impl TargetPolicy {
         // on what is stored and sent, or a stored URL would be refused when
         // sent back unchanged (found by the target_url fuzzer).
         if url.as_str().len() > MAX_URL_LEN {
-            return Err(TargetError::TooLong);
+            return Err(TargetError::GrowsTooLong);
         }
         if !matches!(url.scheme(), "http" | "https") {
             return Err(TargetError::Scheme(url.scheme().to_owned()));

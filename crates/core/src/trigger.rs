@@ -78,8 +78,9 @@ impl fmt::Display for Trigger {
     }
 }
 
+/// A name that is no trigger; its message lists the ones there are.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown trigger {0:?}")]
+#[error("unknown trigger {0:?}; expected one of {list}", list = known_triggers(|_| true))]
 pub struct UnknownTrigger(pub String);
 
 impl FromStr for Trigger {
@@ -101,20 +102,16 @@ impl Serialize for Trigger {
 
 impl<'de> Deserialize<'de> for Trigger {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(|_| {
-            serde::de::Error::custom(format_args!(
-                "unknown trigger {name:?}; expected one of {}",
-                known_triggers(|_| true)
-            ))
-        })
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
 /// The names as a string enum in the OpenAPI document, read from the one
 /// spelling.
 #[cfg(feature = "openapi")]
-pub fn name_schema(
+fn name_schema(
     accepted: fn(Trigger) -> bool,
     description: &str,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

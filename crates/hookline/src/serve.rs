@@ -179,16 +179,17 @@ Try it (a receiver is any URL that answers 2xx, e.g. a request-bin){private_note
 
   # 1. a rule: every paid order goes to your receiver
   curl -s $HOOKLINE/v1/rules -H "authorization: Bearer $API_KEY" \
-    -d '{{"name":"paid orders","trigger":"order.paid","url":"http://127.0.0.1:9000/hook"}}'
+    -d '{{"name":"paid orders","trigger":"{paid}","url":"http://127.0.0.1:9000/hook"}}'
 
   # 2. the platform reports an order
   curl -s $HOOKLINE/v1/events -H "authorization: Bearer $INGEST_TOKEN" \
-    -d '{{"id":"evt_1","tenant_id":"{tenant}","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","lines":[{{"id":"line_1","product_id":"prod_1"}}],"data":{{"order_id":"ord_1","amount":4900}}}}'
+    -d '{{"id":"evt_1","tenant_id":"{tenant}","type":"{paid}","occurred_at":"2026-11-29T12:00:00Z","lines":[{{"id":"line_1","product_id":"prod_1"}}],"data":{{"order_id":"ord_1","amount":4900}}}}'
 
   # 3. the signed delivery and its attempts
   curl -s "$HOOKLINE/v1/deliveries?event_id=evt_1" -H "authorization: Bearer $API_KEY"
 "#,
         tenant = demo.tenant_id,
+        paid = hookline_core::Trigger::OrderPaid,
         api_key = demo.api_key,
         webhook_key = demo.webhook_key.expose(),
     )
