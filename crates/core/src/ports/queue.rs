@@ -1,0 +1,177 @@
+//! The delivery queue port: leasing due deliveries with what their attempts
+//! need (the job) and settling each attempt under its lease.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+
+use crate::breaker::Health;
+use crate::delivery::{Attempt, DeliveryId, DeliveryStatus};
+use crate::event::{Line, Subject};
+use crate::ports::store::StoreError;
+use crate::rule::{PayloadFormat, Rule};
+use crate::signing::SigningKeys;
+use crate::time::Timestamp;
+use crate::trigger::Trigger;
+
+/// Which receive of a queued delivery an attempt runs under. Only the
+/// backend that handed it out reads `handle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// How often the queue has handed this delivery out, this time included:
+    /// the attempt number, as SQS's ApproximateReceiveCount is.
+    pub receive_count: u32,
+    /// The backend's reference to the queued message (SQLite: the queue row;
+    /// SQS: the receipt handle).
+    pub handle: String,
+}
+
+/// Where a job goes and how, or why it cannot go anywhere any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Endpoint(Endpoint),
+    Gone(&'static str),
+}
+
+/// A rule's receiver as its deliveries see it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub payload: PayloadFormat,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Destination {
+    /// Where a delivery of `rule` goes now: nowhere once the rule is deleted
+    /// (`None`) or disabled. The rule as it is at the attempt decides, so an
+    /// edit of its URL or headers reaches deliveries already queued.
+    pub fn of(rule: Option<&Rule>) -> Self {
+        match rule {
+            None => Destination::Gone("the rule was deleted"),
+            Some(r) if !r.enabled => Destination::Gone("the rule is disabled"),
+            Some(r) => Destination::Endpoint(Endpoint::of(r)),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Where and how `rule` delivers, enabled or not.
+    pub fn of(rule: &Rule) -> Self {
+        Endpoint {
+            url: rule.url.clone(),
+            payload: rule.options.payload,
+            headers: rule
+                .options
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Everything one attempt needs, loaded by the queue adapter in one go.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery_id: DeliveryId,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub trigger: Trigger,
+    pub occurred_at: Timestamp,
+    pub line: Option<Line>,
+    pub data: Box<RawValue>,
+    pub subject: Option<Subject>,
+    pub destination: Destination,
+    pub keys: SigningKeys,
+    pub lease: Lease,
+    /// The attempt number in the current chain: retries of this delivery
+    /// made so far, plus one. Held-back receives are never counted.
+    pub attempt: u32,
+    /// The rule's receiver health as loaded, for the breaker's bookkeeping.
+    pub rule_health: Health,
+}
+
+/// What comes of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    RetryAt(Timestamp),
+    Dead,
+}
+
+/// The result of one attempt, for the queue adapter to record and act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub delivery_id: DeliveryId,
+    pub tenant_id: String,
+    /// The lease this attempt ran under; a stale lease must not move the queue.
+    pub lease: Lease,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    pub rule_id: String,
+    /// Whether the receiver took the request (a 2xx); `None` when no request
+    /// was made (the rule is gone, the tenant has no key).
+    pub receiver_ok: Option<bool>,
+    /// The rule's health when the job was loaded.
+    pub rule_health: Health,
+}
+
+impl Settlement {
+    /// The settlement of an attempt that made no request.
+    pub fn new(job: &DeliveryJob, attempt: Attempt, outcome: Outcome) -> Self {
+        Settlement {
+            delivery_id: job.delivery_id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            lease: job.lease.clone(),
+            attempt,
+            outcome,
+            rule_id: job.rule_id.clone(),
+            receiver_ok: None,
+            rule_health: job.rule_health,
+        }
+    }
+
+    /// The status the delivery has once this settlement is recorded.
+    pub fn status(&self) -> DeliveryStatus {
+        match self.outcome {
+            Outcome::Succeeded => DeliveryStatus::Succeeded,
+            Outcome::RetryAt(_) => DeliveryStatus::Pending,
+            Outcome::Dead => DeliveryStatus::Dead,
+        }
+    }
+}
+
+/// Each tenant's signing keys, loaded once for a batch of jobs.
+#[derive(Debug, Default)]
+pub struct KeyCache(HashMap<String, SigningKeys>);
+
+impl KeyCache {
+    pub fn contains(&self, tenant_id: &str) -> bool {
+        self.0.contains_key(tenant_id)
+    }
+
+    pub fn insert(&mut self, tenant_id: &str, keys: SigningKeys) {
+        self.0.insert(tenant_id.to_owned(), keys);
+    }
+
+    /// The tenant's keys; none when they were not loaded, which the attempt
+    /// turns into a dead delivery rather than an unsigned one.
+    pub fn get(&self, tenant_id: &str) -> SigningKeys {
+        self.0
+            .get(tenant_id)
+            .cloned()
+            .unwrap_or(SigningKeys(Vec::new()))
+    }
+}
+
+/// The deliveries queue as the deliverer sees it: SQS semantics (a lease
+/// with a visibility timeout, a receive count) on either backend.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Leases up to `max` due deliveries and loads what their attempts need.
+    async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError>;
+    /// Records the attempts and acts on their outcomes, each under its lease.
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError>;
+}
