@@ -248,6 +248,23 @@ async fn another_tenants_key_reaches_nothing() {
         .admin(&b, "GET", "/v1/rules/rul_missing", None)
         .await;
     assert_eq!(missing.0, 404);
+    // Ids no id can be are answered at the edge, as unknown ones are.
+    for impossible in [format!("rul_{}", "x".repeat(200)), "rul%0A1".to_owned()] {
+        let (status, answer) = hookline
+            .admin(&b, "GET", &format!("/v1/deliveries/{impossible}"), None)
+            .await;
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (404, &json!("not_found"))
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no such id: an id must"),
+            "{answer}"
+        );
+    }
     let since = json!({"since": "2000-01-01T00:00:00Z"});
     for (method, path, body) in [
         ("GET", format!("/v1/rules/{rule}"), None),

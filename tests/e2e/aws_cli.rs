@@ -36,7 +36,10 @@ async fn tenant_create_and_dlq_redrive_run_on_aws() {
         Some("shop_aws")
     );
     let keys = backend
-        .signing_keys("shop_aws", hookline_conformance::now())
+        .signing_keys(
+            &hookline_core::TenantId::stored("shop_aws"),
+            hookline_conformance::now(),
+        )
         .await
         .unwrap();
     assert_eq!(keys.0[0].expose(), created["webhook_key"].as_str().unwrap());

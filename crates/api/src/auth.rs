@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use hookline_core::TenantId;
 use hookline_core::api_key::hash_api_key;
 
 use crate::error::ApiError;
@@ -39,7 +40,7 @@ impl FromRequestParts<ApiState> for Producer {
 }
 
 /// A merchant, authenticated by a tenant API key.
-pub struct Tenant(pub String);
+pub struct Tenant(pub TenantId);
 
 impl FromRequestParts<ApiState> for Tenant {
     type Rejection = ApiError;

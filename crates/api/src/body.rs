@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use hookline_core::error::MAX_ID_CHARS;
+use hookline_core::id::Identifier;
 
 use crate::error::ApiError;
 
@@ -44,12 +44,13 @@ pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> 
 }
 
 /// The id in a route's path (`/v1/rules/{id}`), refused with a JSON error
-/// naming `path` when it does not decode (`%ff%fe` is no UTF-8). One longer
-/// than any id Hookline keeps is answered 404 before a store is asked (a
-/// DynamoDB key has a limit of its own, which would answer 503).
-pub struct Id(pub String);
+/// naming `path` when it does not decode (`%ff%fe` is no UTF-8). One that no
+/// id Hookline keeps can be (too long, a control character) is answered 404
+/// before a store is asked (a DynamoDB key has a limit of its own, which
+/// would answer 503).
+pub struct Id<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
+impl<S: Send + Sync, T: Identifier> FromRequestParts<S> for Id<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -64,14 +65,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
                 )
             })
             .and_then(|Path(id): Path<String>| {
-                if id.chars().count() > MAX_ID_CHARS {
-                    return Err(ApiError::new(
+                T::from_text("path", id).map(Id).map_err(|e| {
+                    ApiError::new(
                         StatusCode::NOT_FOUND,
                         "not_found",
-                        format!("no such id: ids are at most {MAX_ID_CHARS} characters"),
-                    ));
-                }
-                Ok(Id(id))
+                        format!("no such id: an id {}", e.message),
+                    )
+                })
             })
     }
 }

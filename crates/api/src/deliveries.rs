@@ -6,7 +6,8 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use hookline_core::delivery::{Attempt, WaitReason, Waiting};
-use hookline_core::error::parse_json;
+use hookline_core::error::{IdText, parse_json};
+use hookline_core::id::{DeliveryId, EventId, RuleId};
 use hookline_core::ports::DeliveryFilter;
 use hookline_core::{Delivery, DeliveryStatus, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -84,9 +85,9 @@ pub struct WaitingOut {
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
         DeliveryOut {
-            id: d.id,
-            event_id: d.event_id,
-            rule_id: d.rule_id,
+            id: d.id.into(),
+            event_id: d.event_id.into(),
+            rule_id: d.rule_id.into(),
             status: d.status,
             line_id: d.line_id,
             created_at: d.created_at,
@@ -168,9 +169,9 @@ fn limit(text: Option<&str>) -> Result<usize, ApiError> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    #[param(min_length = 1)]
+    #[param(value_type = Option<IdText>)]
     rule_id: Option<String>,
-    #[param(min_length = 1)]
+    #[param(value_type = Option<IdText>)]
     event_id: Option<String>,
     #[param(value_type = Option<DeliveryStatus>, inline)]
     status: Option<String>,
@@ -205,19 +206,15 @@ pub async fn list(
             })
         })
         .transpose()?;
-    for (field, value) in [("rule_id", &q.rule_id), ("event_id", &q.event_id)] {
-        if value.as_deref() == Some("") {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                field,
-                format!("{field}: must not be empty; leave it out to list them all"),
-            ));
-        }
-    }
     let filter = DeliveryFilter {
-        rule_id: q.rule_id,
-        event_id: q.event_id,
+        rule_id: q
+            .rule_id
+            .map(|id| RuleId::parse("rule_id", id))
+            .transpose()?,
+        event_id: q
+            .event_id
+            .map(|id| EventId::parse("event_id", id))
+            .transpose()?,
         status,
         limit: limit(q.limit.as_deref())?,
         cursor: q.cursor,
@@ -234,7 +231,7 @@ pub async fn list(
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<DeliveryId>,
 ) -> Result<Json<DeliveryOut>, ApiError> {
     let delivery = state.store.delivery(&tenant, &id).await?;
     delivery
@@ -252,7 +249,7 @@ pub async fn get(
 pub async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<DeliveryId>,
 ) -> Result<(StatusCode, Json<DeliveryOut>), ApiError> {
     let delivery = state
         .store
@@ -273,7 +270,7 @@ pub async fn retry(
 pub async fn recover(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(rule_id): Id,
+    Id(rule_id): Id<RuleId>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Recovered>), ApiError> {
     let window: RecoverIn = parse_json(&body::bytes(raw)?)?;

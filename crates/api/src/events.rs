@@ -78,7 +78,7 @@ pub async fn ingest(
     Ok((
         status,
         Json(Accepted {
-            id: event.id,
+            id: event.id.into(),
             duplicate,
         }),
     ))
@@ -175,7 +175,7 @@ pub async fn ingest_batch(
                         "the store answered fewer events than it was given",
                     )),
                 };
-                result(Value::String(event.id.clone()), outcome)
+                result(Value::String(event.id.to_string()), outcome)
             }
             // Only an event that did not parse is read again, for its id.
             Err(e) => {

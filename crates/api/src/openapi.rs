@@ -145,6 +145,7 @@ mod tests {
     /// optional ones (`line_id`, `waiting`) are set here so they show.
     #[test]
     fn a_rule_and_a_delivery_answer_with_the_described_properties() {
+        use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
         let at = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
         let draft = RuleDraft::new(
             "paid",
@@ -152,7 +153,12 @@ mod tests {
             "https://example.com/hook",
             Scope::Universal,
         );
-        let rule = RuleOut::from(Rule::new("rul_1".into(), "t".into(), draft, at));
+        let rule = RuleOut::from(Rule::new(
+            RuleId::stored("rul_1"),
+            TenantId::stored("t"),
+            draft,
+            at,
+        ));
         assert_eq!(
             keys(&serde_json::to_value(&rule).unwrap()),
             properties("RuleOut")
@@ -166,9 +172,9 @@ mod tests {
             response_body: None,
         };
         let delivery = DeliveryOut::from(Delivery {
-            id: "msg_1".into(),
-            event_id: "evt_1".into(),
-            rule_id: "rul_1".into(),
+            id: DeliveryId::stored("msg_1"),
+            event_id: EventId::stored("evt_1"),
+            rule_id: RuleId::stored("rul_1"),
             status: DeliveryStatus::Pending,
             line_id: Some("line_1".into()),
             created_at: at,

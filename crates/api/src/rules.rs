@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use hookline_core::error::parse_json;
 use hookline_core::filter::{Filter, FilterSchema};
-use hookline_core::ports::{DeliveryJob, Destination, Endpoint, Lease};
+use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
+use hookline_core::ports::{DeliveryJob, Destination, Endpoint};
 use hookline_core::retry::RetrySchedule;
 use hookline_core::rule::described::{RuleHeaders, RuleName, WebhookUrl};
 use hookline_core::rule::{
@@ -243,7 +244,7 @@ pub struct RuleOut {
 impl From<Rule> for RuleOut {
     fn from(rule: Rule) -> Self {
         RuleOut {
-            id: rule.id,
+            id: rule.id.into(),
             name: rule.name,
             trigger: rule.trigger,
             url: rule.url,
@@ -275,10 +276,8 @@ pub struct TestSend {
     attempt: AttemptOut,
 }
 
-/// An id with a type prefix that sorts by creation time, then random bits:
-/// `rul_` + 12 hex digits of milliseconds + 16 random ones. DynamoDB lists
-/// rules by id, so its lists come in creation order as SQLite's do.
-fn new_id(prefix: &str, now: hookline_core::Timestamp) -> Result<String, ApiError> {
+/// Random bits for a new id.
+fn random_bits() -> Result<[u8; 8], ApiError> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| {
         ApiError::new(
@@ -287,11 +286,7 @@ fn new_id(prefix: &str, now: hookline_core::Timestamp) -> Result<String, ApiErro
             format!("no randomness: {e}"),
         )
     })?;
-    Ok(format!(
-        "{prefix}_{:012x}{}",
-        now.as_millis(),
-        hex::encode(bytes)
-    ))
+    Ok(bytes)
 }
 
 #[utoipa::path(get, operation_id = "list_rules", path = "/v1/rules", tag = "rules", security(("api_key" = [])), params(Paging),
@@ -329,7 +324,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<RuleOut>), ApiError> {
     let draft = RuleIn::parse(&body::bytes(raw)?, &state.config.policy)?;
     let now = state.clock.now();
-    let rule = Rule::new(new_id("rul", now)?, tenant, draft, now);
+    let rule = Rule::new(RuleId::generate(now, random_bits()?), tenant, draft, now);
     state
         .store
         .insert_rule(&rule, state.config.max_rules)
@@ -337,7 +332,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
 
-async fn find(state: &ApiState, tenant: &str, id: &str) -> Result<Rule, ApiError> {
+async fn find(state: &ApiState, tenant: &TenantId, id: &RuleId) -> Result<Rule, ApiError> {
     state
         .store
         .rule(tenant, id)
@@ -350,7 +345,7 @@ async fn find(state: &ApiState, tenant: &str, id: &str) -> Result<Rule, ApiError
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<RuleId>,
 ) -> Result<Json<RuleOut>, ApiError> {
     Ok(Json(find(&state, &tenant, &id).await?.into()))
 }
@@ -365,7 +360,7 @@ pub async fn get(
 pub async fn update(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<RuleId>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RuleOut>, ApiError> {
     let patch = RulePatchIn::parse(&body::bytes(raw)?, &state.config.policy)?;
@@ -382,7 +377,7 @@ pub async fn update(
 pub async fn delete(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<RuleId>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_rule(&tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -406,7 +401,7 @@ pub const TEST_SENDS_PER_MINUTE: u32 = 10;
 pub async fn test(
     Tenant(tenant): Tenant,
     State(state): State<ApiState>,
-    Id(id): Id,
+    Id(id): Id<RuleId>,
 ) -> Result<Json<TestSend>, ApiError> {
     let sender = state.sender.clone().ok_or_else(|| {
         ApiError::new(
@@ -441,9 +436,9 @@ pub async fn test(
         )
     })?;
     let job = DeliveryJob {
-        delivery_id: new_id("msg_test", now)?,
+        delivery_id: DeliveryId::test_send(now, random_bits()?),
         tenant_id: tenant,
-        event_id: format!("evt_test_{}", now.as_millis()),
+        event_id: EventId::test_send(now),
         rule_id: rule.id.clone(),
         trigger: rule.trigger,
         occurred_at: now,
@@ -452,10 +447,7 @@ pub async fn test(
         subject: None,
         destination: Destination::Endpoint(Endpoint::of(&rule)),
         keys,
-        lease: Lease {
-            receive_count: 1,
-            handle: String::new(),
-        },
+        lease: None,
         attempt: 1,
         rule_health: Default::default(),
     };

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::breaker::Health;
 use hookline_core::event::{Line, Subject};
+use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::StoreError;
 use hookline_core::record::{decode_rule, encode_rule};
 use hookline_core::{Attempt, Delivery, Rule, Scope, Timestamp};
@@ -229,7 +230,7 @@ impl RuleItem {
         }
     }
 
-    pub fn rule(&self, tenant: &str) -> Result<Rule, StoreError> {
+    pub fn rule(&self, tenant: &TenantId) -> Result<Rule, StoreError> {
         decode_rule(&self.rule, tenant).map_err(|e| StoreError::unreadable("rule", e))
     }
 }
@@ -298,8 +299,43 @@ pub struct DeliveryItem {
     #[serde(default)]
     pub attempt_count: Option<u64>,
     #[serde(default)]
-    pub attempts: Vec<Attempt>,
+    pub attempts: Vec<AttemptRecord>,
     pub ttl: i64,
+}
+
+/// An attempt as a delivery item keeps it: the table's own type, so a change
+/// to the core's [`Attempt`] cannot silently change what is stored.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl From<&Attempt> for AttemptRecord {
+    fn from(a: &Attempt) -> Self {
+        AttemptRecord {
+            at: a.at,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.clone(),
+            response_body: a.response_body.clone(),
+        }
+    }
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        Attempt {
+            at: a.at,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error,
+            response_body: a.response_body,
+        }
+    }
 }
 
 impl DeliveryItem {
@@ -310,14 +346,14 @@ impl DeliveryItem {
                 .status
                 .parse()
                 .map_err(|e| StoreError::unreadable("delivery status", e))?,
-            id: self.id,
-            event_id: self.event_id,
-            rule_id: self.rule_id,
+            id: DeliveryId::stored(self.id),
+            event_id: EventId::stored(self.event_id),
+            rule_id: RuleId::stored(self.rule_id),
             line_id: self.line_id,
             created_at: Timestamp::from_millis(self.created_at),
             // Items recorded before the count existed kept every attempt.
             attempt_count: self.attempt_count.unwrap_or(self.attempts.len() as u64),
-            attempts: self.attempts,
+            attempts: self.attempts.into_iter().map(Attempt::from).collect(),
             waiting: None,
         })
     }

@@ -18,12 +18,13 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use hookline_core::breaker::{Circuit, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
+use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
     StoreError,
 };
 use hookline_core::{DeliveryStatus, Event, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::backend::AwsBackend;
@@ -32,14 +33,6 @@ use crate::error::{build_error, unreadable};
 use crate::items::*;
 use crate::messages::DeliveryMessage;
 use crate::table::{from_item, to_item};
-
-/// What an SQS lease's opaque handle holds: the receipt handle to act on the
-/// message, and its body to send to the dead-letter queue.
-#[derive(Serialize, Deserialize)]
-struct SqsLease {
-    receipt: String,
-    body: String,
-}
 
 /// A delivery message as received, with its lease.
 pub(crate) struct Received {
@@ -70,19 +63,26 @@ pub(crate) fn parse(record: &SqsMessage) -> Result<Received, BadRecord> {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .ok_or(BadRecord::NoReceiveCount)?;
-    let handle = serde_json::to_string(&SqsLease { receipt, body })
-        .map_err(|e| BadRecord::Body(e.to_string()))?;
     Ok(Received {
         message,
-        lease: Lease {
+        lease: Lease::Message {
+            receipt,
+            body,
             receive_count,
-            handle,
         },
     })
 }
 
-fn sqs_lease(lease: &Lease) -> Result<SqsLease, StoreError> {
-    serde_json::from_str(&lease.handle).map_err(|e| unreadable("SQS lease", e))
+#[derive(Debug, thiserror::Error)]
+#[error("the settlement's lease is not an SQS message's")]
+struct ForeignLease;
+
+/// The receipt handle and body of the message a settlement's lease names.
+fn sqs_lease(lease: Option<&Lease>) -> Result<(&str, &str), StoreError> {
+    match lease {
+        Some(Lease::Message { receipt, body, .. }) => Ok((receipt, body)),
+        _ => Err(StoreError::unavailable("settle", ForeignLease)),
+    }
 }
 
 /// What loading found for one received message.
@@ -144,33 +144,34 @@ pub(crate) async fn load(
             .map(from_item::<RuleItem>)
             .transpose()?;
         let rule_health = rule_item.as_ref().map(RuleItem::health).unwrap_or_default();
-        let attempt = m.attempts_before.saturating_add(lease.receive_count);
+        let attempt = m.attempts_before.saturating_add(lease.receive_count());
         match backend.breaker.circuit(&rule_health, now) {
             Circuit::Closed => {}
             Circuit::Open { until } => {
-                out.push(held(m, lease.receive_count, until));
+                out.push(held(m, lease.receive_count(), until));
                 continue;
             }
             Circuit::Probing => {
                 if !claim_probe(backend, &m, now).await? {
                     let until = now.saturating_add(backend.breaker.cool_down);
-                    out.push(held(m, lease.receive_count, until));
+                    out.push(held(m, lease.receive_count(), until));
                     continue;
                 }
             }
         }
-        let rule = rule_item.map(|r| r.rule(&m.tenant_id)).transpose()?;
+        let tenant_id = TenantId::stored(m.tenant_id.as_str());
+        let rule = rule_item.map(|r| r.rule(&tenant_id)).transpose()?;
         if let Some(limit) = rule.as_ref().and_then(|r| r.options.rate_limit)
             && let Some(until) = rate_limited(backend, &m, limit, now).await?
         {
-            out.push(held(m, lease.receive_count, until));
+            out.push(held(m, lease.receive_count(), until));
             continue;
         }
-        if !signing.contains(&m.tenant_id) {
-            signing.insert(&m.tenant_id, backend.signing_keys(&m.tenant_id, now).await?);
+        if !signing.contains(&tenant_id) {
+            signing.insert(&tenant_id, backend.signing_keys(&tenant_id, now).await?);
         }
         out.push(Loaded::Job(Box::new(DeliveryJob {
-            keys: signing.get(&m.tenant_id),
+            keys: signing.get(&tenant_id),
             trigger: event
                 .trigger
                 .parse()
@@ -179,12 +180,12 @@ pub(crate) async fn load(
             data: RawValue::from_string(event.data).map_err(|e| unreadable("event data", e))?,
             subject: event.subject,
             destination: Destination::of(rule.as_ref()),
-            delivery_id: m.delivery_id,
-            tenant_id: m.tenant_id,
-            event_id: m.event_id,
-            rule_id: m.rule_id,
+            delivery_id: DeliveryId::stored(m.delivery_id),
+            tenant_id,
+            event_id: EventId::stored(m.event_id),
+            rule_id: RuleId::stored(m.rule_id),
             line: m.line,
-            lease,
+            lease: Some(lease),
             attempt,
             rule_health,
         })));
@@ -436,11 +437,11 @@ pub(crate) enum Disposition {
 /// 400 KB. False when the delivery is gone from the table.
 async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError> {
     #[derive(Serialize)]
-    struct AttemptList<'a> {
-        attempts: [&'a hookline_core::Attempt; 1],
+    struct AttemptList {
+        attempts: [AttemptRecord; 1],
     }
     let attempt = to_item(&AttemptList {
-        attempts: [&s.attempt],
+        attempts: [AttemptRecord::from(&s.attempt)],
     })?
     .remove("attempts")
     .ok_or_else(|| build_error("encode attempt", BadRecord::Body("no attempts".into())))?;
@@ -496,7 +497,7 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
     let mut delays = Vec::new();
     let mut dead = Vec::new();
     for (i, s) in settlements.iter().enumerate() {
-        let lease = match sqs_lease(&s.lease) {
+        let (receipt, body) = match sqs_lease(s.lease.as_ref()) {
             Ok(l) => l,
             Err(e) => {
                 log_failure(&e, &s.delivery_id, "settle");
@@ -525,8 +526,8 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
         }
         match s.outcome {
             Outcome::Succeeded => dispositions[i] = Disposition::Done,
-            Outcome::RetryAt(at) => delays.push((lease.receipt, visibility_until(at))),
-            Outcome::Dead => dead.push((i, lease.body)),
+            Outcome::RetryAt(at) => delays.push((receipt.to_owned(), visibility_until(at))),
+            Outcome::Dead => dead.push((i, body.to_owned())),
         }
     }
     let queue = &backend.settings.deliveries_queue_url;
@@ -571,8 +572,8 @@ fn visibility_until(at: Timestamp) -> i32 {
     i32::try_from(secs.clamp(0, 43_200)).unwrap_or(43_200)
 }
 
-fn receipt(lease: &Lease) -> Option<String> {
-    sqs_lease(lease).ok().map(|l| l.receipt)
+fn receipt(lease: Option<&Lease>) -> Option<String> {
+    sqs_lease(lease).ok().map(|(receipt, _)| receipt.to_owned())
 }
 
 /// The port, for processes that poll (tests, a single process): receiving
@@ -602,9 +603,9 @@ impl DeliveryQueue for AwsBackend {
                 Loaded::Job(job) => jobs.push(*job),
                 Loaded::HeldBack { message, until } => {
                     hold(self, &message, until, now).await?;
-                    done.extend(receipt(&lease));
+                    done.extend(receipt(Some(&lease)));
                 }
-                Loaded::Done => done.extend(receipt(&lease)),
+                Loaded::Done => done.extend(receipt(Some(&lease))),
                 Loaded::Missing => {}
             }
         }
@@ -620,7 +621,7 @@ impl DeliveryQueue for AwsBackend {
             .iter()
             .zip(dispositions)
             .filter(|(_, d)| *d == Disposition::Done)
-            .filter_map(|(s, _)| receipt(&s.lease))
+            .filter_map(|(s, _)| receipt(s.lease.as_ref()))
             .collect();
         self.queues
             .delete(

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
+use hookline_core::id::{EventId, TenantId};
 use hookline_core::ports::StoreError;
 use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
 use serde_json::value::RawValue;
@@ -73,8 +74,8 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
             .map_err(|e| unreadable("event trigger", e))?,
         occurred_at: Timestamp::from_millis(item.occurred_at),
         data: RawValue::from_string(item.data).map_err(|e| unreadable("event data", e))?,
-        id: item.id,
-        tenant_id: item.tenant_id,
+        id: EventId::stored(item.id),
+        tenant_id: TenantId::stored(item.tenant_id),
         payment_page_id: item.payment_page_id,
         upsell_id: item.upsell_id,
         first_payment: item.first_payment,
@@ -88,7 +89,7 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
 /// universal was filed before rules were filed by scope; it is filed anew.
 async fn rules_for(
     backend: &AwsBackend,
-    tenant: &str,
+    tenant: &TenantId,
     trigger: &str,
     scope_keys: &HashSet<String>,
 ) -> Result<Vec<Rule>, StoreError> {
@@ -174,14 +175,14 @@ async fn route(
     }
 
     // Each (tenant, trigger)'s rules under the scope keys of its events.
-    let mut wanted: HashMap<(&str, &str), HashSet<String>> = HashMap::new();
+    let mut wanted: HashMap<(&TenantId, &str), HashSet<String>> = HashMap::new();
     for (event, _) in &events {
         wanted
-            .entry((event.tenant_id.as_str(), event.trigger.as_str()))
+            .entry((&event.tenant_id, event.trigger.as_str()))
             .or_default()
             .extend(scope_keys(event));
     }
-    let mut rules: HashMap<(&str, &str), Vec<Rule>> = HashMap::new();
+    let mut rules: HashMap<(&TenantId, &str), Vec<Rule>> = HashMap::new();
     for ((tenant, trigger), keys) in wanted {
         rules.insert(
             (tenant, trigger),
@@ -191,13 +192,13 @@ async fn route(
     let mut refused = HashSet::new();
     let mut planned: Vec<(&Event, i64, Vec<PlannedDelivery>)> = Vec::new();
     for (event, received_at) in &events {
-        let of = &rules[&(event.tenant_id.as_str(), event.trigger.as_str())];
+        let of = &rules[&(&event.tenant_id, event.trigger.as_str())];
         match plan(event, of) {
             Ok(deliveries) => planned.push((event, *received_at, deliveries)),
             Err(why) => {
                 tracing::error!(tenant = %event.tenant_id, event = %event.id, error = %why,
                     "event refused at routing; SQS will retry it, then dead-letter it");
-                refused.insert((event.tenant_id.clone(), event.id.clone()));
+                refused.insert((event.tenant_id.to_string(), event.id.to_string()));
             }
         }
     }
@@ -236,9 +237,9 @@ async fn route(
                     sk: delivery_sk(&d.id),
                     gsi1pk: deliveries_of(&event.tenant_id),
                     gsi1sk: gsi_sort(received_at, &d.id),
-                    id: d.id.clone(),
-                    event_id: event.id.clone(),
-                    rule_id: d.rule_id.clone(),
+                    id: d.id.to_string(),
+                    event_id: event.id.to_string(),
+                    rule_id: d.rule_id.to_string(),
                     line_id: d.line.as_ref().map(|l| l.id.clone()),
                     line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
                     status: DeliveryStatus::Pending.as_str().to_owned(),
@@ -250,10 +251,10 @@ async fn route(
             }
             if !settled.contains(&(pk.as_str(), d.id.as_str())) {
                 queued.push(DeliveryMessage {
-                    tenant_id: event.tenant_id.clone(),
-                    delivery_id: d.id,
-                    event_id: event.id.clone(),
-                    rule_id: d.rule_id,
+                    tenant_id: event.tenant_id.to_string(),
+                    delivery_id: d.id.into_string(),
+                    event_id: event.id.to_string(),
+                    rule_id: d.rule_id.into_string(),
                     line: d.line,
                     replay: false,
                     attempts_before: 0,

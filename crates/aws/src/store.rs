@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
+use hookline_core::id::{DeliveryId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor, parse_key_cursor,
 };
@@ -117,8 +118,8 @@ impl AwsBackend {
         let item = EventItem {
             pk: tenant_pk(&event.tenant_id),
             sk: event_sk(&event.id),
-            tenant_id: event.tenant_id.clone(),
-            id: event.id.clone(),
+            tenant_id: event.tenant_id.to_string(),
+            id: event.id.to_string(),
             trigger: event.trigger.as_str().to_owned(),
             occurred_at: event.occurred_at.as_millis(),
             received_at: now.as_millis(),
@@ -132,8 +133,8 @@ impl AwsBackend {
             ttl: ttl_from(now),
         };
         let message = EventMessage {
-            tenant_id: event.tenant_id.clone(),
-            event_id: event.id.clone(),
+            tenant_id: event.tenant_id.to_string(),
+            event_id: event.id.to_string(),
         };
         if self
             .table
@@ -217,7 +218,7 @@ impl AwsBackend {
             })
             .collect();
         for d in &mut deliveries {
-            d.waiting = Waiting::for_circuit(d.status, open.get(&d.rule_id).copied());
+            d.waiting = Waiting::for_circuit(d.status, open.get(d.rule_id.as_str()).copied());
         }
         Ok(deliveries)
     }
@@ -242,7 +243,7 @@ impl Store for AwsBackend {
                 to_item(&ApiKeyItem {
                     pk: api_key_pk(&tenant.api_key_hash),
                     sk: API_KEY_SK.into(),
-                    tenant_id: tenant.id.clone(),
+                    tenant_id: tenant.id.to_string(),
                 })?,
                 new,
             )?,
@@ -264,19 +265,19 @@ impl Store for AwsBackend {
         }
     }
 
-    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<String>, StoreError> {
+    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<TenantId>, StoreError> {
         Ok(self
             .table
             .get::<ApiKeyItem>(api_key_key(api_key_hash))
             .await?
-            .map(|k| k.tenant_id))
+            .map(|k| TenantId::stored(k.tenant_id)))
     }
 
-    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError> {
+    async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError> {
         if self
             .known_tenants
             .lock()
-            .is_ok_and(|k| k.contains(tenant_id))
+            .is_ok_and(|k| k.contains(tenant_id.as_str()))
         {
             return Ok(true);
         }
@@ -286,14 +287,14 @@ impl Store for AwsBackend {
             .await?
             .is_some();
         if exists && let Ok(mut known) = self.known_tenants.lock() {
-            known.insert(tenant_id.to_owned());
+            known.insert(tenant_id.to_string());
         }
         Ok(exists)
     }
 
     async fn signing_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError> {
         let mut stored = Vec::new();
@@ -313,7 +314,7 @@ impl Store for AwsBackend {
 
     async fn rotate_webhook_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key: WebhookKey,
         now: Timestamp,
         old_until: Timestamp,
@@ -379,14 +380,18 @@ impl Store for AwsBackend {
         }
     }
 
-    async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError> {
+    async fn rule(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+    ) -> Result<Option<Rule>, StoreError> {
         let item: Option<RuleItem> = self.table.get(rule_key(tenant_id, rule_id)).await?;
         item.map(|r| r.rule(tenant_id)).transpose()
     }
 
     async fn rules(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Rule>, StoreError> {
@@ -420,7 +425,11 @@ impl Store for AwsBackend {
         self.table.put(item, "attribute_exists(pk)").await
     }
 
-    async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError> {
+    async fn delete_rule(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+    ) -> Result<bool, StoreError> {
         let delete = self
             .table
             .delete_write(rule_key(tenant_id, rule_id), Some("attribute_exists(pk)"))?;
@@ -501,7 +510,11 @@ impl Store for AwsBackend {
         results
     }
 
-    async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
         let Some(item) = self.delivery_item(tenant_id, id).await? else {
             return Ok(None);
         };
@@ -511,7 +524,7 @@ impl Store for AwsBackend {
 
     async fn deliveries(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError> {
         let start = match &filter.cursor {
@@ -531,11 +544,11 @@ impl Store for AwsBackend {
         let mut names = HashMap::from([("#gpk".to_owned(), GSI1_PARTITION_KEY.to_owned())]);
         if let Some(r) = &filter.rule_id {
             conditions.push("rule_id = :rule");
-            values.insert(":rule".into(), s(r));
+            values.insert(":rule".into(), s(r.as_str()));
         }
         if let Some(e) = &filter.event_id {
             conditions.push("event_id = :event");
-            values.insert(":event".into(), s(e));
+            values.insert(":event".into(), s(e.as_str()));
         }
         if let Some(st) = filter.status {
             conditions.push("#s = :status");
@@ -572,8 +585,8 @@ impl Store for AwsBackend {
 
     async fn retry_delivery(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
         _now: Timestamp,
     ) -> Result<Option<Delivery>, StoreError> {
         let Some(item) = self.delivery_item(tenant_id, id).await? else {
@@ -590,8 +603,8 @@ impl Store for AwsBackend {
 
     async fn recover(
         &self,
-        tenant_id: &str,
-        rule_id: &str,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
         since: Timestamp,
         until: Timestamp,
         _now: Timestamp,
@@ -616,7 +629,7 @@ impl Store for AwsBackend {
                         .expression_attribute_values(":pk", s(deliveries_of(tenant_id)))
                         .expression_attribute_values(":from", s(&from))
                         .expression_attribute_values(":to", s(&to))
-                        .expression_attribute_values(":rule", s(rule_id))
+                        .expression_attribute_values(":rule", s(rule_id.as_str()))
                         .expression_attribute_values(":dead", s(DeliveryStatus::Dead.as_str()))
                 },
                 None,
@@ -635,7 +648,7 @@ impl Store for AwsBackend {
 
     async fn take_test_send(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
         limit: u32,
     ) -> Result<bool, StoreError> {

@@ -1,5 +1,6 @@
 //! The backend conformance suite on DynamoDB and SQS (moto's server).
 
+use hookline_core::id::{RuleId, TenantId};
 use hookline_test_support as support;
 
 use std::time::Duration;
@@ -53,7 +54,7 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
     let b = support::backend(&env).await;
     let now = Timestamp::from_millis(1_795_953_600_000);
     b.create_tenant(NewTenant {
-        id: "a".into(),
+        id: TenantId::stored("a"),
         api_key_hash: "h".into(),
         webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
         created_at: now,
@@ -66,9 +67,12 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
         "https://example.com/r",
         Scope::Product { id: "p1".into() },
     );
-    b.insert_rule(&Rule::new("r".into(), "a".into(), draft, now), 10)
-        .await
-        .unwrap();
+    b.insert_rule(
+        &Rule::new(RuleId::stored("r"), TenantId::stored("a"), draft, now),
+        10,
+    )
+    .await
+    .unwrap();
     let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(&env).await);
     let table = &env["HOOKLINE_TABLE"];
     let key = |c: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
@@ -112,7 +116,7 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
         ..Default::default()
     };
     let mut fired: Vec<String> = b
-        .deliveries("a", &filter)
+        .deliveries(&TenantId::stored("a"), &filter)
         .await
         .unwrap()
         .data

@@ -2,6 +2,7 @@
 //! their tenant, keys stored in clear refused unless migrating (then sealed
 //! when first read), ingest tokens from Secrets Manager.
 
+use hookline_core::id::TenantId;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -40,7 +41,7 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
     let key = WebhookKey::from_bytes(&[4; 32]).unwrap();
     let secret = key.expose();
     b.create_tenant(NewTenant {
-        id: "a".into(),
+        id: TenantId::stored("a"),
         api_key_hash: "h".into(),
         webhook_key: key.clone(),
         created_at: hookline_conformance::now(),
@@ -50,7 +51,7 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
     let rotated = WebhookKey::from_bytes(&[6; 32]).unwrap();
     let t = hookline_conformance::now();
     b.rotate_webhook_key(
-        "a",
+        &TenantId::stored("a"),
         rotated.clone(),
         t,
         t.saturating_add(std::time::Duration::from_secs(60)),
@@ -69,7 +70,11 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
 
     // Another process opens them with one Decrypt for each data key.
     let other = support::backend(&env).await;
-    let keys = other.signing_keys("a", t).await.unwrap().0;
+    let keys = other
+        .signing_keys(&TenantId::stored("a"), t)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(keys, vec![rotated.clone(), key.clone()]);
     assert_eq!(other.calls().snapshot().kms, 2);
 
@@ -78,7 +83,7 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
     let config = support::sdk_config(&env).await;
     let ddb = aws_sdk_dynamodb::Client::new(&config);
     b.create_tenant(NewTenant {
-        id: "b".into(),
+        id: TenantId::stored("b"),
         api_key_hash: "hb".into(),
         webhook_key: WebhookKey::from_bytes(&[8; 32]).unwrap(),
         created_at: t,
@@ -95,7 +100,10 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
         .await
         .unwrap();
     let fresh = support::backend(&env).await;
-    let refused = fresh.signing_keys("b", t).await.unwrap_err();
+    let refused = fresh
+        .signing_keys(&TenantId::stored("b"), t)
+        .await
+        .unwrap_err();
     assert_eq!(
         refused.code(),
         Some("InvalidCiphertextException"),
@@ -125,7 +133,10 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
         .unwrap();
     assert!(stored_keys(&env).await.contains(&secret));
     let strict = support::backend(&env).await;
-    let refused = strict.signing_keys("a", t).await.unwrap_err();
+    let refused = strict
+        .signing_keys(&TenantId::stored("a"), t)
+        .await
+        .unwrap_err();
     assert!(
         refused.to_string().contains("HOOKLINE_ACCEPT_PLAIN_KEYS"),
         "{refused}"
@@ -137,7 +148,15 @@ async fn webhook_keys_are_sealed_under_kms_and_clear_ones_sealed_on_read() {
             ..strict.settings().clone()
         },
     );
-    assert_eq!(migrating.signing_keys("a", t).await.unwrap().0.len(), 2);
+    assert_eq!(
+        migrating
+            .signing_keys(&TenantId::stored("a"), t)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        2
+    );
     assert!(
         stored_keys(&env)
             .await

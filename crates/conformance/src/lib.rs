@@ -10,13 +10,13 @@ use hookline_core::delivery::Attempt;
 use hookline_core::event::Subject;
 use hookline_core::filter::Filter;
 use hookline_core::ports::{
-    Acceptance, DeliveryFilter, DeliveryQueue, Destination, Endpoint, NewTenant, Outcome, Store,
-    StoreError,
+    Acceptance, DeliveryFilter, DeliveryQueue, Destination, Endpoint, Lease, NewTenant, Outcome,
+    Store, StoreError,
 };
 use hookline_core::rule::{PayloadFormat, RuleOptions};
 use hookline_core::{
-    DeliveryJob, DeliveryStatus, Event, Rule, RuleDraft, Scope, Settlement, Timestamp, Trigger,
-    WebhookKey,
+    DeliveryJob, DeliveryStatus, Event, EventId, Rule, RuleDraft, RuleId, Scope, Settlement,
+    TenantId, Timestamp, Trigger, WebhookKey,
 };
 
 /// A backend as the suite drives it. Queues run on real time (SQS cannot do
@@ -72,6 +72,19 @@ async fn receive_n(h: &dyn Harness, n: usize, max: usize) -> Vec<DeliveryJob> {
     jobs
 }
 
+fn tid(id: &str) -> TenantId {
+    TenantId::parse("tenant_id", id).expect("a valid tenant id")
+}
+
+fn rid(id: &str) -> RuleId {
+    RuleId::parse("rule_id", id).expect("a valid rule id")
+}
+
+/// The attempt number the queue's lease carries.
+fn receives(job: &DeliveryJob) -> u32 {
+    job.lease.as_ref().map_or(0, Lease::receive_count)
+}
+
 async fn sleep(d: Duration) {
     tokio::time::sleep(d).await
 }
@@ -82,7 +95,7 @@ fn key(b: u8) -> WebhookKey {
 
 async fn tenant(b: &dyn Store, id: &str) {
     let t = NewTenant {
-        id: id.into(),
+        id: tid(id),
         api_key_hash: format!("hash-{id}"),
         webhook_key: key(1),
         created_at: now(),
@@ -95,7 +108,7 @@ fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) 
         per_order_line: per_line,
         ..RuleDraft::new(id, trigger, &format!("https://example.com/{id}"), scope)
     };
-    Rule::new(id.into(), tenant.into(), draft, now())
+    Rule::new(rid(id), tid(tenant), draft, now())
 }
 
 /// Stores a universal `order.paid` rule.
@@ -157,7 +170,7 @@ pub async fn tenants_and_keys(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     let again = NewTenant {
-        id: "a".into(),
+        id: tid("a"),
         api_key_hash: "other".into(),
         webhook_key: key(2),
         created_at: now(),
@@ -171,20 +184,28 @@ pub async fn tenants_and_keys(h: &dyn Harness) {
         Some("a")
     );
     assert_eq!(b.tenant_for_api_key("hash-x").await.unwrap(), None);
-    assert!(b.tenant_exists("a").await.unwrap() && !b.tenant_exists("b").await.unwrap());
+    assert!(
+        b.tenant_exists(&tid("a")).await.unwrap() && !b.tenant_exists(&tid("b")).await.unwrap()
+    );
     let t = now();
-    assert_eq!(b.signing_keys("a", t).await.unwrap().0, vec![key(1)]);
+    assert_eq!(b.signing_keys(&tid("a"), t).await.unwrap().0, vec![key(1)]);
 
     let rotated = after(t, 10);
-    b.rotate_webhook_key("a", key(2), rotated, after(rotated, 1000))
+    b.rotate_webhook_key(&tid("a"), key(2), rotated, after(rotated, 1000))
         .await
         .unwrap();
     assert_eq!(
-        b.signing_keys("a", after(rotated, 999)).await.unwrap().0,
+        b.signing_keys(&tid("a"), after(rotated, 999))
+            .await
+            .unwrap()
+            .0,
         vec![key(2), key(1)]
     );
     assert_eq!(
-        b.signing_keys("a", after(rotated, 1000)).await.unwrap().0,
+        b.signing_keys(&tid("a"), after(rotated, 1000))
+            .await
+            .unwrap()
+            .0,
         vec![key(2)]
     );
 }
@@ -197,17 +218,17 @@ pub async fn rules(h: &dyn Harness) {
     for i in 0..5 {
         paid_rule(b, "a", &format!("r{i}")).await;
     }
-    let mut r0 = b.rule("a", "r0").await.unwrap().expect("r0");
+    let mut r0 = b.rule(&tid("a"), &rid("r0")).await.unwrap().expect("r0");
     assert_eq!(r0.tenant_id, "a");
-    assert_eq!(b.rule("b", "r0").await.unwrap(), None);
+    assert_eq!(b.rule(&tid("b"), &rid("r0")).await.unwrap(), None);
 
-    let first = b.rules("a", 2, None).await.unwrap();
+    let first = b.rules(&tid("a"), 2, None).await.unwrap();
     assert_eq!(
         first.data.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["r0", "r1"]
     );
     let cursor = first.next_cursor.expect("more pages");
-    let second = b.rules("a", 3, Some(&cursor)).await.unwrap();
+    let second = b.rules(&tid("a"), 3, Some(&cursor)).await.unwrap();
     assert_eq!(
         second
             .data
@@ -217,21 +238,27 @@ pub async fn rules(h: &dyn Harness) {
         ["r2", "r3", "r4"]
     );
     assert_eq!(second.next_cursor, None);
-    assert!(b.rules("b", 10, None).await.unwrap().data.is_empty());
+    assert!(b.rules(&tid("b"), 10, None).await.unwrap().data.is_empty());
     assert!(matches!(
-        b.rules("a", 2, Some("not a cursor")).await,
+        b.rules(&tid("a"), 2, Some("not a cursor")).await,
         Err(StoreError::BadCursor)
     ));
 
     r0.enabled = false;
     assert!(b.update_rule(&r0).await.unwrap());
-    assert!(!b.rule("a", "r0").await.unwrap().unwrap().enabled);
+    assert!(
+        !b.rule(&tid("a"), &rid("r0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
     let mut foreign = r0.clone();
-    foreign.tenant_id = "b".into();
+    foreign.tenant_id = tid("b");
     assert!(!b.update_rule(&foreign).await.unwrap());
-    assert!(!b.delete_rule("b", "r0").await.unwrap());
-    assert!(b.delete_rule("a", "r0").await.unwrap());
-    assert_eq!(b.rule("a", "r0").await.unwrap(), None);
+    assert!(!b.delete_rule(&tid("b"), &rid("r0")).await.unwrap());
+    assert!(b.delete_rule(&tid("a"), &rid("r0")).await.unwrap());
+    assert_eq!(b.rule(&tid("a"), &rid("r0")).await.unwrap(), None);
 }
 
 /// Accepting an event records its fan-out once and queues it.
@@ -259,7 +286,7 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     };
     b.insert_rule(&bump, 100).await.unwrap();
     assert_eq!(
-        b.rule("a", "bump").await.unwrap().unwrap(),
+        b.rule(&tid("a"), &rid("bump")).await.unwrap().unwrap(),
         bump,
         "options are stored"
     );
@@ -291,7 +318,7 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
         limit: 50,
         ..Default::default()
     };
-    let listed = b.deliveries("a", &all).await.unwrap().data;
+    let listed = b.deliveries(&tid("a"), &all).await.unwrap().data;
     assert_eq!(listed.len(), 3);
     assert!(
         listed
@@ -324,7 +351,7 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     assert_eq!(lines, ["l1", "l2"]);
     // Routing again changes nothing.
     h.route().await;
-    assert_eq!(b.deliveries("a", &all).await.unwrap().data.len(), 3);
+    assert_eq!(b.deliveries(&tid("a"), &all).await.unwrap().data.len(), 3);
 }
 
 /// A lease hides a delivery until it is settled or its visibility runs out;
@@ -341,17 +368,14 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     h.route().await;
 
     let first = receive_n(h, 1, 10).await;
-    assert_eq!(first[0].lease.receive_count, 1);
+    assert_eq!(receives(&first[0]), 1);
     assert!(
         h.queue().receive(10, now()).await.unwrap().is_empty(),
         "leased deliveries are invisible"
     );
     sleep(vis + Duration::from_millis(300)).await;
     let again = receive_n(h, 1, 10).await;
-    assert_eq!(
-        again[0].lease.receive_count, 2,
-        "an expired lease is received again"
-    );
+    assert_eq!(receives(&again[0]), 2, "an expired lease is received again");
 
     h.queue()
         .settle(vec![settle(
@@ -361,7 +385,7 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
         .await
         .unwrap();
     let id = again[0].delivery_id.clone();
-    let d = b.delivery("a", &id).await.unwrap().unwrap();
+    let d = b.delivery(&tid("a"), &id).await.unwrap().unwrap();
     assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 1));
     assert!(
         h.queue().receive(10, now()).await.unwrap().is_empty(),
@@ -371,13 +395,13 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
     // receive above cannot have waited into it.
     sleep(vis + Duration::from_millis(300)).await;
     let third = receive_n(h, 1, 10).await;
-    assert_eq!(third[0].lease.receive_count, 3);
+    assert_eq!(receives(&third[0]), 3);
 
     h.queue()
         .settle(vec![settle(&third[0], Outcome::Dead)])
         .await
         .unwrap();
-    let d = b.delivery("a", &id).await.unwrap().unwrap();
+    let d = b.delivery(&tid("a"), &id).await.unwrap().unwrap();
     assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Dead, 2));
     assert_eq!(d.attempts[1].response_body.as_deref(), Some("no"));
     assert!(
@@ -385,19 +409,24 @@ pub async fn leases_and_receive_counts(h: &dyn Harness) {
         "dead deliveries leave the queue"
     );
 
-    let retried = b.retry_delivery("a", &id, now()).await.unwrap().unwrap();
+    let retried = b
+        .retry_delivery(&tid("a"), &id, now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(retried.status, DeliveryStatus::Pending);
-    assert_eq!(b.retry_delivery("b", &id, now()).await.unwrap(), None);
+    assert_eq!(b.retry_delivery(&tid("b"), &id, now()).await.unwrap(), None);
     let fourth = receive_n(h, 1, 10).await;
     assert_eq!(
-        fourth[0].lease.receive_count, 1,
+        receives(&fourth[0]),
+        1,
         "a manual retry starts a fresh count"
     );
     h.queue()
         .settle(vec![settle(&fourth[0], Outcome::Succeeded)])
         .await
         .unwrap();
-    let d = b.delivery("a", &id).await.unwrap().unwrap();
+    let d = b.delivery(&tid("a"), &id).await.unwrap().unwrap();
     assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Succeeded, 3));
 }
 
@@ -425,8 +454,8 @@ pub async fn jobs_of_gone_rules(h: &dyn Harness) {
         .await
         .unwrap();
     h.route().await;
-    b.delete_rule("a", "del").await.unwrap();
-    let mut off = b.rule("a", "off").await.unwrap().unwrap();
+    b.delete_rule(&tid("a"), &rid("del")).await.unwrap();
+    let mut off = b.rule(&tid("a"), &rid("off")).await.unwrap().unwrap();
     off.enabled = false;
     b.update_rule(&off).await.unwrap();
     let mut targets: Vec<_> = receive_n(h, 2, 10)
@@ -439,8 +468,8 @@ pub async fn jobs_of_gone_rules(h: &dyn Harness) {
     assert_eq!(
         targets,
         [
-            ("del".into(), Gone("the rule was deleted")),
-            ("off".into(), Gone("the rule is disabled"))
+            (rid("del"), Gone("the rule was deleted")),
+            (rid("off"), Gone("the rule is disabled"))
         ]
     );
 }
@@ -467,48 +496,51 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
                   status: Option<DeliveryStatus>,
                   limit,
                   cursor: Option<String>| DeliveryFilter {
-        rule_id: rule.map(Into::into),
+        rule_id: rule.map(rid),
         event_id: None,
         status,
         limit,
         cursor,
     };
     let page = b
-        .deliveries("a", &filter(None, None, 4, None))
+        .deliveries(&tid("a"), &filter(None, None, 4, None))
         .await
         .unwrap();
     assert_eq!(page.data.len(), 4);
     assert_eq!(page.data[0].event_id, "e2", "newest first");
     let rest = b
-        .deliveries("a", &filter(None, None, 4, page.next_cursor))
+        .deliveries(&tid("a"), &filter(None, None, 4, page.next_cursor))
         .await
         .unwrap();
     assert_eq!((rest.data.len(), rest.next_cursor), (2, None));
     let two = b
-        .deliveries("a", &filter(Some("r1"), None, 2, None))
+        .deliveries(&tid("a"), &filter(Some("r1"), None, 2, None))
         .await
         .unwrap();
     assert_eq!(two.data.len(), 2);
     let last = b
-        .deliveries("a", &filter(Some("r1"), None, 2, two.next_cursor))
+        .deliveries(&tid("a"), &filter(Some("r1"), None, 2, two.next_cursor))
         .await
         .unwrap();
     assert_eq!((last.data.len(), last.next_cursor), (1, None));
     assert!(
-        b.deliveries("b", &filter(None, None, 50, None))
+        b.deliveries(&tid("b"), &filter(None, None, 50, None))
             .await
             .unwrap()
             .data
             .is_empty()
     );
     let by_event = DeliveryFilter {
-        event_id: Some("e1".into()),
+        event_id: Some(EventId::parse("event_id", "e1").expect("a valid event id")),
         limit: 50,
         ..Default::default()
     };
-    assert_eq!(b.deliveries("a", &by_event).await.unwrap().data.len(), 2);
+    assert_eq!(
+        b.deliveries(&tid("a"), &by_event).await.unwrap().data.len(),
+        2
+    );
     assert!(matches!(
-        b.deliveries("a", &filter(None, None, 4, Some("zz".into())))
+        b.deliveries(&tid("a"), &filter(None, None, 4, Some("zz".into())))
             .await,
         Err(StoreError::BadCursor)
     ));
@@ -531,15 +563,20 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
     h.queue().settle(settlements).await.unwrap();
     let dead_now = b
         .deliveries(
-            "a",
+            &tid("a"),
             &filter(Some("r1"), Some(DeliveryStatus::Dead), 50, None),
         )
         .await
         .unwrap();
     assert_eq!(dead_now.data.len(), 3);
-    assert_eq!(b.recover("b", "r1", t0, now(), now()).await.unwrap(), None);
     assert_eq!(
-        b.recover("a", "r1", after(t0, 1000), now(), now())
+        b.recover(&tid("b"), &rid("r1"), t0, now(), now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.recover(&tid("a"), &rid("r1"), after(t0, 1000), now(), now())
             .await
             .unwrap(),
         Some(2)
@@ -551,7 +588,7 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
     assert!(
         requeued
             .iter()
-            .all(|j| j.lease.receive_count == 1 && j.rule_id == "r1")
+            .all(|j| receives(j) == 1 && j.rule_id == "r1")
     );
 }
 
@@ -579,12 +616,12 @@ pub async fn limits(h: &dyn Harness) {
         b.insert_rule(&fourth, 3).await,
         Err(StoreError::LimitExceeded(_))
     ));
-    assert!(b.delete_rule("a", "r0").await.unwrap());
+    assert!(b.delete_rule(&tid("a"), &rid("r0")).await.unwrap());
     b.insert_rule(&fourth, 3)
         .await
         .expect("room again after a delete");
     assert!(
-        !b.delete_rule("a", "r0").await.unwrap(),
+        !b.delete_rule(&tid("a"), &rid("r0")).await.unwrap(),
         "deleted once only"
     );
     assert!(
@@ -601,24 +638,31 @@ pub async fn limits(h: &dyn Harness) {
 
     // The current key and two in their grace period sign; a fourth waits.
     let t = now();
-    b.rotate_webhook_key("a", key(2), t, after(t, 60_000))
+    b.rotate_webhook_key(&tid("a"), key(2), t, after(t, 60_000))
         .await
         .unwrap();
-    b.rotate_webhook_key("a", key(3), after(t, 1), after(t, 60_000))
+    b.rotate_webhook_key(&tid("a"), key(3), after(t, 1), after(t, 60_000))
         .await
         .unwrap();
-    assert_eq!(b.signing_keys("a", after(t, 2)).await.unwrap().0.len(), 3);
+    assert_eq!(
+        b.signing_keys(&tid("a"), after(t, 2))
+            .await
+            .unwrap()
+            .0
+            .len(),
+        3
+    );
     assert!(matches!(
-        b.rotate_webhook_key("a", key(4), after(t, 2), after(t, 60_000))
+        b.rotate_webhook_key(&tid("a"), key(4), after(t, 2), after(t, 60_000))
             .await,
         Err(StoreError::LimitExceeded(_))
     ));
     let later = after(t, 60_001);
-    b.rotate_webhook_key("a", key(4), later, after(later, 60_000))
+    b.rotate_webhook_key(&tid("a"), key(4), later, after(later, 60_000))
         .await
         .expect("room again once the grace periods ended");
     assert_eq!(
-        b.signing_keys("a", after(later, 1)).await.unwrap().0,
+        b.signing_keys(&tid("a"), after(later, 1)).await.unwrap().0,
         vec![key(4), key(3)]
     );
 
@@ -630,7 +674,7 @@ pub async fn limits(h: &dyn Harness) {
     let jobs = receive_n(h, 3, 10).await;
     let id = jobs[0].delivery_id.clone();
     assert!(matches!(
-        b.retry_delivery("a", &id, now()).await,
+        b.retry_delivery(&tid("a"), &id, now()).await,
         Err(StoreError::AlreadyPending)
     ));
 
@@ -641,7 +685,7 @@ pub async fn limits(h: &dyn Harness) {
         s.attempt.duration_ms = i as u64;
         h.queue().settle(vec![s]).await.unwrap();
     }
-    let d = b.delivery("a", &id).await.unwrap().unwrap();
+    let d = b.delivery(&tid("a"), &id).await.unwrap().unwrap();
     assert_eq!(d.attempt_count, total as u64);
     assert_eq!(d.attempts.len(), hookline_core::delivery::ATTEMPT_LOG_LIMIT);
     assert_eq!(d.attempts[0].duration_ms, 2, "the oldest two are gone");
@@ -672,7 +716,7 @@ pub async fn circuit_breaker(h: &dyn Harness) {
     );
     assert!(h.queue().receive(10, now()).await.unwrap().is_empty());
     let held = b
-        .delivery("a", &first[0].delivery_id)
+        .delivery(&tid("a"), &first[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -697,7 +741,7 @@ pub async fn circuit_breaker(h: &dyn Harness) {
     let ok = reported(&probe[0], Outcome::Succeeded, true);
     h.queue().settle(vec![ok]).await.unwrap();
     let healthy = b
-        .delivery("a", &probe[0].delivery_id)
+        .delivery(&tid("a"), &probe[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -740,7 +784,7 @@ pub async fn a_flaky_rule_is_not_held_back(h: &dyn Harness) {
         "the four failed ones, retried"
     );
     let d = b
-        .delivery("a", &again[0].delivery_id)
+        .delivery(&tid("a"), &again[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -784,12 +828,12 @@ pub async fn accept_events_judges_each_alone(h: &dyn Harness) {
         ..Default::default()
     };
     let mut events: Vec<String> = b
-        .deliveries("a", &all)
+        .deliveries(&tid("a"), &all)
         .await
         .unwrap()
         .data
         .into_iter()
-        .map(|d| d.event_id)
+        .map(|d| d.event_id.into_string())
         .collect();
     events.sort();
     assert_eq!(events, ["e0", "e1", "e2"]);
@@ -849,13 +893,13 @@ pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
     let failed = |job: &DeliveryJob| reported(job, Outcome::RetryAt(now()), false);
     let first = receive_n(h, 1, 10).await;
     h.queue().settle(vec![failed(&first[0])]).await.unwrap();
-    assert!(b.rule("a", "r").await.unwrap().unwrap().enabled);
+    assert!(b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap().enabled);
     sleep(BREAKER.disable_after + Duration::from_millis(200)).await;
     let again = receive_n(h, 1, 10).await;
     let later = reported(&again[0], Outcome::RetryAt(after(now(), 600_000)), false);
     h.queue().settle(vec![later]).await.unwrap();
 
-    let disabled = b.rule("a", "r").await.unwrap().unwrap();
+    let disabled = b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap();
     assert!(!disabled.enabled);
     assert_eq!(
         disabled.disabled_reason,
@@ -877,7 +921,7 @@ pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
         ..Default::default()
     });
     b.update_rule(&enabled).await.unwrap();
-    let back = b.rule("a", "r").await.unwrap().unwrap();
+    let back = b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap();
     assert!(back.enabled && back.disabled_reason.is_none() && back.disabled_at.is_none());
 }
 
@@ -922,7 +966,7 @@ pub async fn rules_follow_their_scope(h: &dyn Harness) {
     };
     accept("e1", "p1").await;
     h.route().await;
-    let mut moved = b.rule("a", "r").await.unwrap().unwrap();
+    let mut moved = b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap();
     moved.scope = product("p2");
     assert!(b.update_rule(&moved).await.unwrap());
     accept("e2", "p1").await;
@@ -934,12 +978,12 @@ pub async fn rules_follow_their_scope(h: &dyn Harness) {
         ..Default::default()
     };
     let mut fired: Vec<(String, String)> = b
-        .deliveries("a", &all)
+        .deliveries(&tid("a"), &all)
         .await
         .unwrap()
         .data
         .into_iter()
-        .map(|d| (d.event_id, d.rule_id))
+        .map(|d| (d.event_id.into_string(), d.rule_id.into_string()))
         .collect();
     fired.sort();
     let want = |e: &str, r: &str| (e.to_owned(), r.to_owned());
@@ -962,23 +1006,26 @@ pub async fn test_sends_are_limited_per_tenant_and_minute(h: &dyn Harness) {
     let b = h.store();
     let minute = Timestamp::from_millis(1_800_000_000_000);
     for i in 0..3 {
-        assert!(b.take_test_send("a", minute, 3).await.unwrap(), "send {i}");
+        assert!(
+            b.take_test_send(&tid("a"), minute, 3).await.unwrap(),
+            "send {i}"
+        );
     }
     assert!(
-        !b.take_test_send("a", minute, 3).await.unwrap(),
+        !b.take_test_send(&tid("a"), minute, 3).await.unwrap(),
         "the fourth"
     );
     assert!(
-        !b.take_test_send("a", after(minute, 59_000), 3)
+        !b.take_test_send(&tid("a"), after(minute, 59_000), 3)
             .await
             .unwrap()
     );
     assert!(
-        b.take_test_send("b", minute, 3).await.unwrap(),
+        b.take_test_send(&tid("b"), minute, 3).await.unwrap(),
         "another tenant"
     );
     assert!(
-        b.take_test_send("a", after(minute, 60_000), 3)
+        b.take_test_send(&tid("a"), after(minute, 60_000), 3)
             .await
             .unwrap(),
         "the next minute"

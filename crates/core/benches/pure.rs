@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hookline_core::filter::Filter;
 use hookline_core::trigger::Trigger;
-use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, WebhookKey, plan};
+use hookline_core::{Event, Rule, RuleDraft, RuleId, Scope, TenantId, Timestamp, WebhookKey, plan};
 use serde_json::json;
 
 fn event() -> Event {
@@ -29,8 +29,8 @@ fn rule(i: usize, product: &str) -> Rule {
         Scope::Product { id: product.into() },
     );
     Rule::new(
-        format!("rul_{i}"),
-        "shop".into(),
+        RuleId::stored(format!("rul_{i}")),
+        TenantId::stored("shop"),
         draft,
         Timestamp::from_millis(0),
     )

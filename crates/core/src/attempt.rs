@@ -155,7 +155,7 @@ impl Attempter {
         headers.extend([
             ("content-type".to_owned(), "application/json".to_owned()),
             ("user-agent".to_owned(), self.user_agent.clone()),
-            ("webhook-id".to_owned(), job.delivery_id.clone()),
+            ("webhook-id".to_owned(), job.delivery_id.to_string()),
             ("webhook-timestamp".to_owned(), ts.to_string()),
             ("webhook-signature".to_owned(), signature),
         ]);

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::event::Line;
+pub use crate::id::DeliveryId;
+use crate::id::{EventId, RuleId};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
-
-pub type DeliveryId = String;
 
 /// A delivery's status, in answers and as the list's filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl FromStr for DeliveryStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub at: Timestamp,
     pub status_code: Option<u16>,
@@ -80,8 +80,8 @@ pub const ATTEMPT_LOG_LIMIT: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: DeliveryId,
-    pub event_id: String,
-    pub rule_id: String,
+    pub event_id: EventId,
+    pub rule_id: RuleId,
     pub status: DeliveryStatus,
     pub line_id: Option<String>,
     pub created_at: Timestamp,

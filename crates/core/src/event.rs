@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{FieldError, FieldErrorKind, check_id, is_object, parse_json};
+use crate::id::{EventId, TenantId};
 use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
 
@@ -38,8 +39,8 @@ pub struct Subject {
 /// Hookline itself), never deserialized around its checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: EventId,
+    pub tenant_id: TenantId,
     #[serde(rename = "type")]
     pub trigger: Trigger,
     pub occurred_at: Timestamp,
@@ -126,10 +127,8 @@ impl Event {
     pub fn from_json(body: &[u8]) -> Result<Event, FieldError> {
         let input: EventIn = parse_json(body)?;
 
-        let id = required("id", input.id)?;
-        check_id("id", &id)?;
-        let tenant_id = required("tenant_id", input.tenant_id)?;
-        check_id("tenant_id", &tenant_id)?;
+        let id = EventId::parse("id", required("id", input.id)?)?;
+        let tenant_id = TenantId::parse("tenant_id", required("tenant_id", input.tenant_id)?)?;
         let kind = required("type", input.kind)?;
         let trigger = kind
             .parse::<Trigger>()
@@ -228,7 +227,7 @@ impl Event {
             "last_error": last_error,
         });
         Event {
-            id: format!("evt_rule_disabled_{}_{}", rule.id, at.as_millis()),
+            id: EventId::rule_disabled(&rule.id, at),
             tenant_id: rule.tenant_id.clone(),
             trigger: Trigger::RuleDisabled,
             occurred_at: at,
@@ -240,7 +239,7 @@ impl Event {
             data: RawValue::from_string(data.to_string()).unwrap_or_default(),
             subject: Some(Subject {
                 kind: "rule".into(),
-                id: rule.id.clone(),
+                id: rule.id.to_string(),
             }),
         }
     }

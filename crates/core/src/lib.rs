@@ -5,7 +5,7 @@
 //! Nothing in this crate performs I/O; randomness and time come in as values.
 //! The modules form layers, each importing only from those below it:
 //!
-//! 1. data: [`time`], [`trigger`], [`error`], [`signing`], [`api_key`],
+//! 1. data: [`time`], [`trigger`], [`error`], [`id`], [`signing`], [`api_key`],
 //!    [`ingest_token`],
 //!    [`event`], [`rule`], [`delivery`], and [`record`] (how a rule is stored);
 //! 2. logic on the data: [`filter`], [`fanout`], [`retry`], [`breaker`], [`rate`], [`target`],
@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod fanout;
 pub mod filter;
+pub mod id;
 pub mod ingest_token;
 pub mod ports;
 pub mod rate;
@@ -42,6 +43,7 @@ pub use delivery::{Attempt, Delivery, DeliveryId, DeliveryStatus};
 pub use error::{FieldError, FieldErrorKind};
 pub use event::{Event, Line};
 pub use fanout::{PlannedDelivery, plan};
+pub use id::{EventId, RuleId, TenantId};
 pub use ports::{DeliveryJob, Destination, Lease, Outcome, Settlement, SystemClock};
 pub use retry::RetrySchedule;
 pub use rule::{Rule, RuleDraft, RulePatch, Scope};

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::FieldError;
 use crate::filter::Filter;
+use crate::id::{RuleId, TenantId};
 use crate::rule::{DisabledReason, PayloadFormat, Rule, RuleOptions, Scope};
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
@@ -61,7 +62,7 @@ enum ScopeRecord {
 /// The stored text of a rule (its tenant is in the store's key, not here).
 pub fn encode_rule(rule: &Rule) -> String {
     let record = RuleRecord {
-        id: rule.id.clone(),
+        id: rule.id.to_string(),
         name: rule.name.clone(),
         trigger: rule.trigger,
         url: rule.url.clone(),
@@ -87,11 +88,11 @@ pub fn encode_rule(rule: &Rule) -> String {
 }
 
 /// A stored rule of `tenant_id`, back from [`encode_rule`]'s text.
-pub fn decode_rule(text: &str, tenant_id: &str) -> Result<Rule, RecordError> {
+pub fn decode_rule(text: &str, tenant_id: &TenantId) -> Result<Rule, RecordError> {
     let r: RuleRecord = serde_json::from_str(text)?;
     Ok(Rule {
-        id: r.id,
-        tenant_id: tenant_id.to_owned(),
+        id: RuleId::stored(r.id),
+        tenant_id: tenant_id.clone(),
         name: r.name,
         trigger: r.trigger,
         url: r.url,
@@ -125,15 +126,18 @@ mod tests {
         let stored = r#"{"id":"rul_1","name":"n","trigger":"order.paid","url":"https://e.com/",
             "scope":{"type":"product","id":"p1"},"per_order_line":true,
             "first_payment_only":false,"enabled":true,"created_at":"2026-11-29T12:00:00Z"}"#;
-        let rule = decode_rule(stored, "t").unwrap();
+        let rule = decode_rule(stored, &TenantId::stored("t")).unwrap();
         assert_eq!(rule.tenant_id, "t");
         assert_eq!(rule.scope, Scope::Product { id: "p1".into() });
         assert!(rule.per_order_line);
-        assert_eq!(decode_rule(&encode_rule(&rule), "t").unwrap(), rule);
+        assert_eq!(
+            decode_rule(&encode_rule(&rule), &TenantId::stored("t")).unwrap(),
+            rule
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_rule() {
-        assert!(decode_rule(r#"{"id":"r"}"#, "t").is_err());
+        assert!(decode_rule(r#"{"id":"r"}"#, &TenantId::stored("t")).is_err());
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, FieldErrorKind, check_id};
 use crate::filter::Filter;
+use crate::id::{RuleId, TenantId};
 use crate::rate::MAX_RATE_LIMIT;
 use crate::target::{TargetError, TargetPolicy};
 use crate::time::Timestamp;
@@ -51,8 +52,8 @@ impl Scope {
 /// form is [`crate::record`]'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: RuleId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub trigger: Trigger,
     pub url: String,
@@ -135,7 +136,7 @@ pub struct RulePatch {
 }
 
 impl Rule {
-    pub fn new(id: String, tenant_id: String, draft: RuleDraft, created_at: Timestamp) -> Rule {
+    pub fn new(id: RuleId, tenant_id: TenantId, draft: RuleDraft, created_at: Timestamp) -> Rule {
         Rule {
             id,
             tenant_id,
@@ -489,8 +490,8 @@ mod tests {
     fn only_enabled_rules_of_other_triggers_are_disabled_for_failing() {
         let at = Timestamp::from_millis(5);
         let mut paid = Rule::new(
-            "r".into(),
-            "t".into(),
+            RuleId::stored("r"),
+            TenantId::stored("t"),
             draft(Trigger::OrderPaid),
             Timestamp::default(),
         );
@@ -501,8 +502,8 @@ mod tests {
         );
         assert!(!paid.disable_for_failing(at), "once");
         let mut alerts = Rule::new(
-            "a".into(),
-            "t".into(),
+            RuleId::stored("a"),
+            TenantId::stored("t"),
             draft(Trigger::RuleDisabled),
             Timestamp::default(),
         );
@@ -518,8 +519,8 @@ mod tests {
     #[test]
     fn a_patch_changes_only_what_it_names() {
         let mut rule = Rule::new(
-            "r".into(),
-            "t".into(),
+            RuleId::stored("r"),
+            TenantId::stored("t"),
             draft(Trigger::OrderPaid),
             Timestamp::default(),
         );

@@ -1,7 +1,7 @@
 //! `hookline tenant create`: a tenant with its API key and webhook key.
 
 use hookline_core::ports::{Clock, NewTenant, Store, StoreError};
-use hookline_core::{FieldError, WebhookKey};
+use hookline_core::{FieldError, TenantId, WebhookKey};
 use serde_json::json;
 
 use crate::{SystemClock, random};
@@ -29,7 +29,8 @@ impl Credentials {
 }
 
 pub async fn create(store: &dyn Store, tenant_id: &str) -> Result<Credentials, TenantError> {
-    let (tenant, api_key) = NewTenant::provision(tenant_id, &random::<64>()?, SystemClock.now())?;
+    let id = TenantId::parse("tenant_id", tenant_id)?;
+    let (tenant, api_key) = NewTenant::provision(id, &random::<64>()?, SystemClock.now())?;
     let webhook_key = tenant.webhook_key.clone();
     store.create_tenant(tenant).await?;
     Ok(Credentials {

@@ -1,6 +1,7 @@
 //! The functions' handlers on the sample events in `infra/events/`, exactly
 //! as stored, against DynamoDB and SQS on moto and a receiver on 127.0.0.1.
 
+use hookline_core::id::{RuleId, TenantId};
 use hookline_test_support as support;
 
 use std::sync::Arc;
@@ -56,7 +57,7 @@ async fn each_function_handles_its_sample_event() {
     let now = SystemClock.now();
     backend
         .create_tenant(NewTenant {
-            id: "shop_1".into(),
+            id: TenantId::stored("shop_1"),
             api_key_hash: hash_api_key("hk_example"),
             webhook_key: WebhookKey::from_bytes(&[5; 32]).unwrap(),
             created_at: now,
@@ -66,7 +67,12 @@ async fn each_function_handles_its_sample_event() {
     let draft = RuleDraft::new("paid orders", Trigger::OrderPaid, &url, Scope::Universal);
     backend
         .insert_rule(
-            &Rule::new("rul_example".into(), "shop_1".into(), draft, now),
+            &Rule::new(
+                RuleId::stored("rul_example"),
+                TenantId::stored("shop_1"),
+                draft,
+                now,
+            ),
             100,
         )
         .await
@@ -104,7 +110,7 @@ async fn each_function_handles_its_sample_event() {
     assert!(routed.batch_item_failures.is_empty());
     let deliveries = backend
         .deliveries(
-            "shop_1",
+            &TenantId::stored("shop_1"),
             &DeliveryFilter {
                 limit: 50,
                 ..Default::default()
@@ -128,7 +134,7 @@ async fn each_function_handles_its_sample_event() {
     assert!(delivered.batch_item_failures.is_empty());
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let d = backend
-        .delivery("shop_1", &deliveries[0].id)
+        .delivery(&TenantId::stored("shop_1"), &deliveries[0].id)
         .await
         .unwrap()
         .unwrap();

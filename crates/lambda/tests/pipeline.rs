@@ -3,6 +3,7 @@
 //! a real DynamoDB table on moto. `poll_once` plays Lambda's event source
 //! mapping; the handlers are the functions' own.
 
+use hookline_core::id::{RuleId, TenantId};
 use hookline_test_support as support;
 
 use std::collections::HashMap;
@@ -93,7 +94,7 @@ async fn pipeline_with_visibility(max_attempts: u32, schedule: &str, visibility:
     let key = WebhookKey::from_bytes(&[9; 32]).unwrap();
     backend
         .create_tenant(NewTenant {
-            id: "shop_1".into(),
+            id: TenantId::stored("shop_1"),
             api_key_hash: hash_api_key(API_KEY),
             webhook_key: key.clone(),
             created_at: SystemClock.now(),
@@ -212,7 +213,7 @@ impl Pipeline {
             ..Default::default()
         };
         self.backend
-            .deliveries("shop_1", &filter)
+            .deliveries(&TenantId::stored("shop_1"), &filter)
             .await
             .unwrap()
             .data
@@ -464,7 +465,7 @@ async fn a_failing_receiver_lands_in_the_dlq_and_redrive_delivers_the_same_webho
     let hits = r.hits.lock().unwrap().clone();
     assert_eq!(hits.len(), 4);
     assert!(
-        hits.iter().all(|h| h.webhook_id == d.id),
+        hits.iter().all(|h| d.id == h.webhook_id.as_str()),
         "the same webhook-id on every attempt and after redrive"
     );
 }
@@ -507,7 +508,7 @@ async fn a_tarpit_tenant_does_not_delay_another_tenants_delivery() {
     let mut p = pipeline(8, "1s").await;
     p.backend
         .create_tenant(NewTenant {
-            id: "shop_2".into(),
+            id: TenantId::stored("shop_2"),
             api_key_hash: hash_api_key("hk_pipeline_b"),
             webhook_key: p.key.clone(),
             created_at: SystemClock.now(),
@@ -613,8 +614,13 @@ async fn recover_stopped_halfway_strands_no_delivery() {
         );
         let stopped = tokio::time::timeout(
             Duration::from_millis(cut_ms),
-            p.backend
-                .recover("shop_1", &rule, since, until, SystemClock.now()),
+            p.backend.recover(
+                &TenantId::stored("shop_1"),
+                &RuleId::stored(rule.as_str()),
+                since,
+                until,
+                SystemClock.now(),
+            ),
         )
         .await;
 
@@ -644,7 +650,7 @@ async fn recover_stopped_halfway_strands_no_delivery() {
         let deliveries = p.deliveries().await;
         for d in &deliveries {
             assert!(
-                d.status == DeliveryStatus::Dead || queued.contains(&d.id),
+                d.status == DeliveryStatus::Dead || queued.contains(d.id.as_str()),
                 "cut at {cut_ms} ms ({stopped:?}): {} is {} with no message",
                 d.id,
                 d.status
@@ -654,7 +660,13 @@ async fn recover_stopped_halfway_strands_no_delivery() {
         // Recovering again finishes the job; everything is delivered.
         *r.status.lock().unwrap() = 200;
         p.backend
-            .recover("shop_1", &rule, since, until, SystemClock.now())
+            .recover(
+                &TenantId::stored("shop_1"),
+                &RuleId::stored(rule.as_str()),
+                since,
+                until,
+                SystemClock.now(),
+            )
             .await
             .unwrap();
         p.deliver_all(Duration::from_millis(2500)).await;
@@ -903,7 +915,7 @@ async fn a_heavy_event_fails_alone_in_its_router_batch() {
     let r = receiver(&p.key).await;
     p.backend
         .create_tenant(NewTenant {
-            id: "shop_2".into(),
+            id: TenantId::stored("shop_2"),
             api_key_hash: hash_api_key("hk_other"),
             webhook_key: p.key.clone(),
             created_at: SystemClock.now(),

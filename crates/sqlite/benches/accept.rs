@@ -7,7 +7,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hookline_core::ports::{NewTenant, Store};
 use hookline_core::trigger::Trigger;
-use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, WebhookKey};
+use hookline_core::{Event, Rule, RuleDraft, RuleId, Scope, TenantId, Timestamp, WebhookKey};
 use hookline_sqlite::{SqliteBackend, SqliteOptions};
 use serde_json::json;
 
@@ -19,8 +19,8 @@ fn rule(i: usize, product: &str) -> Rule {
         Scope::Product { id: product.into() },
     );
     Rule::new(
-        format!("rul_{i}"),
-        "shop".into(),
+        RuleId::stored(format!("rul_{i}")),
+        TenantId::stored("shop"),
         draft,
         Timestamp::from_millis(0),
     )
@@ -55,7 +55,7 @@ fn accept(c: &mut Criterion) {
         runtime.block_on(async {
             backend
                 .create_tenant(NewTenant {
-                    id: "shop".into(),
+                    id: TenantId::stored("shop"),
                     api_key_hash: "h".into(),
                     webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
                     created_at: Timestamp::from_millis(0),

@@ -212,7 +212,7 @@ fn file_rules_by_scope(conn: &Connection) -> rusqlite::Result<()> {
     for (id, tenant, body) in rows {
         // A rule that cannot be read stops the upgrade, naming it: filed
         // under no key it would silently never fire.
-        let rule = decode_rule(&body, &tenant).map_err(|e| {
+        let rule = decode_rule(&body, &hookline_core::TenantId::stored(tenant)).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
         })?;
         update.execute(params![id, rule.scope.key()])?;

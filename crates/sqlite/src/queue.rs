@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use hookline_core::breaker::{Breaker, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
 use hookline_core::event::Line;
+use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
 };
@@ -23,23 +24,17 @@ use crate::schedule::{Admission, pick};
 use crate::store::{accept, rule_from_row, signing_keys};
 use crate::writer::Effects;
 
-/// A lease on SQLite is the queue row: its `delivery_seq`.
-fn lease(seq: i64, receive_count: u32) -> Lease {
-    Lease {
-        receive_count,
-        handle: seq.to_string(),
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a lease this queue handed out")]
-struct ForeignLease(String);
+#[error("the settlement's lease is not one this queue handed out")]
+struct ForeignLease;
 
-fn queue_row(lease: &Lease) -> Result<i64, StoreError> {
-    lease
-        .handle
-        .parse()
-        .map_err(|_| StoreError::unavailable("settle", ForeignLease(lease.handle.clone())))
+/// The queue row (its `delivery_seq`) and receive count a settlement's lease
+/// names.
+fn queue_row(lease: Option<&Lease>) -> Result<(i64, u32), StoreError> {
+    match lease {
+        Some(Lease::Row { seq, receive_count }) => Ok((*seq, *receive_count)),
+        _ => Err(StoreError::unavailable("settle", ForeignLease)),
+    }
 }
 
 fn load_job(
@@ -104,16 +99,17 @@ fn load_job(
     let trigger: Trigger = trigger
         .parse()
         .map_err(|e| StoreError::unreadable("event trigger", e))?;
+    let tenant_id = TenantId::stored(tenant_id);
     let rule = rule.map(|b| rule_from_row(&tenant_id, &b)).transpose()?;
     if !keys.contains(&tenant_id) {
         keys.insert(&tenant_id, signing_keys(conn, sealer, &tenant_id, now)?);
     }
     Ok(Some(DeliveryJob {
-        delivery_id,
+        delivery_id: DeliveryId::stored(delivery_id),
         keys: keys.get(&tenant_id),
         tenant_id,
-        event_id,
-        rule_id,
+        event_id: EventId::stored(event_id),
+        rule_id: RuleId::stored(rule_id),
         trigger,
         occurred_at: Timestamp::from_millis(occurred_at),
         line: Line::from_parts(line_id, product_id),
@@ -123,7 +119,7 @@ fn load_job(
             .transpose()
             .map_err(|e| StoreError::unreadable("event subject", e))?,
         destination: Destination::of(rule.as_ref()),
-        lease: lease(seq, receive_count),
+        lease: Some(Lease::Row { seq, receive_count }),
         // Held-back deliveries are never received here, so every receive is
         // an attempt: the count is the attempt number, as on SQS.
         attempt: receive_count,
@@ -132,8 +128,7 @@ fn load_job(
 }
 
 fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
-    let seq = queue_row(&s.lease)?;
-    let receive_count = s.lease.receive_count;
+    let (seq, receive_count) = queue_row(s.lease.as_ref())?;
 
     // Only the lease this attempt ran under may move the queue: if it expired
     // and the delivery was received again, that receive settles it.
@@ -207,7 +202,7 @@ fn record_health(
     let Some(ok) = s.receiver_ok else {
         return Ok(());
     };
-    let key = (s.tenant_id.clone(), s.rule_id.clone());
+    let key = (s.tenant_id.to_string(), s.rule_id.to_string());
     // A success of a rule with no health row changes nothing: the healthy
     // path runs no statement.
     if ok && rows.lock().is_ok_and(|r| !r.contains(&key)) {
@@ -221,7 +216,7 @@ fn record_health(
              FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
         )
         .and_then(|mut st| {
-            st.query_row(params![s.tenant_id, s.rule_id], |r| {
+            st.query_row(params![s.tenant_id.as_str(), s.rule_id.as_str()], |r| {
                 Ok(Health {
                     attempts: r.get(0)?,
                     failures: r.get(1)?,
@@ -241,7 +236,7 @@ fn record_health(
     }
     if after == Health::default() {
         conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
-            .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
+            .and_then(|mut st| st.execute(params![s.tenant_id.as_str(), s.rule_id.as_str()]))
             .map_err(unavailable)?;
         if let Ok(mut rows) = rows.lock() {
             rows.remove(&key);
@@ -258,8 +253,8 @@ fn record_health(
     )
     .and_then(|mut st| {
         st.execute(params![
-            s.tenant_id,
-            s.rule_id,
+            s.tenant_id.as_str(),
+            s.rule_id.as_str(),
             after.attempts,
             after.failures,
             millis(after.window_start),
@@ -287,8 +282,10 @@ fn disable_for_failing(
     let body: Option<String> = conn
         .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND id = ?2")
         .and_then(|mut st| {
-            st.query_row(params![s.tenant_id, s.rule_id], |r| r.get(0))
-                .optional()
+            st.query_row(params![s.tenant_id.as_str(), s.rule_id.as_str()], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .map_err(unavailable)?;
     let Some(mut rule) = body.map(|b| rule_from_row(&s.tenant_id, &b)).transpose()? else {
@@ -299,10 +296,16 @@ fn disable_for_failing(
         return Ok(());
     }
     conn.prepare_cached("UPDATE rules SET body = ?3 WHERE tenant_id = ?1 AND id = ?2")
-        .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id, encode_rule(&rule)]))
+        .and_then(|mut st| {
+            st.execute(params![
+                s.tenant_id.as_str(),
+                s.rule_id.as_str(),
+                encode_rule(&rule)
+            ])
+        })
         .map_err(unavailable)?;
     conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
-        .and_then(|mut st| st.execute(params![s.tenant_id, s.rule_id]))
+        .and_then(|mut st| st.execute(params![s.tenant_id.as_str(), s.rule_id.as_str()]))
         .map_err(unavailable)?;
     let alert = Event::rule_disabled(&rule, at, failing_since, s.attempt.error.as_deref());
     accept(conn, &alert, at, effects)?;
@@ -370,11 +373,11 @@ impl DeliveryQueue for SqliteBackend {
         let (breaker, cap) = (self.options().breaker, self.options().fairness.per_rule);
         if let Ok(mut state) = self.schedule().lock() {
             for s in &settlements {
-                state.limits.entry(s.rule_id.clone()).or_default().observe(
-                    &s.attempt,
-                    s.receiver_ok,
-                    cap,
-                );
+                state
+                    .limits
+                    .entry(s.rule_id.to_string())
+                    .or_default()
+                    .observe(&s.attempt, s.receiver_ok, cap);
             }
         }
         let backend = self.clone();

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::{MAX_DELIVERIES_PER_EVENT, PlannedDelivery, plan, scope_keys};
+use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
@@ -68,7 +69,7 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<i64>, StoreError> {
     cursor.map(parse_row_cursor).transpose()
 }
 
-pub(crate) fn rule_from_row(tenant_id: &str, body: &str) -> Result<Rule, StoreError> {
+pub(crate) fn rule_from_row(tenant_id: &TenantId, body: &str) -> Result<Rule, StoreError> {
     decode_rule(body, tenant_id).map_err(|e| StoreError::unreadable("rule", e))
 }
 
@@ -136,9 +137,9 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)>
     Ok((
         r.get(0)?,
         Delivery {
-            id: r.get(1)?,
-            event_id: r.get(2)?,
-            rule_id: r.get(3)?,
+            id: DeliveryId::stored(r.get::<_, String>(1)?),
+            event_id: EventId::stored(r.get::<_, String>(2)?),
+            rule_id: RuleId::stored(r.get::<_, String>(3)?),
             status,
             line_id: r.get(5)?,
             created_at: Timestamp::from_millis(r.get(6)?),
@@ -215,12 +216,15 @@ pub(crate) fn plan_event(conn: &Connection, event: &Event) -> Result<Plan, Store
             .and_then(|mut s| s.exists(p))
             .map_err(unavailable)
     };
-    if !exists("SELECT 1 FROM tenants WHERE id = ?1", &[&event.tenant_id])? {
+    if !exists(
+        "SELECT 1 FROM tenants WHERE id = ?1",
+        &[&event.tenant_id.as_str()],
+    )? {
         return Ok(Plan::Answer(Acceptance::UnknownTenant));
     }
     if exists(
         "SELECT 1 FROM events WHERE tenant_id = ?1 AND id = ?2",
-        &[&event.tenant_id, &event.id],
+        &[&event.tenant_id.as_str(), &event.id.as_str()],
     )? {
         return Ok(Plan::Answer(Acceptance::Duplicate));
     }
@@ -232,9 +236,10 @@ pub(crate) fn plan_event(conn: &Connection, event: &Event) -> Result<Plan, Store
     let mut rules = Vec::new();
     for key in scope_keys(event) {
         for body in rules_stmt
-            .query_map(params![event.tenant_id, event.trigger.as_str(), key], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_map(
+                params![event.tenant_id.as_str(), event.trigger.as_str(), key],
+                |r| r.get::<_, String>(0),
+            )
             .map_err(unavailable)?
         {
             rules.push(rule_from_row(
@@ -266,8 +271,8 @@ pub(crate) fn store_event(
         )
         .and_then(|mut s| {
             s.execute(params![
-                event.tenant_id,
-                event.id,
+                event.tenant_id.as_str(),
+                event.id.as_str(),
                 event.trigger.as_str(),
                 event.occurred_at.as_millis(),
                 now.as_millis(),
@@ -297,10 +302,10 @@ pub(crate) fn store_event(
         let seq: i64 = insert
             .query_row(
                 params![
-                    d.id,
-                    event.tenant_id,
-                    event.id,
-                    d.rule_id,
+                    d.id.as_str(),
+                    event.tenant_id.as_str(),
+                    event.id.as_str(),
+                    d.rule_id.as_str(),
                     d.line.as_ref().map(|l| &l.id),
                     d.line.as_ref().map(|l| &l.product_id),
                     now.as_millis(),
@@ -309,7 +314,12 @@ pub(crate) fn store_event(
             )
             .map_err(unavailable)?;
         enqueue
-            .execute(params![seq, now.as_millis(), event.tenant_id, d.rule_id])
+            .execute(params![
+                seq,
+                now.as_millis(),
+                event.tenant_id.as_str(),
+                d.rule_id.as_str()
+            ])
             .map_err(unavailable)?;
         effects.queued = true;
     }
@@ -339,7 +349,7 @@ impl Store for SqliteBackend {
             .write(move |conn, _| {
                 let exists = conn
                     .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
-                    .and_then(|mut s| s.exists([&tenant.id]))
+                    .and_then(|mut s| s.exists([tenant.id.as_str()]))
                     .map_err(unavailable)?;
                 if exists {
                     return Err(StoreError::Conflict(format!(
@@ -350,7 +360,7 @@ impl Store for SqliteBackend {
                 conn.execute(
                     "INSERT INTO tenants (id, api_key_hash, created_at) VALUES (?1, ?2, ?3)",
                     params![
-                        tenant.id,
+                        tenant.id.as_str(),
                         tenant.api_key_hash,
                         tenant.created_at.as_millis()
                     ],
@@ -358,7 +368,7 @@ impl Store for SqliteBackend {
                 .and_then(|_| {
                     conn.execute(
                         "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
-                        params![tenant.id, sealed, tenant.created_at.as_millis()],
+                        params![tenant.id.as_str(), sealed, tenant.created_at.as_millis()],
                     )
                 })
                 .map_err(unavailable)?;
@@ -367,21 +377,22 @@ impl Store for SqliteBackend {
             .await
     }
 
-    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<String>, StoreError> {
+    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<TenantId>, StoreError> {
         let hash = api_key_hash.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT id FROM tenants WHERE api_key_hash = ?1")
-                .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
+                .and_then(|mut s| s.query_row([hash], |r| r.get::<_, String>(0)).optional())
+                .map(|id| id.map(TenantId::stored))
                 .map_err(unavailable)
         })
         .await
     }
 
-    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError> {
+    async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError> {
         let id = tenant_id.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
-                .and_then(|mut s| s.exists([id]))
+                .and_then(|mut s| s.exists([id.as_str()]))
                 .map_err(unavailable)
         })
         .await
@@ -389,7 +400,7 @@ impl Store for SqliteBackend {
 
     async fn signing_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError> {
         let id = tenant_id.to_owned();
@@ -400,7 +411,7 @@ impl Store for SqliteBackend {
 
     async fn rotate_webhook_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key: WebhookKey,
         now: Timestamp,
         old_until: Timestamp,
@@ -411,25 +422,25 @@ impl Store for SqliteBackend {
             .write(move |conn, _| {
                 let expiries: Vec<Option<i64>> = conn
                     .prepare_cached("SELECT expires_at FROM webhook_keys WHERE tenant_id = ?1")
-                    .and_then(|mut st| st.query_map([&id], |r| r.get(0))?.collect())
+                    .and_then(|mut st| st.query_map([id.as_str()], |r| r.get(0))?.collect())
                     .map_err(unavailable)?;
                 if !may_rotate(now, expiries.into_iter().map(|e| e.map(Timestamp::from_millis))) {
                     return Err(StoreError::too_many_keys());
                 }
                 conn.execute(
                     "DELETE FROM webhook_keys WHERE tenant_id = ?1 AND expires_at <= ?2",
-                    params![id, now.as_millis()],
+                    params![id.as_str(), now.as_millis()],
                 )
                 .and_then(|_| {
                     conn.execute(
                         "UPDATE webhook_keys SET expires_at = ?2 WHERE tenant_id = ?1 AND expires_at IS NULL",
-                        params![id, old_until.as_millis()],
+                        params![id.as_str(), old_until.as_millis()],
                     )
                 })
                 .and_then(|_| {
                     conn.execute(
                         "INSERT INTO webhook_keys (tenant_id, key, created_at) VALUES (?1, ?2, ?3)",
-                        params![id, sealed, now.as_millis()],
+                        params![id.as_str(), sealed, now.as_millis()],
                     )
                 })
                 .map_err(unavailable)?;
@@ -445,14 +456,14 @@ impl Store for SqliteBackend {
             .write(move |conn, _| {
                 let count: i64 = conn
                     .prepare_cached("SELECT COUNT(*) FROM rules WHERE tenant_id = ?1")
-                    .and_then(|mut s| s.query_row([&rule.tenant_id], |r| r.get(0)))
+                    .and_then(|mut s| s.query_row([rule.tenant_id.as_str()], |r| r.get(0)))
                     .map_err(unavailable)?;
                 if count as usize >= max_rules {
                     return Err(StoreError::too_many_rules(max_rules));
                 }
                 conn.execute(
                     "INSERT INTO rules (id, tenant_id, trigger, body, rate_limit, scope_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![rule.id, rule.tenant_id, rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
+                    params![rule.id.as_str(), rule.tenant_id.as_str(), rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
                 )
                 .map_err(unavailable)?;
                 Ok(())
@@ -460,12 +471,19 @@ impl Store for SqliteBackend {
             .await
     }
 
-    async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError> {
+    async fn rule(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+    ) -> Result<Option<Rule>, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
         self.read(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached("SELECT body FROM rules WHERE tenant_id = ?1 AND id = ?2")
-                .and_then(|mut s| s.query_row(params![tenant, id], |r| r.get(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![tenant.as_str(), id.as_str()], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(unavailable)?;
             body.map(|b| rule_from_row(&tenant, &b)).transpose()
         })
@@ -474,7 +492,7 @@ impl Store for SqliteBackend {
 
     async fn rules(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Rule>, StoreError> {
@@ -485,7 +503,7 @@ impl Store for SqliteBackend {
                 .prepare_cached("SELECT seq, body FROM rules WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![tenant, after, limit as i64 + 1], |r| {
+                .query_map(params![tenant.as_str(), after, limit as i64 + 1], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(unavailable)?
@@ -505,13 +523,13 @@ impl Store for SqliteBackend {
                 let updated = conn
                     .execute(
                         "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5, scope_key = ?6 WHERE tenant_id = ?1 AND id = ?2",
-                        params![rule.tenant_id, rule.id, rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
+                        params![rule.tenant_id.as_str(), rule.id.as_str(), rule.trigger.as_str(), body, rule.options.rate_limit, rule.scope.key()],
                     )
                     .map_err(unavailable)?;
                 // An edit starts the rule healthy, as on DynamoDB.
                 conn.execute(
                     "DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
-                    params![rule.tenant_id, rule.id],
+                    params![rule.tenant_id.as_str(), rule.id.as_str()],
                 )
                 .map_err(unavailable)?;
                 Ok(updated > 0)
@@ -519,13 +537,17 @@ impl Store for SqliteBackend {
             .await
     }
 
-    async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError> {
+    async fn delete_rule(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+    ) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
         self.writer()
             .write(move |conn, _| {
                 conn.execute(
                     "DELETE FROM rules WHERE tenant_id = ?1 AND id = ?2",
-                    params![tenant, id],
+                    params![tenant.as_str(), id.as_str()],
                 )
                 .map(|n| n > 0)
                 .map_err(unavailable)
@@ -607,7 +629,11 @@ impl Store for SqliteBackend {
         results
     }
 
-    async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
         self.read(move |conn| load_delivery(conn, &tenant, &id))
             .await
@@ -615,20 +641,20 @@ impl Store for SqliteBackend {
 
     async fn deliveries(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError> {
         let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES} WHERE d.tenant_id = ?");
-        let mut args: Vec<Value> = vec![Value::Text(tenant_id.to_owned())];
+        let mut args: Vec<Value> = vec![Value::Text(tenant_id.to_string())];
         let mut and = |clause: &str, v: Value| {
             sql.push_str(clause);
             args.push(v);
         };
         if let Some(rule) = &filter.rule_id {
-            and(" AND d.rule_id = ?", Value::Text(rule.clone()));
+            and(" AND d.rule_id = ?", Value::Text(rule.to_string()));
         }
         if let Some(event) = &filter.event_id {
-            and(" AND d.event_id = ?", Value::Text(event.clone()));
+            and(" AND d.event_id = ?", Value::Text(event.to_string()));
         }
         if let Some(status) = filter.status {
             and(" AND d.status = ?", Value::Text(status.as_str().to_owned()));
@@ -659,8 +685,8 @@ impl Store for SqliteBackend {
 
     async fn retry_delivery(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Option<Delivery>, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), id.to_owned());
@@ -671,8 +697,10 @@ impl Store for SqliteBackend {
                         "SELECT seq, status FROM deliveries WHERE tenant_id = ?1 AND id = ?2",
                     )
                     .and_then(|mut s| {
-                        s.query_row(params![tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
+                        s.query_row(params![tenant.as_str(), id.as_str()], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
                     })
                     .map_err(unavailable)?;
                 let Some((seq, status)) = found else {
@@ -689,8 +717,8 @@ impl Store for SqliteBackend {
 
     async fn recover(
         &self,
-        tenant_id: &str,
-        rule_id: &str,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
         since: Timestamp,
         until: Timestamp,
         now: Timestamp,
@@ -700,7 +728,7 @@ impl Store for SqliteBackend {
             .write(move |conn, effects| {
                 let exists = conn
                     .prepare_cached("SELECT 1 FROM rules WHERE tenant_id = ?1 AND id = ?2")
-                    .and_then(|mut s| s.exists(params![tenant, rule]))
+                    .and_then(|mut s| s.exists(params![tenant.as_str(), rule.as_str()]))
                     .map_err(unavailable)?;
                 if !exists {
                     return Ok(None);
@@ -711,7 +739,7 @@ impl Store for SqliteBackend {
                          AND created_at >= ?3 AND created_at < ?4",
                     )
                     .and_then(|mut s| {
-                        s.query_map(params![tenant, rule, since.as_millis(), until.as_millis()], |r| {
+                        s.query_map(params![tenant.as_str(), rule.as_str(), since.as_millis(), until.as_millis()], |r| {
                             r.get::<_, i64>(0)
                         })?
                         .collect::<Result<Vec<_>, _>>()
@@ -729,7 +757,7 @@ impl Store for SqliteBackend {
     /// count lost with a restart costs a tenant nothing but a few sends.
     async fn take_test_send(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
         limit: u32,
     ) -> Result<bool, StoreError> {
@@ -739,7 +767,7 @@ impl Store for SqliteBackend {
         })?;
         // Counts of past minutes go before the map could grow with tenants.
         sends.retain(|_, (m, _)| *m == minute);
-        let (_, count) = sends.entry(tenant_id.to_owned()).or_insert((minute, 0));
+        let (_, count) = sends.entry(tenant_id.to_string()).or_insert((minute, 0));
         if *count >= limit {
             return Ok(false);
         }

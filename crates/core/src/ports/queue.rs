@@ -9,22 +9,38 @@ use serde_json::value::RawValue;
 use crate::breaker::Health;
 use crate::delivery::{Attempt, DeliveryId, DeliveryStatus};
 use crate::event::{Line, Subject};
+use crate::id::{EventId, RuleId, TenantId};
 use crate::ports::store::StoreError;
 use crate::rule::{PayloadFormat, Rule};
 use crate::signing::SigningKeys;
 use crate::time::Timestamp;
 use crate::trigger::Trigger;
 
-/// Which receive of a queued delivery an attempt runs under. Only the
-/// backend that handed it out reads `handle`.
+/// Which receive of a queued delivery an attempt runs under: what the
+/// queue that handed it out needs to act on it, as that queue's own values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
+pub enum Lease {
+    /// A row of the embedded queue.
+    Row { seq: i64, receive_count: u32 },
+    /// An SQS message: its receipt handle, and its body for the dead-letter
+    /// queue.
+    Message {
+        receipt: String,
+        body: String,
+        receive_count: u32,
+    },
+}
+
+impl Lease {
     /// How often the queue has handed this delivery out, this time included:
     /// the attempt number, as SQS's ApproximateReceiveCount is.
-    pub receive_count: u32,
-    /// The backend's reference to the queued message (SQLite: the queue row;
-    /// SQS: the receipt handle).
-    pub handle: String,
+    pub fn receive_count(&self) -> u32 {
+        match self {
+            Lease::Row { receive_count, .. } | Lease::Message { receive_count, .. } => {
+                *receive_count
+            }
+        }
+    }
 }
 
 /// Where a job goes and how, or why it cannot go anywhere any more.
@@ -75,9 +91,9 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub delivery_id: DeliveryId,
-    pub tenant_id: String,
-    pub event_id: String,
-    pub rule_id: String,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub rule_id: RuleId,
     pub trigger: Trigger,
     pub occurred_at: Timestamp,
     pub line: Option<Line>,
@@ -85,7 +101,8 @@ pub struct DeliveryJob {
     pub subject: Option<Subject>,
     pub destination: Destination,
     pub keys: SigningKeys,
-    pub lease: Lease,
+    /// The queue's lease; none for a job no queue handed out (a test send).
+    pub lease: Option<Lease>,
     /// The attempt number in the current chain: retries of this delivery
     /// made so far, plus one. Held-back receives are never counted.
     pub attempt: u32,
@@ -105,12 +122,12 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
     pub delivery_id: DeliveryId,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The lease this attempt ran under; a stale lease must not move the queue.
-    pub lease: Lease,
+    pub lease: Option<Lease>,
     pub attempt: Attempt,
     pub outcome: Outcome,
-    pub rule_id: String,
+    pub rule_id: RuleId,
     /// Whether the receiver took the request (a 2xx); `None` when no request
     /// was made (the rule is gone, the tenant has no key).
     pub receiver_ok: Option<bool>,
@@ -145,20 +162,20 @@ impl Settlement {
 
 /// Each tenant's signing keys, loaded once for a batch of jobs.
 #[derive(Debug, Default)]
-pub struct KeyCache(HashMap<String, SigningKeys>);
+pub struct KeyCache(HashMap<TenantId, SigningKeys>);
 
 impl KeyCache {
-    pub fn contains(&self, tenant_id: &str) -> bool {
+    pub fn contains(&self, tenant_id: &TenantId) -> bool {
         self.0.contains_key(tenant_id)
     }
 
-    pub fn insert(&mut self, tenant_id: &str, keys: SigningKeys) {
-        self.0.insert(tenant_id.to_owned(), keys);
+    pub fn insert(&mut self, tenant_id: &TenantId, keys: SigningKeys) {
+        self.0.insert(tenant_id.clone(), keys);
     }
 
     /// The tenant's keys; none when they were not loaded, which the attempt
     /// turns into a dead delivery rather than an unsigned one.
-    pub fn get(&self, tenant_id: &str) -> SigningKeys {
+    pub fn get(&self, tenant_id: &TenantId) -> SigningKeys {
         self.0
             .get(tenant_id)
             .cloned()

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 
 use crate::api_key::{api_key_from_bytes, hash_api_key};
 use crate::delivery::{Delivery, DeliveryStatus};
-use crate::error::{FieldError, check_id};
+use crate::error::FieldError;
 use crate::event::Event;
+use crate::id::{DeliveryId, EventId, RuleId, TenantId};
 use crate::rule::Rule;
 use crate::signing::{MAX_SIGNING_KEYS, SigningKeys, WebhookKey};
 use crate::time::Timestamp;
@@ -106,7 +107,7 @@ impl StoreError {
 }
 
 pub struct NewTenant {
-    pub id: String,
+    pub id: TenantId,
     /// SHA-256 of the API key, hex: the key itself is never stored.
     pub api_key_hash: String,
     pub webhook_key: WebhookKey,
@@ -117,11 +118,10 @@ impl NewTenant {
     /// A new tenant from 64 random bytes: its API key (returned once, stored
     /// only as a hash) and its first webhook key.
     pub fn provision(
-        id: &str,
+        id: TenantId,
         random: &[u8; 64],
         now: Timestamp,
     ) -> Result<(NewTenant, String), FieldError> {
-        check_id("tenant_id", id)?;
         let (key_bytes, secret) = random.split_at(32);
         let mut api_key_bytes = [0u8; 32];
         api_key_bytes.copy_from_slice(key_bytes);
@@ -129,7 +129,7 @@ impl NewTenant {
         let webhook_key = WebhookKey::from_bytes(secret)
             .map_err(|e| FieldError::invalid("webhook_key", e.to_string()))?;
         let tenant = NewTenant {
-            id: id.to_owned(),
+            id,
             api_key_hash: hash_api_key(&api_key),
             webhook_key,
             created_at: now,
@@ -152,8 +152,8 @@ pub enum Acceptance {
 
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
-    pub rule_id: Option<String>,
-    pub event_id: Option<String>,
+    pub rule_id: Option<RuleId>,
+    pub event_id: Option<EventId>,
     pub status: Option<DeliveryStatus>,
     pub limit: usize,
     pub cursor: Option<String>,
@@ -215,20 +215,20 @@ impl<T> Page<T> {
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn create_tenant(&self, tenant: NewTenant) -> Result<(), StoreError>;
-    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<String>, StoreError>;
-    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError>;
+    async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<TenantId>, StoreError>;
+    async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError>;
 
     /// The current key first, then rotated-out keys still valid at `now`.
     async fn signing_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
     ) -> Result<SigningKeys, StoreError>;
     /// Makes `key` current; the previous key keeps signing until `old_until`.
     /// Refused with `LimitExceeded` while [`MAX_SIGNING_KEYS`] keys sign.
     async fn rotate_webhook_key(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key: WebhookKey,
         now: Timestamp,
         old_until: Timestamp,
@@ -236,16 +236,21 @@ pub trait Store: Send + Sync {
 
     /// Stores a new rule; `LimitExceeded` when the tenant has `max_rules`.
     async fn insert_rule(&self, rule: &Rule, max_rules: usize) -> Result<(), StoreError>;
-    async fn rule(&self, tenant_id: &str, rule_id: &str) -> Result<Option<Rule>, StoreError>;
+    async fn rule(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+    ) -> Result<Option<Rule>, StoreError>;
     async fn rules(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<Rule>, StoreError>;
     /// Replaces a stored rule; false when it does not exist.
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError>;
-    async fn delete_rule(&self, tenant_id: &str, rule_id: &str) -> Result<bool, StoreError>;
+    async fn delete_rule(&self, tenant_id: &TenantId, rule_id: &RuleId)
+    -> Result<bool, StoreError>;
 
     /// Makes `event` durable (answering `duplicate` for a known id) and sees
     /// to it that it is routed to the matching rules' deliveries.
@@ -259,26 +264,30 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> Vec<Result<Acceptance, StoreError>>;
 
-    async fn delivery(&self, tenant_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
+    async fn delivery(
+        &self,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError>;
     async fn deliveries(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError>;
     /// Queues a delivery for an attempt now, with a fresh set of retries;
     /// `AlreadyPending` when it is queued or waiting for a retry already.
     async fn retry_delivery(
         &self,
-        tenant_id: &str,
-        id: &str,
+        tenant_id: &TenantId,
+        id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Option<Delivery>, StoreError>;
     /// Retries every dead delivery of a rule created in `[since, until)`;
     /// answers how many, or `None` when the rule does not exist.
     async fn recover(
         &self,
-        tenant_id: &str,
-        rule_id: &str,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
         since: Timestamp,
         until: Timestamp,
         now: Timestamp,
@@ -291,7 +300,7 @@ pub trait Store: Send + Sync {
     /// process that serves the API.
     async fn take_test_send(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         now: Timestamp,
         limit: u32,
     ) -> Result<bool, StoreError>;
