@@ -19,10 +19,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::breaker::Health;
-use hookline_core::event::{Line, Subject};
+use hookline_core::event::Line;
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::StoreError;
-use hookline_core::record::{decode_rule, encode_rule};
+use hookline_core::record::{SubjectRecord, decode_rule, encode_rule};
 use hookline_core::{Attempt, Delivery, Rule, Scope, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -269,11 +269,11 @@ pub struct EventItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upsell_id: Option<String>,
     pub first_payment: bool,
-    pub lines: Vec<Line>,
+    pub lines: Vec<LineRecord>,
     /// The event's `data`, byte for byte as ingested.
     pub data: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Subject>,
+    pub subject: Option<SubjectRecord>,
     /// Set once the router has recorded and queued the event's deliveries.
     #[serde(default)]
     pub routed: bool,
@@ -301,6 +301,31 @@ pub struct DeliveryItem {
     #[serde(default)]
     pub attempts: Vec<AttemptRecord>,
     pub ttl: i64,
+}
+
+/// An order line as event items and delivery messages keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRecord {
+    pub id: String,
+    pub product_id: String,
+}
+
+impl From<&Line> for LineRecord {
+    fn from(l: &Line) -> Self {
+        LineRecord {
+            id: l.id.clone(),
+            product_id: l.product_id.clone(),
+        }
+    }
+}
+
+impl From<LineRecord> for Line {
+    fn from(l: LineRecord) -> Self {
+        Line {
+            id: l.id,
+            product_id: l.product_id,
+        }
+    }
 }
 
 /// An attempt as a delivery item keeps it: the table's own type, so a change
@@ -358,8 +383,11 @@ impl DeliveryItem {
         })
     }
 
-    pub fn line(&self) -> Option<Line> {
-        Line::from_parts(self.line_id.clone(), self.line_product_id.clone())
+    pub fn line(&self) -> Option<LineRecord> {
+        Some(LineRecord {
+            id: self.line_id.clone()?,
+            product_id: self.line_product_id.clone()?,
+        })
     }
 }
 
@@ -374,8 +402,6 @@ pub fn gsi_sort(created_at: i64, id: &str) -> String {
 
 #[cfg(test)]
 mod event_attributes {
-    use hookline_core::event::Subject;
-
     use super::*;
 
     /// The list is the item's: an event item with every field set has
@@ -395,7 +421,7 @@ mod event_attributes {
             first_payment: true,
             lines: Vec::new(),
             data: "{}".into(),
-            subject: Some(Subject {
+            subject: Some(SubjectRecord {
                 kind: "order".into(),
                 id: "o".into(),
             }),

@@ -1,8 +1,9 @@
 //! What travels on the queues: references, never payloads, so every message
 //! stays far below SQS's size limit whatever the event carries.
 
-use hookline_core::event::Line;
 use serde::{Deserialize, Serialize};
+
+use crate::items::LineRecord;
 
 /// An accepted event for the router; the event itself is in the table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub struct DeliveryMessage {
     pub event_id: String,
     pub rule_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<Line>,
+    pub line: Option<LineRecord>,
     /// Sent by a retry or recover: attempt it even if it succeeded before.
     /// The router's messages leave it false, so a duplicate of one for a
     /// delivery that succeeded is dropped.

@@ -18,6 +18,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use hookline_core::breaker::{Circuit, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
+use hookline_core::event::{Line, Subject};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, Store,
@@ -178,13 +179,13 @@ pub(crate) async fn load(
                 .map_err(|e| unreadable("event trigger", e))?,
             occurred_at: Timestamp::from_millis(event.occurred_at),
             data: RawValue::from_string(event.data).map_err(|e| unreadable("event data", e))?,
-            subject: event.subject,
+            subject: event.subject.map(Subject::from),
             destination: Destination::of(rule.as_ref()),
             delivery_id: DeliveryId::stored(m.delivery_id),
             tenant_id,
             event_id: EventId::stored(m.event_id),
             rule_id: RuleId::stored(m.rule_id),
-            line: m.line,
+            line: m.line.map(Line::from),
             lease: Some(lease),
             attempt,
             rule_health,

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
+use hookline_core::event::{Line, Subject};
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{EventId, TenantId};
 use hookline_core::ports::StoreError;
@@ -79,8 +80,8 @@ fn event_from(item: EventItem) -> Result<Event, StoreError> {
         payment_page_id: item.payment_page_id,
         upsell_id: item.upsell_id,
         first_payment: item.first_payment,
-        lines: item.lines,
-        subject: item.subject,
+        lines: item.lines.into_iter().map(Line::from).collect(),
+        subject: item.subject.map(Subject::from),
     })
 }
 
@@ -255,7 +256,7 @@ async fn route(
                     delivery_id: d.id.into_string(),
                     event_id: event.id.to_string(),
                     rule_id: d.rule_id.into_string(),
-                    line: d.line,
+                    line: d.line.as_ref().map(LineRecord::from),
                     replay: false,
                     attempts_before: 0,
                 });

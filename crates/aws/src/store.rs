@@ -11,6 +11,7 @@ use hookline_core::id::{DeliveryId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor, parse_key_cursor,
 };
+use hookline_core::record::SubjectRecord;
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
@@ -126,9 +127,9 @@ impl AwsBackend {
             payment_page_id: event.payment_page_id.clone(),
             upsell_id: event.upsell_id.clone(),
             first_payment: event.first_payment,
-            lines: event.lines.clone(),
+            lines: event.lines.iter().map(LineRecord::from).collect(),
             data: event.data.get().to_owned(),
-            subject: event.subject.clone(),
+            subject: event.subject.as_ref().map(SubjectRecord::from),
             routed: false,
             ttl: ttl_from(now),
         };

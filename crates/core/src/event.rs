@@ -10,7 +10,8 @@ use crate::time::Timestamp;
 use crate::trigger::{Trigger, known_triggers};
 
 /// One order line: the unit of per-order-line delivery (order bumps are lines).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// It serializes as the full body's `line`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub id: String,
     pub product_id: String,
@@ -28,7 +29,7 @@ impl Line {
 
 /// What an event is about (`{"type": "order", "id": "ord_1"}`), for the
 /// thin envelope's `triggerable_type` and `triggerable_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subject {
     #[serde(rename = "type")]
     pub kind: String,
@@ -37,6 +38,9 @@ pub struct Subject {
 
 /// An event as ingested and validated: built by [`Event::from_json`] (or
 /// Hookline itself), never deserialized around its checks.
+///
+/// It serializes as the ingest body it could have come from, which reads
+/// back as the same event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub id: EventId,

@@ -1,7 +1,8 @@
-//! How a rule is stored. The record is its own type, not the API's JSON: a
-//! change to what the API shows cannot silently change what is on disk or in
-//! the table, and both backends decode a stored rule the one way written here.
-//! The encoding is the one rules were first stored in, so stored rules read.
+//! How a rule and an event's subject are stored. Each record is its own type,
+//! not the API's JSON: a change to what the API shows cannot silently change
+//! what is on disk or in the table, and both backends decode a stored rule
+//! the one way written here. The encodings are the ones first stored, so
+//! stored rules and subjects read.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::FieldError;
+use crate::event::Subject;
 use crate::filter::Filter;
 use crate::id::{RuleId, TenantId};
 use crate::rule::{DisabledReason, PayloadFormat, Rule, RuleOptions, Scope};
@@ -117,6 +119,32 @@ pub fn decode_rule(text: &str, tenant_id: &TenantId) -> Result<Rule, RecordError
     })
 }
 
+/// What an event is about, as both stores keep it: `{"type", "id"}`.
+#[derive(Serialize, Deserialize)]
+pub struct SubjectRecord {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+impl From<&Subject> for SubjectRecord {
+    fn from(s: &Subject) -> Self {
+        SubjectRecord {
+            kind: s.kind.clone(),
+            id: s.id.clone(),
+        }
+    }
+}
+
+impl From<SubjectRecord> for Subject {
+    fn from(s: SubjectRecord) -> Self {
+        Subject {
+            kind: s.kind,
+            id: s.id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +161,21 @@ mod tests {
         assert_eq!(
             decode_rule(&encode_rule(&rule), &TenantId::stored("t")).unwrap(),
             rule
+        );
+    }
+
+    #[test]
+    fn a_subject_keeps_the_form_first_stored() {
+        let stored = r#"{"type":"order","id":"ord_1"}"#;
+        let record: SubjectRecord = serde_json::from_str(stored).unwrap();
+        let subject = Subject::from(record);
+        assert_eq!(
+            (subject.kind.as_str(), subject.id.as_str()),
+            ("order", "ord_1")
+        );
+        assert_eq!(
+            serde_json::to_string(&SubjectRecord::from(&subject)).unwrap(),
+            stored
         );
     }
 

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use hookline_core::breaker::{Breaker, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
-use hookline_core::event::Line;
+use hookline_core::event::{Line, Subject};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
 };
-use hookline_core::record::encode_rule;
+use hookline_core::record::{SubjectRecord, encode_rule};
 use hookline_core::sealing::KeySealer;
 use hookline_core::{Event, Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -115,7 +115,7 @@ fn load_job(
         line: Line::from_parts(line_id, product_id),
         data: RawValue::from_string(data).map_err(|e| StoreError::unreadable("event data", e))?,
         subject: subject
-            .map(|s| serde_json::from_str(&s))
+            .map(|s| serde_json::from_str::<SubjectRecord>(&s).map(Subject::from))
             .transpose()
             .map_err(|e| StoreError::unreadable("event subject", e))?,
         destination: Destination::of(rule.as_ref()),

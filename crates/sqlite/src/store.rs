@@ -7,7 +7,7 @@ use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
-use hookline_core::record::{decode_rule, encode_rule};
+use hookline_core::record::{SubjectRecord, decode_rule, encode_rule};
 use hookline_core::sealing::KeySealer;
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
@@ -280,7 +280,7 @@ pub(crate) fn store_event(
                 event
                     .subject
                     .as_ref()
-                    .and_then(|s| serde_json::to_string(s).ok()),
+                    .and_then(|s| serde_json::to_string(&SubjectRecord::from(s)).ok()),
             ])
         })
         .map_err(unavailable)?;
