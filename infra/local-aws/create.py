@@ -18,7 +18,7 @@ import os
 import boto3
 
 # One table, single-table design; see crates/aws/src/items.rs.
-TABLE_KEYS = {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}
+TABLE_KEYS = {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S", "gsi2pk": "S", "gsi2sk": "S"}
 TTL_ATTRIBUTE = "ttl"
 # The longest retry delay is 10 h; SQS visibility can reach 12 h. Messages
 # live 14 days, well beyond the whole default schedule (about 28 h).
@@ -67,6 +67,11 @@ def main():
             "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
                           {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
+        }, {
+            "IndexName": "gsi2",
+            "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"},
+                          {"AttributeName": "gsi2sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     )
     ddb.update_time_to_live(TableName=table,

@@ -1,19 +1,24 @@
-//! The single-table layout. Every item has `pk` and `sk`; items listed by
-//! another key also carry `gsi1pk`/`gsi1sk`.
+//! The single-table layout. Every item has `pk` and `sk`; rules also carry
+//! `gsi1pk`/`gsi1sk` (the rules index, every attribute), deliveries
+//! `gsi2pk`/`gsi2sk` (the delivery log, keys only).
 //!
-//! | item        | pk               | sk                  | gsi1pk                   | gsi1sk                  |
-//! |-------------|------------------|---------------------|--------------------------|-------------------------|
-//! | tenant      | `T#{tenant}`     | `TENANT`            |                          |                         |
-//! | API key     | `AK#{hash}`      | `AK`                |                          |                         |
-//! | webhook key | `T#{tenant}`     | `KEY#{created_ms}`  |                          |                         |
-//! | rule        | `T#{tenant}`     | `R#{rule}`          | `TR#{tenant}#{trigger}`  | see [`rule_index_sk`]   |
-//! | event       | `T#{tenant}`     | `E#{event}`         |                          |                         |
-//! | delivery    | `T#{tenant}`     | `D#{delivery}`      | `DL#{tenant}`            | `{created_ms:013}#{id}` |
-//! | rate count  | `T#{tenant}`     | `RL#{rule}#{second}`|                          |                         |
+//! | item        | pk               | sk                  | index keys                                              |
+//! |-------------|------------------|---------------------|---------------------------------------------------------|
+//! | tenant      | `T#{tenant}`     | `TENANT`            |                                                         |
+//! | API key     | `AK#{hash}`      | `AK`                |                                                         |
+//! | webhook key | `T#{tenant}`     | `KEY#{created_ms}`  |                                                         |
+//! | rule        | `T#{tenant}`     | `R#{rule}`          | gsi1: `TR#{tenant}#{trigger}`, see [`rule_index_sk`]    |
+//! | event       | `T#{tenant}`     | `E#{event}`         |                                                         |
+//! | delivery    | `T#{tenant}`     | `D#{delivery}`      | gsi2: `DL#{tenant}#{shard}`, `{created_ms:013}#{id}`    |
+//! | rate count  | `T#{tenant}`     | `RL#{rule}#{second}`|                                                         |
 //!
-//! Rules for an event are one Query on the index per scope key the event
-//! has, by (tenant, trigger) and prefix; the delivery log is one Query on it
-//! by tenant, newest first.
+//! Rules for an event are one Query on gsi1 per scope key the event has, by
+//! (tenant, trigger) and prefix. The delivery log is the tenant's
+//! [`DELIVERY_LOG_SHARDS`] keys of gsi2 read newest first and merged; its
+//! entries hold keys only, so a delivery's entry is written when the
+//! delivery is created and not when its attempts are recorded. Deliveries an
+//! earlier Hookline wrote are on gsi1 under `DL#{tenant}` until `hookline
+//! migrate-deliveries` moves them.
 
 use std::collections::HashMap;
 
@@ -35,6 +40,14 @@ pub const SORT_KEY: &str = "sk";
 pub const GSI1: &str = "gsi1";
 pub const GSI1_PARTITION_KEY: &str = "gsi1pk";
 pub const GSI1_SORT_KEY: &str = "gsi1sk";
+pub const GSI2: &str = "gsi2";
+pub const GSI2_PARTITION_KEY: &str = "gsi2pk";
+pub const GSI2_SORT_KEY: &str = "gsi2sk";
+/// How many keys of gsi2 a tenant's delivery log is spread over. A key's
+/// partition takes about 1,000 write units a second; every delivery writes
+/// its entry once, so a tenant making 2,000 deliveries a second puts about
+/// 250 a second on each of 8 (docs/cost.md has the arithmetic).
+pub const DELIVERY_LOG_SHARDS: u32 = 8;
 /// The attribute DynamoDB's TTL reads (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
@@ -110,8 +123,21 @@ pub fn test_send_key(tenant: &str, minute: i64) -> Item {
     key(tenant_pk(tenant), format!("TS#{minute}"))
 }
 
-pub fn deliveries_of(tenant: &str) -> String {
-    format!("DL#{tenant}")
+/// The delivery log's keys for a delivery: one of the tenant's shards, by a
+/// hash of its id (FNV-1a: ids are hashes already, but need not be), and its
+/// place in time.
+pub fn delivery_log_keys(tenant: &str, delivery: &str, created_ms: i64) -> (String, String) {
+    let hash = delivery.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (
+        delivery_log_pk(tenant, hash % DELIVERY_LOG_SHARDS),
+        gsi_sort(created_ms, delivery),
+    )
+}
+
+pub fn delivery_log_pk(tenant: &str, shard: u32) -> String {
+    format!("DL#{tenant}#{shard}")
 }
 
 /// The `pk` and `sk` of an item read back.
@@ -284,8 +310,16 @@ pub struct EventItem {
 pub struct DeliveryItem {
     pub pk: String,
     pub sk: String,
-    pub gsi1pk: String,
-    pub gsi1sk: String,
+    /// The delivery log's entry an earlier Hookline wrote (on gsi1, every
+    /// attribute projected); moved to gsi2 by `hookline migrate-deliveries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1sk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2sk: Option<String>,
     pub id: String,
     pub event_id: String,
     pub rule_id: String,

@@ -6,6 +6,7 @@
 //! Modules by what they talk to: `table` (DynamoDB) and `queues` (SQS) make
 //! every call; `items` is the table's layout and `messages` what the queues
 //! carry; `backend` holds them together. On top: `store` (the `Store` port),
+//! `log` (the delivery log read across its shards),
 //! `queue` (loading and settling deliveries, and the `DeliveryQueue` port),
 //! `router` and `deliver` (the Lambda handlers), `poller` and `redrive`;
 //! `vault` seals webhook keys with KMS data keys.
@@ -16,6 +17,7 @@ mod calls;
 mod deliver;
 mod error;
 mod items;
+mod log;
 mod messages;
 mod poller;
 mod queue;
@@ -33,9 +35,10 @@ pub use backend::AwsBackend;
 pub use calls::{CallCount, Calls};
 pub use deliver::Deliverer;
 pub use items::{
-    EVENT_ATTRIBUTES, GSI1, GSI1_PARTITION_KEY, GSI1_SORT_KEY, PARTITION_KEY, SORT_KEY,
-    TTL_ATTRIBUTE, tenant_pk,
+    DELIVERY_LOG_SHARDS, EVENT_ATTRIBUTES, GSI1, GSI1_PARTITION_KEY, GSI1_SORT_KEY, GSI2,
+    GSI2_PARTITION_KEY, GSI2_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, tenant_pk,
 };
+pub use log::migrate_delivery_log;
 pub use messages::{DeliveryMessage, EventMessage};
 pub use poller::poll_once;
 pub use redrive::redrive;

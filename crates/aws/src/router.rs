@@ -233,11 +233,14 @@ async fn route(
         let pk = tenant_pk(&event.tenant_id);
         for d in deliveries {
             if !recorded.contains(&(pk.as_str(), d.id.as_str())) {
+                let (log_pk, log_sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
                 new.push(DeliveryItem {
                     pk: pk.clone(),
                     sk: delivery_sk(&d.id),
-                    gsi1pk: deliveries_of(&event.tenant_id),
-                    gsi1sk: gsi_sort(received_at, &d.id),
+                    gsi1pk: None,
+                    gsi1sk: None,
+                    gsi2pk: Some(log_pk),
+                    gsi2sk: Some(log_sk),
                     id: d.id.to_string(),
                     event_id: event.id.to_string(),
                     rule_id: d.rule_id.to_string(),

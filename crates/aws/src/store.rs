@@ -17,6 +17,7 @@ use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
 use crate::backend::AwsBackend;
 use crate::items::*;
+use crate::log::{LIST_SCAN_BUDGET, Span};
 use crate::messages::{DeliveryMessage, EventMessage};
 use crate::table::{from_item, to_item};
 
@@ -528,59 +529,59 @@ impl Store for AwsBackend {
         tenant_id: &TenantId,
         filter: &DeliveryFilter,
     ) -> Result<Page<Delivery>, StoreError> {
-        let start = match &filter.cursor {
+        let mut before = match &filter.cursor {
             None => None,
             Some(c) => match parse_key_cursor(c)?.as_slice() {
-                [sk, gsi1sk] if sk.starts_with("D#") => {
-                    let mut k = key(tenant_pk(tenant_id), sk.clone());
-                    k.insert(GSI1_PARTITION_KEY.into(), s(deliveries_of(tenant_id)));
-                    k.insert(GSI1_SORT_KEY.into(), s(gsi1sk.clone()));
-                    Some(k)
+                [sort] if sort.as_bytes().first().is_some_and(u8::is_ascii_digit) => {
+                    Some(sort.clone())
                 }
                 _ => return Err(StoreError::BadCursor),
             },
         };
-        let mut conditions = Vec::new();
-        let mut values = HashMap::from([(":pk".to_owned(), s(deliveries_of(tenant_id)))]);
-        let mut names = HashMap::from([("#gpk".to_owned(), GSI1_PARTITION_KEY.to_owned())]);
-        if let Some(r) = &filter.rule_id {
-            conditions.push("rule_id = :rule");
-            values.insert(":rule".into(), s(r.as_str()));
-        }
-        if let Some(e) = &filter.event_id {
-            conditions.push("event_id = :event");
-            values.insert(":event".into(), s(e.as_str()));
-        }
-        if let Some(st) = filter.status {
-            conditions.push("#s = :status");
-            values.insert(":status".into(), s(st.as_str()));
-            names.insert("#s".to_owned(), "status".to_owned());
-        }
-        let filter_expression = (!conditions.is_empty()).then(|| conditions.join(" AND "));
-        let items = self
-            .table
-            .query(
-                |q| {
-                    q.index_name(GSI1)
-                        .key_condition_expression("#gpk = :pk")
-                        .set_filter_expression(filter_expression.clone())
-                        .set_expression_attribute_values(Some(values.clone()))
-                        .set_expression_attribute_names(Some(names.clone()))
-                        .scan_index_forward(false)
-                        .limit(i32::try_from(filter.limit + 1).unwrap_or(i32::MAX))
-                },
-                start,
-                filter.limit + 1,
-            )
-            .await?
+        let wanted = |d: &DeliveryItem| {
+            filter
+                .rule_id
+                .as_ref()
+                .is_none_or(|r| d.rule_id == r.as_str())
+                && filter
+                    .event_id
+                    .as_ref()
+                    .is_none_or(|e| d.event_id == e.as_str())
+                && filter.status.is_none_or(|st| d.status == st.as_str())
+        };
+        // Read a page's worth at a time until the page is full (one more
+        // tells that another follows), the log ends or the budget is spent.
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        let next_cursor = loop {
+            let stretch = self
+                .read_log(tenant_id, Span::Before(before.as_deref()), filter.limit + 1)
+                .await?;
+            for item in stretch.items {
+                if wanted(&item) && found.len() <= filter.limit {
+                    found.push(item);
+                }
+            }
+            scanned += filter.limit + 1;
+            if found.len() > filter.limit {
+                found.truncate(filter.limit);
+                break found.last().and_then(|d| d.gsi2sk.clone());
+            }
+            before = stretch.last;
+            if !stretch.more {
+                break None;
+            }
+            if scanned >= LIST_SCAN_BUDGET {
+                break before;
+            }
+        };
+        let data = found
             .into_iter()
-            .map(from_item::<DeliveryItem>)
+            .map(DeliveryItem::delivery)
             .collect::<Result<Vec<_>, _>>()?;
-        let page = Page::from_overfetch(items, filter.limit, |d| key_cursor(&[&d.sk, &d.gsi1sk]))
-            .try_map(DeliveryItem::delivery)?;
         Ok(Page {
-            data: self.with_waits(tenant_id, page.data).await?,
-            next_cursor: page.next_cursor,
+            data: self.with_waits(tenant_id, data).await?,
+            next_cursor: next_cursor.map(|sort| key_cursor(&[&sort])),
         })
     }
 
@@ -617,29 +618,13 @@ impl Store for AwsBackend {
             format!("{:013}#", since.as_millis()),
             format!("{:013}#", until.as_millis()),
         );
-        let dead = self
-            .table
-            .query(
-                |q| {
-                    q.index_name(GSI1)
-                        .key_condition_expression("#gpk = :pk AND #gsk BETWEEN :from AND :to")
-                        .filter_expression("rule_id = :rule AND #s = :dead")
-                        .expression_attribute_names("#gpk", GSI1_PARTITION_KEY)
-                        .expression_attribute_names("#gsk", GSI1_SORT_KEY)
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":pk", s(deliveries_of(tenant_id)))
-                        .expression_attribute_values(":from", s(&from))
-                        .expression_attribute_values(":to", s(&to))
-                        .expression_attribute_values(":rule", s(rule_id.as_str()))
-                        .expression_attribute_values(":dead", s(DeliveryStatus::Dead.as_str()))
-                },
-                None,
-                usize::MAX,
-            )
+        let dead: Vec<DeliveryItem> = self
+            .read_log(tenant_id, Span::Between(&from, &to), usize::MAX)
             .await?
+            .items
             .into_iter()
-            .map(from_item::<DeliveryItem>)
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter(|d| d.rule_id == rule_id.as_str() && d.status == DeliveryStatus::Dead.as_str())
+            .collect();
         let count = dead.len() as u64;
         if !dead.is_empty() {
             self.requeue(tenant_id, dead).await?;

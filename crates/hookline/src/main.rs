@@ -34,6 +34,10 @@ enum Command {
     /// Dead-letter queues of the AWS backend.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Move the delivery log an earlier Hookline kept on the table's gsi1 to
+    /// gsi2, once after upgrading the AWS form (HOOKLINE_TABLE and AWS
+    /// credentials from the environment); running it again moves nothing.
+    MigrateDeliveries,
     /// A running Hookline's rules (over its HTTP API, with the tenant API key).
     Rules {
         #[command(flatten)]
@@ -126,6 +130,7 @@ async fn main() -> ExitCode {
             backend,
         }) => create_tenant(&tenant_id, &store, backend).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,
+        Command::MigrateDeliveries => migrate_deliveries().await,
         Command::Rules { remote, command } => hookline::remote::rules::run(remote, command)
             .await
             .map_err(|e| e.to_string()),
@@ -172,6 +177,14 @@ async fn create_tenant(tenant_id: &str, store: &StoreArgs, backend: Backend) -> 
         Backend::Aws => hookline::tenant::create(&aws_backend().await?, tenant_id).await,
     };
     println!("{}", credentials.map_err(|e| e.to_string())?.to_json());
+    Ok(())
+}
+
+async fn migrate_deliveries() -> Result<(), String> {
+    let moved = hookline_aws::migrate_delivery_log(&aws_backend().await?)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::json!({ "moved": moved }));
     Ok(())
 }
 

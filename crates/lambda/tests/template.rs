@@ -172,19 +172,29 @@ fn the_table_is_the_adapters() {
         pair(hookline_aws::PARTITION_KEY, hookline_aws::SORT_KEY)
     );
     let gsis = table["GlobalSecondaryIndexes"].as_vec().unwrap();
-    assert_eq!(gsis.len(), 1);
-    assert_eq!(gsis[0]["IndexName"].as_str(), Some(hookline_aws::GSI1));
-    assert_eq!(
-        key(&gsis[0]["KeySchema"]),
-        pair(
+    let indexes = [
+        (
+            hookline_aws::GSI1,
             hookline_aws::GSI1_PARTITION_KEY,
-            hookline_aws::GSI1_SORT_KEY
-        )
-    );
-    assert_eq!(
-        gsis[0]["Projection"]["ProjectionType"].as_str(),
-        Some("ALL")
-    );
+            hookline_aws::GSI1_SORT_KEY,
+            "ALL",
+        ),
+        (
+            hookline_aws::GSI2,
+            hookline_aws::GSI2_PARTITION_KEY,
+            hookline_aws::GSI2_SORT_KEY,
+            "KEYS_ONLY",
+        ),
+    ];
+    assert_eq!(gsis.len(), indexes.len());
+    for (gsi, (name, pk, sk, projection)) in gsis.iter().zip(indexes) {
+        assert_eq!(gsi["IndexName"].as_str(), Some(name));
+        assert_eq!(key(&gsi["KeySchema"]), pair(pk, sk));
+        assert_eq!(
+            gsi["Projection"]["ProjectionType"].as_str(),
+            Some(projection)
+        );
+    }
     assert_eq!(
         table["TimeToLiveSpecification"]["AttributeName"].as_str(),
         Some(hookline_aws::TTL_ATTRIBUTE)
@@ -195,6 +205,9 @@ fn the_table_is_the_adapters() {
     for name in [
         hookline_aws::GSI1,
         hookline_aws::GSI1_PARTITION_KEY,
+        hookline_aws::GSI2,
+        hookline_aws::GSI2_PARTITION_KEY,
+        "KEYS_ONLY",
         hookline_aws::TTL_ATTRIBUTE,
     ] {
         assert!(
