@@ -108,20 +108,27 @@ pub(crate) async fn load(
     received: Vec<Received>,
     now: Timestamp,
 ) -> Result<Vec<Loaded>, StoreError> {
-    let mut keys: Vec<Item> = Vec::new();
+    // The delivery's status is read strongly (a success a moment ago is
+    // not attempted again); the event never changes once stored, and a
+    // rule read a moment stale delays an edit by that moment.
+    let (mut deliveries, mut others): (Vec<Item>, Vec<Item>) = (Vec::new(), Vec::new());
+    let add = |into: &mut Vec<Item>, k: Item| {
+        if !into.iter().any(|seen| pk_sk(seen) == pk_sk(&k)) {
+            into.push(k);
+        }
+    };
     for r in &received {
         let m = &r.message;
-        for k in [
-            delivery_key(&m.tenant_id, &m.delivery_id),
-            event_key(&m.tenant_id, &m.event_id),
-            rule_key(&m.tenant_id, &m.rule_id),
-        ] {
-            if !keys.iter().any(|seen| pk_sk(seen) == pk_sk(&k)) {
-                keys.push(k);
-            }
-        }
+        add(&mut deliveries, delivery_key(&m.tenant_id, &m.delivery_id));
+        add(&mut others, event_key(&m.tenant_id, &m.event_id));
+        add(&mut others, rule_key(&m.tenant_id, &m.rule_id));
     }
-    let found = backend.table.batch_get(keys).await?;
+    let (mut found, others) = futures_util::future::try_join(
+        backend.table.batch_get(deliveries),
+        backend.table.batch_get_eventual(others),
+    )
+    .await?;
+    found.extend(others);
     let take = |pk: &str, sk: &str| found.iter().find(|i| pk_sk(i) == (pk, sk)).cloned();
     let mut signing = KeyCache::default();
     let mut out = Vec::with_capacity(received.len());

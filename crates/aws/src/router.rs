@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use hookline_core::event::{Line, Subject};
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{EventId, TenantId};
@@ -20,16 +21,19 @@ use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage};
 use crate::queue::log_failure;
-use crate::table::from_item;
+use crate::table::{from_item, to_item};
+
+/// How many of a batch's delivery writes are in flight at once.
+const PUTS_IN_FLIGHT: usize = 25;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the message is not an event reference: {0}")]
 struct NotAnEvent(String);
 
 /// Routes an SQS batch of events; failed records are reported for SQS to
-/// retry. The batch is routed together, so it costs one read of its events,
-/// one query per (tenant, trigger), one read of its existing deliveries, one
-/// write and one send of its new ones, whatever its size.
+/// retry. The batch is routed together: one read of its events, one query
+/// per (tenant, trigger) and scope key, a conditional write per delivery and
+/// one send of those to attempt.
 pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchResponse {
     let mut failed = Vec::new();
     let mut messages = Vec::new();
@@ -204,69 +208,59 @@ async fn route(
         }
     }
 
-    // Deliveries a previous run already recorded keep their state.
-    let keys = planned
-        .iter()
-        .flat_map(|(event, _, p)| p.iter().map(|d| delivery_key(&event.tenant_id, &d.id)))
-        .collect();
-    let existing: Vec<DeliveryItem> = backend
-        .table
-        .batch_get(keys)
-        .await?
-        .into_iter()
-        .map(from_item)
-        .collect::<Result<_, _>>()?;
-    let settled: HashSet<(&str, &str)> = existing
-        .iter()
-        .filter(|d| d.status != DeliveryStatus::Pending.as_str() || !d.attempts.is_empty())
-        .map(|d| (d.pk.as_str(), d.id.as_str()))
-        .collect();
-    let recorded: HashSet<(&str, &str)> = existing
-        .iter()
-        .map(|d| (d.pk.as_str(), d.id.as_str()))
-        .collect();
-
-    let mut new = Vec::new();
-    let mut queued = Vec::new();
+    // Each delivery is created only where none is: one a previous run made
+    // comes back from the failed condition, at no extra read, and keeps its
+    // state; it is queued again unless it was attempted already.
+    let mut writes = Vec::new();
     let routed: Vec<&Event> = planned.iter().map(|(event, _, _)| *event).collect();
     for (event, received_at, deliveries) in planned {
-        let pk = tenant_pk(&event.tenant_id);
         for d in deliveries {
-            if !recorded.contains(&(pk.as_str(), d.id.as_str())) {
-                let (log_pk, log_sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
-                new.push(DeliveryItem {
-                    pk: pk.clone(),
-                    sk: delivery_sk(&d.id),
-                    gsi1pk: None,
-                    gsi1sk: None,
-                    gsi2pk: Some(log_pk),
-                    gsi2sk: Some(log_sk),
-                    id: d.id.to_string(),
-                    event_id: event.id.to_string(),
-                    rule_id: d.rule_id.to_string(),
-                    line_id: d.line.as_ref().map(|l| l.id.clone()),
-                    line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
-                    status: DeliveryStatus::Pending.as_str().to_owned(),
-                    created_at: received_at,
-                    attempt_count: Some(0),
-                    attempts: Vec::new(),
-                    ttl: ttl_from(Timestamp::from_millis(received_at)),
-                });
-            }
-            if !settled.contains(&(pk.as_str(), d.id.as_str())) {
-                queued.push(DeliveryMessage {
-                    tenant_id: event.tenant_id.to_string(),
-                    delivery_id: d.id.into_string(),
-                    event_id: event.id.to_string(),
-                    rule_id: d.rule_id.into_string(),
-                    line: d.line.as_ref().map(LineRecord::from),
-                    replay: false,
-                    attempts_before: 0,
-                });
-            }
+            let (log_pk, log_sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
+            let item = DeliveryItem {
+                pk: tenant_pk(&event.tenant_id),
+                sk: delivery_sk(&d.id),
+                gsi1pk: None,
+                gsi1sk: None,
+                gsi2pk: Some(log_pk),
+                gsi2sk: Some(log_sk),
+                id: d.id.to_string(),
+                event_id: event.id.to_string(),
+                rule_id: d.rule_id.to_string(),
+                line_id: d.line.as_ref().map(|l| l.id.clone()),
+                line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
+                status: DeliveryStatus::Pending.as_str().to_owned(),
+                created_at: received_at,
+                attempt_count: Some(0),
+                attempts: Vec::new(),
+                ttl: ttl_from(Timestamp::from_millis(received_at)),
+            };
+            let message = DeliveryMessage {
+                tenant_id: event.tenant_id.to_string(),
+                delivery_id: d.id.into_string(),
+                event_id: event.id.to_string(),
+                rule_id: d.rule_id.into_string(),
+                line: d.line.as_ref().map(LineRecord::from),
+                replay: false,
+                attempts_before: 0,
+            };
+            writes.push((to_item(&item)?, message));
         }
     }
-    backend.table.batch_put(&new).await?;
+    let queued: Vec<DeliveryMessage> = stream::iter(writes)
+        .map(|(item, message)| async move {
+            let attempted = match backend.table.put_new(item).await? {
+                None => false,
+                Some(existing) => {
+                    let d: DeliveryItem = from_item(existing)?;
+                    d.status != DeliveryStatus::Pending.as_str() || !d.attempts.is_empty()
+                }
+            };
+            Ok::<_, StoreError>((!attempted).then_some(message))
+        })
+        .buffer_unordered(PUTS_IN_FLIGHT)
+        .try_filter_map(|message| async move { Ok(message) })
+        .try_collect()
+        .await?;
     backend
         .queues
         .send_json(&backend.settings.deliveries_queue_url, &queued)

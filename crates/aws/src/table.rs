@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use hookline_core::ports::StoreError;
 use serde::Serialize;
@@ -104,6 +105,31 @@ impl Table {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    /// PutItem of an item that must not exist yet: `None` when it was
+    /// written, else the item that was there, which the failed condition
+    /// returns at no extra read.
+    pub async fn put_new(&self, item: Item) -> Result<Option<Item>, StoreError> {
+        self.calls.count_write();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Some(failed.item().cloned().unwrap_or_default()))
+                }
+                _ => Err(sdk_error("PutItem", e)),
+            },
         }
     }
 
@@ -261,12 +287,30 @@ impl Table {
 
     /// BatchGetItem, 100 keys a call, retrying unprocessed keys; strongly consistent.
     pub async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_read(keys, true).await
+    }
+
+    /// [`Table::batch_get`] eventually consistent, at half the read units:
+    /// for items that do not change once written, or where a second-old
+    /// copy will do.
+    pub async fn batch_get_eventual(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_read(keys, false).await
+    }
+
+    async fn batch_get_read(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
+                    .consistent_read(consistent)
                     .build()
                     .map_err(|e| build_error("BatchGetItem", e))?,
             );
@@ -289,36 +333,5 @@ impl Table {
             }
         }
         Ok(found)
-    }
-
-    /// BatchWriteItem puts, 25 a call, retrying unprocessed items.
-    pub async fn batch_put<T: Serialize>(&self, items: &[T]) -> Result<(), StoreError> {
-        for chunk in items.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(to_item(item)?))
-                        .build()
-                        .map_err(|e| build_error("BatchWriteItem", e))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            while !requests.is_empty() {
-                self.calls.count_write();
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.name, requests)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.name))
-                    .unwrap_or_default();
-            }
-        }
-        Ok(())
     }
 }
