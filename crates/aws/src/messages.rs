@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::items::LineRecord;
+use crate::queues::ForTenant;
 
 /// An accepted event for the router; the event itself is in the table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -36,4 +37,16 @@ pub struct DeliveryMessage {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+impl ForTenant for EventMessage {
+    fn tenant(&self) -> &str {
+        &self.tenant_id
+    }
+}
+
+impl ForTenant for DeliveryMessage {
+    fn tenant(&self) -> &str {
+        &self.tenant_id
+    }
 }

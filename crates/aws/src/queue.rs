@@ -33,6 +33,7 @@ use crate::calls::Calls;
 use crate::error::{build_error, unreadable};
 use crate::items::*;
 use crate::messages::DeliveryMessage;
+use crate::queues::{Outgoing, outgoing};
 use crate::table::{from_item, to_item};
 
 /// A delivery message as received, with its lease.
@@ -264,12 +265,11 @@ pub(crate) async fn hold(
     let secs = (until.as_millis() - now.as_millis() + 999)
         .div_euclid(1000)
         .clamp(0, 900);
-    let body = serde_json::to_string(message).map_err(|e| build_error("encode message", e))?;
     backend
         .queues
         .send_delayed(
             &backend.settings.deliveries_queue_url,
-            vec![body],
+            vec![outgoing(message)?],
             Some(i32::try_from(secs).unwrap_or(900)),
         )
         .await
@@ -535,7 +535,13 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
         match s.outcome {
             Outcome::Succeeded => dispositions[i] = Disposition::Done,
             Outcome::RetryAt(at) => delays.push((receipt.to_owned(), visibility_until(at))),
-            Outcome::Dead => dead.push((i, body.to_owned())),
+            Outcome::Dead => dead.push((
+                i,
+                Outgoing {
+                    body: body.to_owned(),
+                    tenant: Some(s.tenant_id.to_string()),
+                },
+            )),
         }
     }
     let queue = &backend.settings.deliveries_queue_url;
@@ -544,7 +550,7 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
         log_failure(&e, "-", "set retry delays");
     }
     if !dead.is_empty() {
-        let (indexes, bodies): (Vec<usize>, Vec<String>) = dead.into_iter().unzip();
+        let (indexes, bodies): (Vec<usize>, Vec<Outgoing>) = dead.into_iter().unzip();
         let sent = match &backend.settings.deliveries_dlq_url {
             Some(dlq) => backend.queues.send(dlq, bodies).await,
             None => Err(StoreError::unavailable(

@@ -21,6 +21,25 @@ pub(crate) struct Queues {
     calls: Arc<Calls>,
 }
 
+/// A message to send, and the tenant it is for: its `MessageGroupId`, with
+/// which SQS fair queues (standard queues) keep one tenant's backlog from
+/// holding up the others' messages.
+pub(crate) struct Outgoing {
+    pub body: String,
+    pub tenant: Option<String>,
+}
+
+/// What the queues carry, each for one tenant.
+pub(crate) trait ForTenant: serde::Serialize {
+    fn tenant(&self) -> &str;
+}
+
+impl<T: ForTenant> ForTenant for &T {
+    fn tenant(&self) -> &str {
+        (**self).tenant()
+    }
+}
+
 /// A batch entry SQS refused although the call as a whole succeeded.
 #[derive(Debug, thiserror::Error)]
 #[error("entry {id} refused: {code}: {message}")]
@@ -28,6 +47,14 @@ pub(crate) struct EntryRefused {
     id: String,
     code: String,
     message: String,
+}
+
+/// A message as it is sent: its JSON, grouped by its tenant.
+pub(crate) fn outgoing<T: ForTenant>(message: &T) -> Result<Outgoing, StoreError> {
+    Ok(Outgoing {
+        body: serde_json::to_string(message).map_err(|e| build_error("encode message", e))?,
+        tenant: Some(message.tenant().to_owned()),
+    })
 }
 
 impl Queues {
@@ -76,38 +103,40 @@ impl Queues {
             .collect())
     }
 
-    /// SendMessage for one body, SendMessageBatch for more, ten at a time.
-    pub async fn send(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), StoreError> {
-        self.send_delayed(queue_url, bodies, None).await
+    /// SendMessage for one message, SendMessageBatch for more, ten at a time.
+    pub async fn send(&self, queue_url: &str, messages: Vec<Outgoing>) -> Result<(), StoreError> {
+        self.send_delayed(queue_url, messages, None).await
     }
 
     /// [`Queues::send`], each message invisible for `delay_seconds` (at most 900).
     pub async fn send_delayed(
         &self,
         queue_url: &str,
-        bodies: Vec<String>,
+        messages: Vec<Outgoing>,
         delay_seconds: Option<i32>,
     ) -> Result<(), StoreError> {
-        if let [one] = bodies.as_slice() {
+        if let [one] = messages.as_slice() {
             self.calls.count_sqs();
             self.client
                 .send_message()
                 .queue_url(queue_url)
-                .message_body(one)
+                .message_body(&one.body)
+                .set_message_group_id(one.tenant.clone())
                 .set_delay_seconds(delay_seconds)
                 .send()
                 .await
                 .map_err(|e| sdk_error("SendMessage", e))?;
             return Ok(());
         }
-        for chunk in bodies.chunks(10) {
+        for chunk in messages.chunks(10) {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, body)| {
+                .map(|(i, m)| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(body)
+                        .message_body(&m.body)
+                        .set_message_group_id(m.tenant.clone())
                         .set_delay_seconds(delay_seconds)
                         .build()
                 })
@@ -139,18 +168,18 @@ impl Queues {
         Ok(())
     }
 
-    /// JSON of each message, sent as [`Queues::send`] does.
-    pub async fn send_json<T: serde::Serialize>(
+    /// JSON of each message, sent as [`Queues::send`] does, grouped by its
+    /// tenant.
+    pub async fn send_json<T: ForTenant>(
         &self,
         queue_url: &str,
         messages: &[T],
     ) -> Result<(), StoreError> {
-        let bodies = messages
+        let outgoing = messages
             .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| build_error("encode message", e))?;
-        self.send(queue_url, bodies).await
+            .map(outgoing)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send(queue_url, outgoing).await
     }
 
     /// DeleteMessageBatch, ten at a time; `count` says whose call it is.

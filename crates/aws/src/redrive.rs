@@ -7,6 +7,7 @@ use hookline_core::ports::StoreError;
 
 use crate::backend::AwsBackend;
 use crate::calls::Calls;
+use crate::queues::Outgoing;
 
 /// Moves every message from `dlq_url` to `queue_url`; answers how many.
 pub async fn redrive(
@@ -23,11 +24,15 @@ pub async fn redrive(
         if messages.is_empty() {
             return Ok(moved);
         }
-        let bodies = messages
+        // Each goes back in its tenant's group, as it was sent.
+        let outgoing = messages
             .iter()
-            .map(|m| m.body.clone().unwrap_or_default())
+            .map(|m| Outgoing {
+                body: m.body.clone().unwrap_or_default(),
+                tenant: m.attributes.get("MessageGroupId").cloned(),
+            })
             .collect();
-        backend.queues.send(queue_url, bodies).await?;
+        backend.queues.send(queue_url, outgoing).await?;
         let handles: Vec<String> = messages
             .iter()
             .filter_map(|m| m.receipt_handle.clone())

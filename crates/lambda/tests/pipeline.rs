@@ -849,6 +849,56 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
     assert_eq!((hits.len(), ids.len()), (13, 13), "each delivery sent once");
 }
 
+/// Every message on the work queues, and on the dead-letter queue and back,
+/// carries its tenant as `MessageGroupId`: SQS fair queues then keep one
+/// tenant's backlog from delaying the others' messages.
+#[tokio::test]
+async fn queued_messages_carry_their_tenant_as_message_group() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    let rule = p
+        .rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    p.ingest(event("evt_g", "order.paid", json!({}))).await;
+    let groups = Mutex::new(Vec::new());
+    let seen = |batch: &SqsEvent| {
+        for record in &batch.records {
+            let group = record.attributes.get("MessageGroupId").cloned();
+            groups.lock().unwrap().push(group);
+        }
+    };
+    let settings = p.backend.settings().clone();
+    poll_once(&p.backend, &settings.events_queue_url, 0, |b| {
+        seen(&b);
+        route_batch(&p.backend, b)
+    })
+    .await
+    .unwrap();
+    // The rule is gone, so the first attempt is the last: into the DLQ.
+    let (status, _) = p
+        .call("DELETE", &format!("/v1/rules/{rule}"), API_KEY, json!({}))
+        .await;
+    assert_eq!(status, 204);
+    poll_once(&p.backend, &settings.deliveries_queue_url, 0, |b| {
+        seen(&b);
+        p.deliverer.handle(b)
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.redrive_dlq().await, 1);
+    poll_once(&p.backend, &settings.deliveries_queue_url, 0, |b| {
+        seen(&b);
+        p.deliverer.handle(b)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *groups.lock().unwrap(),
+        vec![Some("shop_1".to_owned()); 3],
+        "the event, the delivery, the delivery redriven"
+    );
+}
+
 /// The router routes an SQS batch together: nine events, one of them queued
 /// twice, and an unknown one cost one read of the events, one query of the
 /// rules, a conditional write per delivery (no read: one that exists comes
