@@ -147,6 +147,22 @@ async fn a_tenants_deliveries_spread_over_the_log_keys_and_list_newest_first() {
             .all(|d| d.created_at == Timestamp::from_millis(1_795_953_601_000)),
         "the newest thousand are the later moment's"
     );
+
+    // A filter that matches nothing reads at most its budget a call: a
+    // short (here empty) page with a cursor, then the rest of the log.
+    let none = |cursor| DeliveryFilter {
+        rule_id: Some(RuleId::stored("no_such_rule")),
+        limit: 250,
+        cursor,
+        ..Default::default()
+    };
+    let tenant = TenantId::stored(TENANT);
+    let first = b.deliveries(&tenant, &none(None)).await.unwrap();
+    assert!(first.data.is_empty());
+    let cursor = first.next_cursor.expect("the budget ends the first call");
+    let second = b.deliveries(&tenant, &none(Some(cursor))).await.unwrap();
+    assert!(second.data.is_empty());
+    assert_eq!(second.next_cursor, None, "the second call reaches the end");
 }
 
 /// Deliveries an earlier Hookline listed on gsi1 (`DL#{tenant}`) are not
