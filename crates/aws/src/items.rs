@@ -310,12 +310,6 @@ pub struct EventItem {
 pub struct DeliveryItem {
     pub pk: String,
     pub sk: String,
-    /// The delivery log's entry an earlier Hookline wrote (on gsi1, every
-    /// attribute projected); moved to gsi2 by `hookline migrate-deliveries`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gsi1pk: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gsi1sk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi2pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

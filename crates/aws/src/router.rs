@@ -219,8 +219,6 @@ async fn route(
             let item = DeliveryItem {
                 pk: tenant_pk(&event.tenant_id),
                 sk: delivery_sk(&d.id),
-                gsi1pk: None,
-                gsi1sk: None,
                 gsi2pk: Some(log_pk),
                 gsi2sk: Some(log_sk),
                 id: d.id.to_string(),

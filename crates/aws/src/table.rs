@@ -302,9 +302,6 @@ impl Table {
         keys: Vec<Item>,
         consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = Some(
