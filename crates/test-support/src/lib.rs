@@ -16,47 +16,73 @@ use hookline_aws::{AwsBackend, AwsSettings};
 pub fn endpoint() -> &'static str {
     static ENDPOINT: OnceLock<(String, Option<Mutex<Child>>)> = OnceLock::new();
     &ENDPOINT
-        .get_or_init(|| {
-            if let Ok(e) = std::env::var("HOOKLINE_TEST_AWS_ENDPOINT") {
-                return (e, None);
-            }
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            // The shell stops moto when the test process (its parent) is gone.
-            let script = format!(
-                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
-                parent = std::process::id()
-            );
-            let watchdog = Command::new("sh")
-                .args(["-c", &script])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server (pip install 'moto[server]')");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "moto_server did not start on port {port}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            (
-                format!("http://127.0.0.1:{port}"),
-                Some(Mutex::new(watchdog)),
-            )
+        .get_or_init(|| match std::env::var("HOOKLINE_TEST_AWS_ENDPOINT") {
+            Ok(e) => (e, None),
+            Err(_) => start_moto(),
         })
         .0
+}
+
+/// A moto server of this test process alone, for a test heavy enough to
+/// slow the shared one's other users, timing-sensitive tests among them.
+pub fn private_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<(String, Option<Mutex<Child>>)> = OnceLock::new();
+    &ENDPOINT.get_or_init(start_moto).0
+}
+
+/// Starts moto on a free port; it stops when this process does.
+fn start_moto() -> (String, Option<Mutex<Child>>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The shell stops moto when the test process (its parent) is gone.
+    let script = format!(
+        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+     while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
+        parent = std::process::id()
+    );
+    let watchdog = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server (pip install 'moto[server]')");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (
+        format!("http://127.0.0.1:{port}"),
+        Some(Mutex::new(watchdog)),
+    )
 }
 
 /// Creates a fresh table and queues with `infra/local-aws/create.py`, the
 /// same script developers use, and answers their environment.
 pub fn create_resources(max_attempts: u32, visibility_secs: u32) -> HashMap<String, String> {
+    create_resources_at(endpoint(), max_attempts, visibility_secs)
+}
+
+/// [`create_resources`] on this process's own moto ([`private_endpoint`]).
+pub fn create_private_resources(
+    max_attempts: u32,
+    visibility_secs: u32,
+) -> HashMap<String, String> {
+    create_resources_at(private_endpoint(), max_attempts, visibility_secs)
+}
+
+fn create_resources_at(
+    endpoint: &str,
+    max_attempts: u32,
+    visibility_secs: u32,
+) -> HashMap<String, String> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let prefix = format!(
         "t{}-{}",
@@ -71,7 +97,7 @@ pub fn create_resources(max_attempts: u32, visibility_secs: u32) -> HashMap<Stri
         .args([
             script,
             "--endpoint",
-            endpoint(),
+            endpoint,
             "--prefix",
             &prefix,
             "--json",
