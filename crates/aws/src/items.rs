@@ -18,18 +18,19 @@
 //! entries hold keys only, so a delivery's entry is written when the
 //! delivery is created and not when its attempts are recorded. Deliveries an
 //! earlier Hookline wrote are on gsi1 under `DL#{tenant}` until `hookline
-//! migrate-deliveries` moves them.
+//! migrate` moves them.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::breaker::Health;
-use hookline_core::event::Line;
+use hookline_core::event::{Line, Subject};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::StoreError;
 use hookline_core::record::{SubjectRecord, decode_rule, encode_rule};
-use hookline_core::{Attempt, Delivery, Rule, Scope, Timestamp};
+use hookline_core::{Attempt, Delivery, Event, Rule, Scope, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -277,11 +278,10 @@ pub const EVENT_ATTRIBUTES: &[&str] = &[
     "lines",
     "data",
     "subject",
-    "routed",
     "ttl",
 ];
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EventItem {
     pub pk: String,
     pub sk: String,
@@ -300,10 +300,48 @@ pub struct EventItem {
     pub data: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<SubjectRecord>,
-    /// Set once the router has recorded and queued the event's deliveries.
-    #[serde(default)]
-    pub routed: bool,
     pub ttl: i64,
+}
+
+impl EventItem {
+    /// An event as ingest stores it, received `now`.
+    pub fn new(event: &Event, now: Timestamp) -> Self {
+        EventItem {
+            pk: tenant_pk(&event.tenant_id),
+            sk: event_sk(&event.id),
+            tenant_id: event.tenant_id.to_string(),
+            id: event.id.to_string(),
+            trigger: event.trigger.as_str().to_owned(),
+            occurred_at: event.occurred_at.as_millis(),
+            received_at: now.as_millis(),
+            payment_page_id: event.payment_page_id.clone(),
+            upsell_id: event.upsell_id.clone(),
+            first_payment: event.first_payment,
+            lines: event.lines.iter().map(LineRecord::from).collect(),
+            data: event.data.get().to_owned(),
+            subject: event.subject.as_ref().map(SubjectRecord::from),
+            ttl: ttl_from(now),
+        }
+    }
+
+    pub fn event(self) -> Result<Event, StoreError> {
+        Ok(Event {
+            trigger: self
+                .trigger
+                .parse()
+                .map_err(|e| StoreError::unreadable("event trigger", e))?,
+            occurred_at: Timestamp::from_millis(self.occurred_at),
+            data: RawValue::from_string(self.data)
+                .map_err(|e| StoreError::unreadable("event data", e))?,
+            id: EventId::stored(self.id),
+            tenant_id: TenantId::stored(self.tenant_id),
+            payment_page_id: self.payment_page_id,
+            upsell_id: self.upsell_id,
+            first_payment: self.first_payment,
+            lines: self.lines.into_iter().map(Line::from).collect(),
+            subject: self.subject.map(Subject::from),
+        })
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -453,7 +491,6 @@ mod event_attributes {
                 kind: "order".into(),
                 id: "o".into(),
             }),
-            routed: false,
             ttl: 3,
         };
         let value = serde_json::to_value(&item).unwrap();

@@ -9,6 +9,7 @@
 //! `log` (the delivery log read across its shards),
 //! `queue` (loading and settling deliveries, and the `DeliveryQueue` port),
 //! `router` and `deliver` (the Lambda handlers), `poller` and `redrive`;
+//! `migrate` moves what an earlier Hookline wrote;
 //! `vault` seals webhook keys with KMS data keys.
 //! This file only declares and re-exports.
 
@@ -19,6 +20,7 @@ mod error;
 mod items;
 mod log;
 mod messages;
+mod migrate;
 mod poller;
 mod queue;
 mod queues;
@@ -38,8 +40,8 @@ pub use items::{
     DELIVERY_LOG_SHARDS, EVENT_ATTRIBUTES, GSI1, GSI1_PARTITION_KEY, GSI1_SORT_KEY, GSI2,
     GSI2_PARTITION_KEY, GSI2_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, tenant_pk,
 };
-pub use log::migrate_delivery_log;
 pub use messages::{DeliveryMessage, EventMessage};
+pub use migrate::{Migrated, migrate};
 pub use poller::poll_once;
 pub use redrive::redrive;
 pub use router::route_batch;

@@ -1,7 +1,7 @@
 //! The delivery log on gsi2: a tenant's deliveries spread over
 //! [`DELIVERY_LOG_SHARDS`] index keys, read newest first by merging one Query
 //! per key, then the items themselves in one batched read (the index holds
-//! keys only), and moving an earlier Hookline's entries over from gsi1.
+//! keys only).
 
 use std::collections::HashMap;
 
@@ -11,43 +11,6 @@ use hookline_core::ports::StoreError;
 use crate::backend::AwsBackend;
 use crate::items::*;
 use crate::table::from_item;
-
-/// Moves the delivery log entries an earlier Hookline wrote on gsi1 to
-/// gsi2: one Scan of the table, one UpdateItem per old delivery. Run once
-/// after upgrading (`hookline migrate-deliveries`); running it again moves
-/// nothing. Until then, old deliveries are found by id but not listed or
-/// recovered.
-pub async fn migrate_delivery_log(backend: &AwsBackend) -> Result<u64, StoreError> {
-    let old = backend
-        .table
-        .scan(|s| {
-            s.filter_expression("begins_with(#gpk, :log)")
-                .expression_attribute_names("#gpk", GSI1_PARTITION_KEY)
-                .expression_attribute_values(":log", AttributeValue::S("DL#".into()))
-        })
-        .await?;
-    let mut moved = 0;
-    for item in old {
-        let item: DeliveryItem = from_item(item)?;
-        let tenant = item.pk.strip_prefix("T#").unwrap_or(&item.pk);
-        let (log_pk, log_sk) = delivery_log_keys(tenant, &item.id, item.created_at);
-        let updated = backend
-            .table
-            .update(key(item.pk.clone(), item.sk.clone()), |u| {
-                u.update_expression("SET #pk2 = :pk2, #sk2 = :sk2 REMOVE #pk1, #sk1")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#pk1", GSI1_PARTITION_KEY)
-                    .expression_attribute_names("#sk1", GSI1_SORT_KEY)
-                    .expression_attribute_names("#pk2", GSI2_PARTITION_KEY)
-                    .expression_attribute_names("#sk2", GSI2_SORT_KEY)
-                    .expression_attribute_values(":pk2", AttributeValue::S(log_pk))
-                    .expression_attribute_values(":sk2", AttributeValue::S(log_sk))
-            })
-            .await?;
-        moved += u64::from(updated.is_some());
-    }
-    Ok(moved)
-}
 
 /// The most index entries one listing call reads while its filters match
 /// nothing: a page then comes back short, with a cursor to go on from.

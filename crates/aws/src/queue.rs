@@ -13,6 +13,8 @@
 //!   shorter than the queue's), so the deliverer moves it itself; the redrive
 //!   policy stays behind it for messages that fail to be handled at all.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -32,7 +34,7 @@ use crate::backend::AwsBackend;
 use crate::calls::Calls;
 use crate::error::{build_error, unreadable};
 use crate::items::*;
-use crate::messages::DeliveryMessage;
+use crate::messages::{DeliveryMessage, Payload};
 use crate::queues::{Outgoing, outgoing};
 use crate::table::{from_item, to_item};
 
@@ -93,7 +95,7 @@ pub(crate) enum Loaded {
     /// The rule's circuit is open (or another attempt is probing it): the
     /// message is to be sent again, due at `until`, with no attempt charged.
     HeldBack {
-        message: DeliveryMessage,
+        message: Box<DeliveryMessage>,
         until: Timestamp,
     },
     /// Already succeeded (a duplicate message): nothing to send.
@@ -102,8 +104,12 @@ pub(crate) enum Loaded {
     Missing,
 }
 
-/// Loads deliveries, their events and rules in one batched read, and each
-/// tenant's signing keys once.
+/// Loads what the batch's attempts need that their messages do not carry,
+/// in one batched read, and each tenant's signing keys once: the rules
+/// always (their destination and health change); a delivery's status only
+/// where it may have been attempted before (the message received before,
+/// or sent to be checked), so a first attempt reads no delivery; an event
+/// only when the message names it without carrying it.
 pub(crate) async fn load(
     backend: &AwsBackend,
     received: Vec<Received>,
@@ -120,8 +126,12 @@ pub(crate) async fn load(
     };
     for r in &received {
         let m = &r.message;
-        add(&mut deliveries, delivery_key(&m.tenant_id, &m.delivery_id));
-        add(&mut others, event_key(&m.tenant_id, &m.event_id));
+        if checks_status(r) {
+            add(&mut deliveries, delivery_key(&m.tenant_id, &m.delivery_id));
+        }
+        if m.event.is_none() {
+            add(&mut others, event_key(&m.tenant_id, &m.event_id));
+        }
         add(&mut others, rule_key(&m.tenant_id, &m.rule_id));
     }
     let (mut found, others) = futures_util::future::try_join(
@@ -133,22 +143,43 @@ pub(crate) async fn load(
     let take = |pk: &str, sk: &str| found.iter().find(|i| pk_sk(i) == (pk, sk)).cloned();
     let mut signing = KeyCache::default();
     let mut out = Vec::with_capacity(received.len());
-    for Received { message: m, lease } in received {
-        let pk = tenant_pk(&m.tenant_id);
-        let delivery: Option<DeliveryItem> = take(&pk, &delivery_sk(&m.delivery_id))
-            .map(from_item)
-            .transpose()?;
-        let event: Option<EventItem> = take(&pk, &event_sk(&m.event_id))
-            .map(from_item)
-            .transpose()?;
-        let (Some(delivery), Some(event)) = (delivery, event) else {
-            out.push(Loaded::Missing);
-            continue;
-        };
-        if delivery.status == DeliveryStatus::Succeeded.as_str() && !m.replay {
+    let mut seen = HashSet::new();
+    for r in received {
+        // A delivery queued twice (routed again) is attempted once a batch;
+        // the other message is done with it.
+        if !seen.insert((r.message.tenant_id.clone(), r.message.delivery_id.clone())) {
             out.push(Loaded::Done);
             continue;
         }
+        let pk = tenant_pk(&r.message.tenant_id);
+        if checks_status(&r) {
+            let delivery: Option<DeliveryItem> = take(&pk, &delivery_sk(&r.message.delivery_id))
+                .map(from_item)
+                .transpose()?;
+            match delivery {
+                None => {
+                    out.push(Loaded::Missing);
+                    continue;
+                }
+                Some(d) if d.status == DeliveryStatus::Succeeded.as_str() => {
+                    out.push(Loaded::Done);
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        let Received { mut message, lease } = r;
+        let payload = match message.event.take() {
+            Some(payload) => payload,
+            None => match take(&pk, &event_sk(&message.event_id)) {
+                Some(item) => Payload::from(&from_item::<EventItem>(item)?.event()?),
+                None => {
+                    out.push(Loaded::Missing);
+                    continue;
+                }
+            },
+        };
+        let m = message;
         let rule_item = take(&pk, &rule_sk(&m.rule_id))
             .map(from_item::<RuleItem>)
             .transpose()?;
@@ -157,13 +188,13 @@ pub(crate) async fn load(
         match backend.breaker.circuit(&rule_health, now) {
             Circuit::Closed => {}
             Circuit::Open { until } => {
-                out.push(held(m, lease.receive_count(), until));
+                out.push(held(m, payload, lease.receive_count(), until));
                 continue;
             }
             Circuit::Probing => {
                 if !claim_probe(backend, &m, now).await? {
                     let until = now.saturating_add(backend.breaker.cool_down);
-                    out.push(held(m, lease.receive_count(), until));
+                    out.push(held(m, payload, lease.receive_count(), until));
                     continue;
                 }
             }
@@ -173,7 +204,7 @@ pub(crate) async fn load(
         if let Some(limit) = rule.as_ref().and_then(|r| r.options.rate_limit)
             && let Some(until) = rate_limited(backend, &m, limit, now).await?
         {
-            out.push(held(m, lease.receive_count(), until));
+            out.push(held(m, payload, lease.receive_count(), until));
             continue;
         }
         if !signing.contains(&tenant_id) {
@@ -181,13 +212,13 @@ pub(crate) async fn load(
         }
         out.push(Loaded::Job(Box::new(DeliveryJob {
             keys: signing.get(&tenant_id),
-            trigger: event
+            trigger: payload
                 .trigger
                 .parse()
                 .map_err(|e| unreadable("event trigger", e))?,
-            occurred_at: Timestamp::from_millis(event.occurred_at),
-            data: RawValue::from_string(event.data).map_err(|e| unreadable("event data", e))?,
-            subject: event.subject.map(Subject::from),
+            occurred_at: Timestamp::from_millis(payload.occurred_at),
+            data: RawValue::from_string(payload.data).map_err(|e| unreadable("event data", e))?,
+            subject: payload.subject.map(Subject::from),
             destination: Destination::of(rule.as_ref()),
             delivery_id: DeliveryId::stored(m.delivery_id),
             tenant_id,
@@ -202,12 +233,29 @@ pub(crate) async fn load(
     Ok(out)
 }
 
+/// Whether the delivery's status is read before its attempt: not for a
+/// replay (attempted whatever it was), nor for a message received for the
+/// first time that the router made with its delivery.
+fn checks_status(r: &Received) -> bool {
+    !r.message.replay && (r.message.check || r.lease.receive_count() > 1)
+}
+
 /// A message held back at this receive, which was no attempt.
-fn held(mut message: DeliveryMessage, receive_count: u32, until: Timestamp) -> Loaded {
+fn held(
+    mut message: DeliveryMessage,
+    payload: Payload,
+    receive_count: u32,
+    until: Timestamp,
+) -> Loaded {
+    message.event = Some(payload);
+    message = message.within_limit();
     message.attempts_before = message
         .attempts_before
         .saturating_add(receive_count.saturating_sub(1));
-    Loaded::HeldBack { message, until }
+    Loaded::HeldBack {
+        message: Box::new(message),
+        until,
+    }
 }
 
 /// Counts this send in its rule's current second; when the second is full,

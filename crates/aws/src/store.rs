@@ -11,7 +11,6 @@ use hookline_core::id::{DeliveryId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor, parse_key_cursor,
 };
-use hookline_core::record::SubjectRecord;
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 
@@ -75,7 +74,9 @@ impl AwsBackend {
                     delivery_id: d.id.clone(),
                     event_id: d.event_id.clone(),
                     rule_id: d.rule_id.clone(),
+                    event: None,
                     replay: true,
+                    check: false,
                     attempts_before: 0,
                 })
                 .collect();
@@ -107,8 +108,10 @@ impl AwsBackend {
 
 impl AwsBackend {
     /// Makes `event` durable once, answering what became of it and the
-    /// message to queue for the router, if one is due: for a new event, and
-    /// for a repeat of one the router has not finished.
+    /// message to queue for the router. A repeat is queued again, marked so:
+    /// its first ingest may have stored it and failed before queueing it, and
+    /// the router makes only the deliveries it finds missing. The stored
+    /// event comes back from the failed condition, at no read.
     async fn put_event(
         &self,
         event: &Event,
@@ -117,40 +120,14 @@ impl AwsBackend {
         if !self.tenant_exists(&event.tenant_id).await? {
             return Ok((Acceptance::UnknownTenant, None));
         }
-        let item = EventItem {
-            pk: tenant_pk(&event.tenant_id),
-            sk: event_sk(&event.id),
-            tenant_id: event.tenant_id.to_string(),
-            id: event.id.to_string(),
-            trigger: event.trigger.as_str().to_owned(),
-            occurred_at: event.occurred_at.as_millis(),
-            received_at: now.as_millis(),
-            payment_page_id: event.payment_page_id.clone(),
-            upsell_id: event.upsell_id.clone(),
-            first_payment: event.first_payment,
-            lines: event.lines.iter().map(LineRecord::from).collect(),
-            data: event.data.get().to_owned(),
-            subject: event.subject.as_ref().map(SubjectRecord::from),
-            routed: false,
-            ttl: ttl_from(now),
-        };
-        let message = EventMessage {
-            tenant_id: event.tenant_id.to_string(),
-            event_id: event.id.to_string(),
-        };
-        if self
-            .table
-            .put(to_item(&item)?, "attribute_not_exists(pk)")
-            .await?
-        {
-            return Ok((Acceptance::Accepted, Some(message)));
+        let item = EventItem::new(event, now);
+        match self.table.put_new(to_item(&item)?).await? {
+            None => Ok((Acceptance::Accepted, Some(EventMessage::of(item, false)))),
+            Some(stored) => Ok((
+                Acceptance::Duplicate,
+                Some(EventMessage::of(from_item(stored)?, true)),
+            )),
         }
-        let stored: Option<EventItem> = self
-            .table
-            .get(event_key(&event.tenant_id, &event.id))
-            .await?;
-        let unrouted = stored.is_some_and(|s| !s.routed);
-        Ok((Acceptance::Duplicate, unrouted.then_some(message)))
     }
 
     /// Seals anew a key an earlier Hookline stored in clear or without the
@@ -490,7 +467,7 @@ impl Store for AwsBackend {
             .map(|put| match (put, &sent) {
                 (Err(e), _) => Err(e.to_string()),
                 // Durable but not queued: the same event sent again is
-                // queued then, as its record says it is not routed.
+                // queued then.
                 (Ok((_, Some(_))), Err(e)) => Err(e.clone()),
                 (Ok((acceptance, _)), _) => Ok(acceptance),
             })

@@ -43,9 +43,10 @@ hookline_conformance::conformance_tests!(harness().await);
 
 /// A product rule filed on the index as every rule was before rules were
 /// filed by scope (`R#{rule}`) is still found for its events, through the
-/// universal prefix, and the router files it anew under its scope.
+/// universal prefix, and only for those of its product; `hookline migrate`
+/// files it under its scope, once.
 #[tokio::test]
-async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
+async fn a_rule_filed_before_scopes_is_found_and_migrated() {
     use aws_sdk_dynamodb::types::AttributeValue;
     use hookline_core::ports::{DeliveryFilter, NewTenant};
     use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
@@ -87,15 +88,8 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
         .await
         .unwrap();
 
-    for id in ["e1", "e2"] {
-        let body = serde_json::json!({
-            "id": id, "tenant_id": "a", "type": "order.paid", "occurred_at": "2026-11-29T12:00:00Z",
-            "lines": [{"id": "l1", "product_id": "p1"}], "data": {}
-        });
-        let event = Event::from_json(body.to_string().as_bytes()).unwrap();
-        b.accept_event(&event, now).await.unwrap();
-        support::drain_events(&b).await;
-        let filed = client
+    let filed = || async {
+        client
             .get_item()
             .table_name(table)
             .key("pk", AttributeValue::S("T#a".into()))
@@ -104,12 +98,23 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
             .await
             .unwrap()
             .item
-            .unwrap();
-        assert_eq!(
-            filed["gsi1sk"],
-            AttributeValue::S("S#product:p1#R#r".into()),
-            "filed anew under its scope after {id}"
-        );
+            .unwrap()["gsi1sk"]
+            .clone()
+    };
+    for (id, product) in [("e1", "p1"), ("e2", "p2"), ("e3", "p1")] {
+        if id == "e3" {
+            let moved = hookline_aws::migrate(&b).await.unwrap();
+            assert_eq!(moved.rules, 1);
+            assert_eq!(filed().await, AttributeValue::S("S#product:p1#R#r".into()));
+            assert_eq!(hookline_aws::migrate(&b).await.unwrap().rules, 0, "once");
+        }
+        let body = serde_json::json!({
+            "id": id, "tenant_id": "a", "type": "order.paid", "occurred_at": "2026-11-29T12:00:00Z",
+            "lines": [{"id": "l1", "product_id": product}], "data": {}
+        });
+        let event = Event::from_json(body.to_string().as_bytes()).unwrap();
+        b.accept_event(&event, now).await.unwrap();
+        support::drain_events(&b).await;
     }
     let filter = DeliveryFilter {
         limit: 10,
@@ -124,5 +129,9 @@ async fn a_rule_filed_before_scopes_is_found_and_filed_anew() {
         .map(|d| format!("{}/{}", d.event_id, d.rule_id))
         .collect();
     fired.sort();
-    assert_eq!(fired, ["e1/r", "e2/r"]);
+    assert_eq!(
+        fired,
+        ["e1/r", "e3/r"],
+        "its product's events, before and after"
+    );
 }

@@ -1,6 +1,6 @@
 //! The delivery log on gsi2 (moto's server): spread over its keys, read
 //! newest first across them, and the layout an earlier Hookline wrote moved
-//! over by `hookline migrate-deliveries`.
+//! over by `hookline migrate`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -199,9 +199,9 @@ async fn an_earlier_layouts_deliveries_move_with_the_command() {
         .unwrap();
     assert!(list_all(&b, 10).await.is_empty(), "not listed on gsi2 yet");
 
-    assert_eq!(hookline_aws::migrate_delivery_log(&b).await.unwrap(), 1);
+    assert_eq!(hookline_aws::migrate(&b).await.unwrap().deliveries, 1);
     assert_eq!(list_all(&b, 10).await, before);
-    assert_eq!(hookline_aws::migrate_delivery_log(&b).await.unwrap(), 0);
+    assert_eq!(hookline_aws::migrate(&b).await.unwrap().deliveries, 0);
     let moved = scan(&env)
         .await
         .into_iter()

@@ -120,7 +120,7 @@ pub fn decode_rule(text: &str, tenant_id: &TenantId) -> Result<Rule, RecordError
 }
 
 /// What an event is about, as both stores keep it: `{"type", "id"}`.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectRecord {
     #[serde(rename = "type")]
     pub kind: String,

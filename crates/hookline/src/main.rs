@@ -34,10 +34,12 @@ enum Command {
     /// Dead-letter queues of the AWS backend.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Move the delivery log an earlier Hookline kept on the table's gsi1 to
-    /// gsi2, once after upgrading the AWS form (HOOKLINE_TABLE and AWS
-    /// credentials from the environment); running it again moves nothing.
-    MigrateDeliveries,
+    /// Move what an earlier Hookline wrote to where this one reads it (the
+    /// delivery log's entries to gsi2, rules filed by scope), once after
+    /// upgrading the AWS form (HOOKLINE_TABLE and AWS credentials from the
+    /// environment); running it again moves nothing.
+    #[command(alias = "migrate-deliveries")]
+    Migrate,
     /// A running Hookline's rules (over its HTTP API, with the tenant API key).
     Rules {
         #[command(flatten)]
@@ -130,7 +132,7 @@ async fn main() -> ExitCode {
             backend,
         }) => create_tenant(&tenant_id, &store, backend).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,
-        Command::MigrateDeliveries => migrate_deliveries().await,
+        Command::Migrate => migrate().await,
         Command::Rules { remote, command } => hookline::remote::rules::run(remote, command)
             .await
             .map_err(|e| e.to_string()),
@@ -180,11 +182,11 @@ async fn create_tenant(tenant_id: &str, store: &StoreArgs, backend: Backend) -> 
     Ok(())
 }
 
-async fn migrate_deliveries() -> Result<(), String> {
-    let moved = hookline_aws::migrate_delivery_log(&aws_backend().await?)
+async fn migrate() -> Result<(), String> {
+    let migrated = hookline_aws::migrate(&aws_backend().await?)
         .await
         .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::json!({ "moved": moved }));
+    println!("{}", serde_json::json!(migrated));
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use hookline_api::{ApiConfig, ApiState};
-use hookline_aws::{AwsBackend, Deliverer, EventMessage, poll_once, redrive, route_batch};
+use hookline_aws::{AwsBackend, Deliverer, poll_once, redrive, route_batch};
 use hookline_core::api_key::hash_api_key;
 use hookline_core::breaker::Breaker;
 use hookline_core::ingest_token::IngestTokens;
@@ -193,6 +193,27 @@ impl Pipeline {
         .unwrap()
             > 0
         {}
+    }
+
+    /// Empties the deliveries queue without attempting what is on it;
+    /// answers the bodies it held.
+    async fn queued_deliveries(&self) -> Vec<String> {
+        let url = self.backend.settings().deliveries_queue_url.clone();
+        let bodies = Mutex::new(Vec::new());
+        while poll_once(&self.backend, &url, 0, |b| {
+            let bodies = &bodies;
+            async move {
+                for record in b.records {
+                    bodies.lock().unwrap().extend(record.body);
+                }
+                SqsBatchResponse::default()
+            }
+        })
+        .await
+        .unwrap()
+            > 0
+        {}
+        bodies.into_inner().unwrap()
     }
 
     /// `hookline dlq redrive`: the deliveries DLQ back to the queue.
@@ -719,10 +740,7 @@ async fn an_sdk_error_in_a_function_log_names_the_aws_error_code() {
     gone.table = "no-such-table".into();
     let broken = p.backend.with_settings(gone);
     let (logs, _guard) = Logs::capture(tracing::Level::INFO);
-    let message = EventMessage {
-        tenant_id: "shop_1".into(),
-        event_id: "evt_1".into(),
-    };
+    let message = reference("shop_1", "evt_1");
     let routed = route_batch(&broken, event_batch(&message)).await;
     assert_eq!(routed.batch_item_failures.len(), 1);
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -773,10 +791,17 @@ async fn function_logs_hold_no_secret() {
     }
 }
 
-fn event_batch(message: &EventMessage) -> SqsEvent {
+/// An events-queue message as Hookline wrote them before messages carried
+/// their event: the router reads the event.
+fn reference(tenant: &str, event: &str) -> String {
+    json!({"tenant_id": tenant, "event_id": event}).to_string()
+}
+
+/// A router batch of one message, received for the first time.
+fn event_batch(body: &str) -> SqsEvent {
     let mut record = SqsMessage::default();
     record.message_id = Some("m-1".into());
-    record.body = Some(serde_json::to_string(message).unwrap());
+    record.body = Some(body.to_owned());
     record.attributes = HashMap::from([("ApproximateReceiveCount".to_owned(), "1".to_owned())]);
     let mut batch = SqsEvent::default();
     batch.records.push(record);
@@ -788,11 +813,7 @@ fn event_batch(message: &EventMessage) -> SqsEvent {
 fn router_batch<'a>(events: impl IntoIterator<Item = (&'a str, &'a str)>) -> SqsEvent {
     let mut batch = SqsEvent::default();
     for (n, (tenant, id)) in events.into_iter().enumerate() {
-        let message = EventMessage {
-            tenant_id: tenant.into(),
-            event_id: id.into(),
-        };
-        let mut record = event_batch(&message).records.remove(0);
+        let mut record = event_batch(&reference(tenant, id)).records.remove(0);
         record.message_id = Some(format!("m-{n}"));
         batch.records.push(record);
     }
@@ -811,10 +832,7 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
         .collect();
     p.ingest(event("evt_big", "order.paid", json!({"lines": lines})))
         .await;
-    let message = EventMessage {
-        tenant_id: "shop_1".into(),
-        event_id: "evt_big".into(),
-    };
+    let message = reference("shop_1", "evt_big");
 
     // A router whose deliveries queue is gone fails after recording the
     // deliveries, before queueing any: the crash between the two writes.
@@ -899,11 +917,11 @@ async fn queued_messages_carry_their_tenant_as_message_group() {
     );
 }
 
-/// The router routes an SQS batch together: nine events, one of them queued
-/// twice, and an unknown one cost one read of the events, one query of the
-/// rules, a conditional write per delivery (no read: one that exists comes
-/// back from its failed condition) and one send; then each event is marked
-/// routed.
+/// The router routes an SQS batch together. Nine events, one of them named
+/// twice, and an unknown one, in messages that name their events (as an
+/// earlier Hookline queued them): one read of the events, one query of the
+/// rules, a conditional write per delivery and one send. Received again,
+/// the batch reads which deliveries exist and writes nothing.
 #[tokio::test]
 async fn a_batch_of_events_is_routed_together() {
     let p = pipeline(8, "1s").await;
@@ -916,7 +934,7 @@ async fn a_batch_of_events_is_routed_together() {
     }
     // The messages ingest queued are dropped: this test hands the router its own batch.
     p.drop_queued_events().await;
-    let batch = router_batch(
+    let mut batch = router_batch(
         ids.iter()
             .map(String::as_str)
             .chain([ids[0].as_str(), "evt_unknown"])
@@ -925,8 +943,8 @@ async fn a_batch_of_events_is_routed_together() {
 
     assert_eq!(
         routed_counting_calls(&p, batch.clone()).await,
-        (2, 9 + 9, 1),
-        "reads: events, rules; writes: nine deliveries and nine marks; one send"
+        (2, 9, 1),
+        "reads: events, rules; writes: nine deliveries; one send"
     );
     p.deliver_all(Duration::from_millis(500)).await;
     let mut got: Vec<String> = r
@@ -939,8 +957,125 @@ async fn a_batch_of_events_is_routed_together() {
     got.sort();
     assert_eq!(got, ids, "each event delivered once");
 
-    // Redelivered, the batch finds its events routed: one read, nothing else.
-    assert_eq!(routed_counting_calls(&p, batch).await, (1, 0, 0));
+    for record in &mut batch.records {
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "2".into());
+    }
+    assert_eq!(
+        routed_counting_calls(&p, batch).await,
+        (3, 0, 0),
+        "received again: events, rules, the deliveries made; no write, no send"
+    );
+}
+
+/// Events as ingest queues them carry themselves: the router reads only the
+/// rules, and each delivery message carries what its attempt sends, so the
+/// deliverer reads only the rule and the signing keys. A repeat at ingest is
+/// queued again, and its routing reads the deliveries instead of writing.
+#[tokio::test]
+async fn carried_events_are_routed_and_delivered_without_reading_them() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    p.rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    let batch: Vec<Value> = (0..9)
+        .map(|i| event(&format!("evt_{i}"), "order.paid", json!({})))
+        .collect();
+    let (status, _) = p
+        .call("POST", "/v1/events/batch", TOKEN, json!({"events": batch}))
+        .await;
+    assert_eq!(status, 200);
+    let settings = p.backend.settings().clone();
+    let calls = |p: &Pipeline| p.backend.calls().snapshot();
+
+    let before = calls(&p);
+    let routed = poll_once(&p.backend, &settings.events_queue_url, 1, |b| {
+        route_batch(&p.backend, b)
+    })
+    .await
+    .unwrap();
+    let after = calls(&p);
+    assert_eq!(routed, 9);
+    assert_eq!(
+        (
+            after.dynamodb_reads - before.dynamodb_reads,
+            after.dynamodb_writes - before.dynamodb_writes
+        ),
+        (1, 9),
+        "the rules read; nine deliveries written"
+    );
+
+    let before = calls(&p);
+    let (mut delivered, mut batches) = (0, 0);
+    while delivered < 9 {
+        let n = poll_once(&p.backend, &settings.deliveries_queue_url, 1, |b| {
+            p.deliverer.handle(b)
+        })
+        .await
+        .unwrap();
+        delivered += n;
+        batches += u64::from(n > 0);
+    }
+    let after = calls(&p);
+    assert_eq!(r.hits.lock().unwrap().len(), 9);
+    assert_eq!(
+        after.dynamodb_reads - before.dynamodb_reads,
+        2 * batches,
+        "per batch: its rules and the tenant's keys, no delivery, no event"
+    );
+
+    let (status, _) = p.call("POST", "/v1/events", TOKEN, batch[0].clone()).await;
+    assert_eq!(status, 200, "a repeat");
+    let before = calls(&p);
+    poll_once(&p.backend, &settings.events_queue_url, 1, |b| {
+        route_batch(&p.backend, b)
+    })
+    .await
+    .unwrap();
+    let after = calls(&p);
+    assert_eq!(
+        (
+            after.dynamodb_reads - before.dynamodb_reads,
+            after.dynamodb_writes - before.dynamodb_writes,
+            after.sqs - before.sqs
+        ),
+        (2, 0, 0),
+        "the repeat reads the rules and its delivery, writes and sends nothing"
+    );
+}
+
+/// A delivery message as an earlier Hookline queued it names its delivery,
+/// event and rule only: it is delivered, its event read from the table.
+#[tokio::test]
+async fn a_delivery_message_of_the_earlier_format_is_delivered() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    let rule = p
+        .rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    p.ingest(event("evt_old", "order.paid", json!({"data": {"n": 7}})))
+        .await;
+    let settings = p.backend.settings().clone();
+    poll_once(&p.backend, &settings.events_queue_url, 1, |b| {
+        route_batch(&p.backend, b)
+    })
+    .await
+    .unwrap();
+    let delivery = p.deliveries().await.remove(0).id;
+    // The router's own message is dropped; the earlier format's stands in.
+    let queued = p.queued_deliveries().await;
+    assert!(queued[0].contains("\"event\":{"), "{queued:?}");
+    let old = json!({"tenant_id": "shop_1", "delivery_id": delivery.as_str(),
+        "event_id": "evt_old", "rule_id": rule.as_str()});
+    let mut batch = event_batch(&old.to_string());
+    batch.records[0].receipt_handle = Some("receipt-1".into());
+    let answer = p.deliverer.handle(batch).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let hits = r.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].webhook_id, delivery.as_str());
+    assert_eq!(hits[0].body["data"], json!({"n": 7}));
 }
 
 /// Routes `batch`, which must fully succeed; answers the DynamoDB reads,
