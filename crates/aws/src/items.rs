@@ -1,24 +1,27 @@
 //! The single-table layout. Every item has `pk` and `sk`; rules also carry
-//! `gsi1pk`/`gsi1sk` (the rules index, every attribute), deliveries
-//! `gsi2pk`/`gsi2sk` (the delivery log, keys only).
+//! `gsi1pk`/`gsi1sk` (the rules index, every attribute).
 //!
-//! | item        | pk               | sk                  | index keys                                              |
-//! |-------------|------------------|---------------------|---------------------------------------------------------|
-//! | tenant      | `T#{tenant}`     | `TENANT`            |                                                         |
-//! | API key     | `AK#{hash}`      | `AK`                |                                                         |
-//! | webhook key | `T#{tenant}`     | `KEY#{created_ms}`  |                                                         |
-//! | rule        | `T#{tenant}`     | `R#{rule}`          | gsi1: `TR#{tenant}#{trigger}`, see [`rule_index_sk`]    |
-//! | event       | `T#{tenant}`     | `E#{event}`         |                                                         |
-//! | delivery    | `T#{tenant}`     | `D#{delivery}`      | gsi2: `DL#{tenant}#{shard}`, `{created_ms:013}#{id}`    |
-//! | rate count  | `T#{tenant}`     | `RL#{rule}#{second}`|                                                         |
+//! | item        | pk                    | sk                      | index keys                                           |
+//! |-------------|-----------------------|-------------------------|------------------------------------------------------|
+//! | tenant      | `T#{tenant}`          | `TENANT`                |                                                      |
+//! | API key     | `AK#{hash}`           | `AK`                    |                                                      |
+//! | webhook key | `T#{tenant}`          | `KEY#{created_ms}`      |                                                      |
+//! | rule        | `T#{tenant}`          | `R#{rule}`              | gsi1: `TR#{tenant}#{trigger}`, see [`rule_index_sk`] |
+//! | event       | `T#{tenant}`          | `E#{event}`             |                                                      |
+//! | delivery    | `DL#{tenant}#{shard}` | `{created_ms:013}#{id}` |                                                      |
+//! | rate count  | `T#{tenant}`          | `RL#{rule}#{second}`    |                                                      |
 //!
 //! Rules for an event are one Query on gsi1 per scope key the event has, by
-//! (tenant, trigger) and prefix. The delivery log is the tenant's
-//! [`DELIVERY_LOG_SHARDS`] keys of gsi2 read newest first and merged; its
-//! entries hold keys only, so a delivery's entry is written when the
-//! delivery is created and not when its attempts are recorded. Deliveries an
-//! earlier Hookline wrote are on gsi1 under `DL#{tenant}` until `hookline
-//! migrate` moves them.
+//! (tenant, trigger) and prefix. A delivery is its own log entry: the
+//! tenant's [`DELIVERY_LOG_SHARDS`] partitions, read newest first and
+//! merged, and one write a delivery with no index to keep. Its id carries
+//! its time ([`DeliveryId::stamped`]), so a lookup by id computes its key.
+//!
+//! Deliveries an earlier Hookline wrote are keyed `T#{tenant}`/`D#{id}` (an
+//! id without a stamp says so) and listed on gsi2 (keys only) under the same
+//! log keys, which the listing reads beside the table until their TTL has
+//! run out; those on gsi1 (`DL#{tenant}`) are listed once `hookline
+//! migrate` has moved them to gsi2.
 
 use std::collections::HashMap;
 
@@ -110,8 +113,16 @@ pub fn event_key(tenant: &str, event: &str) -> Item {
     key(tenant_pk(tenant), event_sk(event))
 }
 
+/// Where a delivery is: in the log itself for an id stamped with its time
+/// ([`DeliveryId::stamped`]), else where an earlier Hookline put it.
 pub fn delivery_key(tenant: &str, delivery: &str) -> Item {
-    key(tenant_pk(tenant), delivery_sk(delivery))
+    match DeliveryId::stored(delivery).stamp() {
+        Some(at) => {
+            let (pk, sk) = delivery_log_keys(tenant, delivery, at.as_millis());
+            key(pk, sk)
+        }
+        None => key(tenant_pk(tenant), delivery_sk(delivery)),
+    }
 }
 
 /// The count of a rate-limited rule's sends in one second.
@@ -126,7 +137,8 @@ pub fn test_send_key(tenant: &str, minute: i64) -> Item {
 
 /// The delivery log's keys for a delivery: one of the tenant's shards, by a
 /// hash of its id (FNV-1a: ids are hashes already, but need not be), and its
-/// place in time.
+/// place in time. The table's own keys for a delivery with a stamped id;
+/// gsi2's for one an earlier Hookline made.
 pub fn delivery_log_keys(tenant: &str, delivery: &str, created_ms: i64) -> (String, String) {
     let hash = delivery.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
@@ -430,6 +442,11 @@ impl From<AttemptRecord> for Attempt {
 }
 
 impl DeliveryItem {
+    /// Its place in the log, in either layout: the cursor after it.
+    pub fn log_sort(&self) -> String {
+        gsi_sort(self.created_at, &self.id)
+    }
+
     /// The delivery as the API shows it; an unknown status is an error.
     pub fn delivery(self) -> Result<Delivery, StoreError> {
         Ok(Delivery {

@@ -140,7 +140,7 @@ pub(crate) async fn load(
     )
     .await?;
     found.extend(others);
-    let take = |pk: &str, sk: &str| found.iter().find(|i| pk_sk(i) == (pk, sk)).cloned();
+    let take = |key: Item| found.iter().find(|i| pk_sk(i) == pk_sk(&key)).cloned();
     let mut signing = KeyCache::default();
     let mut out = Vec::with_capacity(received.len());
     let mut seen = HashSet::new();
@@ -151,9 +151,9 @@ pub(crate) async fn load(
             out.push(Loaded::Done);
             continue;
         }
-        let pk = tenant_pk(&r.message.tenant_id);
+        let m = &r.message;
         if checks_status(&r) {
-            let delivery: Option<DeliveryItem> = take(&pk, &delivery_sk(&r.message.delivery_id))
+            let delivery: Option<DeliveryItem> = take(delivery_key(&m.tenant_id, &m.delivery_id))
                 .map(from_item)
                 .transpose()?;
             match delivery {
@@ -171,7 +171,7 @@ pub(crate) async fn load(
         let Received { mut message, lease } = r;
         let payload = match message.event.take() {
             Some(payload) => payload,
-            None => match take(&pk, &event_sk(&message.event_id)) {
+            None => match take(event_key(&message.tenant_id, &message.event_id)) {
                 Some(item) => Payload::from(&from_item::<EventItem>(item)?.event()?),
                 None => {
                     out.push(Loaded::Missing);
@@ -180,7 +180,7 @@ pub(crate) async fn load(
             },
         };
         let m = message;
-        let rule_item = take(&pk, &rule_sk(&m.rule_id))
+        let rule_item = take(rule_key(&m.tenant_id, &m.rule_id))
             .map(from_item::<RuleItem>)
             .transpose()?;
         let rule_health = rule_item.as_ref().map(RuleItem::health).unwrap_or_default();

@@ -12,7 +12,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
-use hookline_core::id::TenantId;
+use hookline_core::id::{DeliveryId, TenantId};
 use hookline_core::ports::StoreError;
 use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
 
@@ -261,7 +261,8 @@ async fn record_deliveries(
     for (routing, deliveries) in planned {
         let event = &routing.event;
         let payload = Payload::from(event);
-        for d in deliveries {
+        for mut d in deliveries {
+            d.id = DeliveryId::stamped(Timestamp::from_millis(routing.received_at), &d.id);
             let item = DeliveryItem::new(event, &d, routing.received_at);
             if routing.again {
                 maybe_made.push(delivery_key(&event.tenant_id, &d.id));
@@ -317,14 +318,15 @@ async fn record_deliveries(
 }
 
 impl DeliveryItem {
-    /// A delivery as routing creates it: pending, never attempted.
+    /// A delivery as routing creates it, its id stamped: pending, never
+    /// attempted, keyed in the log.
     fn new(event: &Event, d: &PlannedDelivery, received_at: i64) -> Self {
-        let (log_pk, log_sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
+        let (pk, sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
         DeliveryItem {
-            pk: tenant_pk(&event.tenant_id),
-            sk: delivery_sk(&d.id),
-            gsi2pk: Some(log_pk),
-            gsi2sk: Some(log_sk),
+            pk,
+            sk,
+            gsi2pk: None,
+            gsi2sk: None,
             id: d.id.to_string(),
             event_id: event.id.to_string(),
             rule_id: d.rule_id.to_string(),

@@ -542,7 +542,7 @@ impl Store for AwsBackend {
             scanned += filter.limit + 1;
             if found.len() > filter.limit {
                 found.truncate(filter.limit);
-                break found.last().and_then(|d| d.gsi2sk.clone());
+                break found.last().map(DeliveryItem::log_sort);
             }
             before = stretch.last;
             if !stretch.more {

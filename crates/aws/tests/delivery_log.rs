@@ -1,11 +1,11 @@
-//! The delivery log on gsi2 (moto's server): spread over its keys, read
-//! newest first across them, and the layout an earlier Hookline wrote moved
-//! over by `hookline migrate`.
+//! The delivery log (moto's server): spread over its partition keys, read
+//! newest first across them, and the layouts an earlier Hookline wrote still
+//! listed (gsi2) or moved over by `hookline migrate` (gsi1).
 
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use hookline_aws::{AwsBackend, DELIVERY_LOG_SHARDS, GSI2_PARTITION_KEY};
+use hookline_aws::{AwsBackend, DELIVERY_LOG_SHARDS, PARTITION_KEY};
 use hookline_core::id::{RuleId, TenantId};
 use hookline_core::ports::{DeliveryFilter, NewTenant, Store};
 use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
@@ -95,10 +95,10 @@ async fn list_all(b: &AwsBackend, limit: usize) -> Vec<String> {
 }
 
 /// One partition key takes about 1,000 write units a second. A tenant
-/// making 2,000 deliveries a second writes 2,000 log entries a second (each
-/// once: the index holds keys only), so no key may take more than half of
-/// them; spread over eight, each takes an eighth, and the check allows a
-/// quarter more than that.
+/// making 2,000 deliveries a second writes each delivery's item twice (made,
+/// then attempted), 4,000 units a second on its log keys, so no key may take
+/// more than a quarter of its deliveries; spread over eight, each takes an
+/// eighth, and the check allows a quarter more than that.
 #[tokio::test]
 async fn a_tenants_deliveries_spread_over_the_log_keys_and_list_newest_first() {
     // Its own moto: 2,000 deliveries would slow every other test's.
@@ -115,7 +115,9 @@ async fn a_tenants_deliveries_spread_over_the_log_keys_and_list_newest_first() {
 
     let mut per_key: HashMap<String, usize> = HashMap::new();
     for item in scan(&env).await {
-        if let Some(AttributeValue::S(key)) = item.get(GSI2_PARTITION_KEY) {
+        if let Some(AttributeValue::S(key)) = item.get(PARTITION_KEY)
+            && key.starts_with("DL#")
+        {
             *per_key.entry(key.clone()).or_default() += 1;
         }
     }
@@ -168,44 +170,75 @@ async fn a_tenants_deliveries_spread_over_the_log_keys_and_list_newest_first() {
     assert_eq!(second.next_cursor, None, "the second call reaches the end");
 }
 
-/// Deliveries an earlier Hookline listed on gsi1 (`DL#{tenant}`) are not
-/// listed until the command moves them; then they are, and a second run
-/// moves nothing.
+/// Deliveries an earlier Hookline wrote are keyed by tenant and id, without
+/// a stamp in the id. Those it listed on gsi1 (`DL#{tenant}`) are not listed
+/// until the command moves them to gsi2, where the listing reads them beside
+/// the table's own, in one order; a second run moves nothing.
 #[tokio::test]
-async fn an_earlier_layouts_deliveries_move_with_the_command() {
+async fn an_earlier_layouts_deliveries_are_listed_beside_new_ones() {
     let (env, b) = tenant_with_rules(support::create_resources(3, 30), 1).await;
-    b.accept_event(&paid("e1"), Timestamp::from_millis(1_795_953_600_000))
-        .await
-        .unwrap();
+    for (id, at) in [("e1", 1_795_953_600_000), ("e2", 1_795_953_602_000)] {
+        b.accept_event(&paid(id), Timestamp::from_millis(at))
+            .await
+            .unwrap();
+    }
     support::drain_events(&b).await;
-    let before = list_all(&b, 10).await;
-    assert_eq!(before.len(), 1);
+    let new = list_all(&b, 10).await;
+    assert_eq!(new.len(), 2);
 
-    // Rewrite the delivery as the previous version wrote it.
+    // The older delivery as the version before stamps wrote it.
     let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(&env).await);
+    let table = &env["HOOKLINE_TABLE"];
+    let mut item = scan(&env)
+        .await
+        .into_iter()
+        .find(|i| i.get("id") == Some(&AttributeValue::S(new[1].clone())))
+        .unwrap();
+    let old_id = format!("msg_{}", &new[1][4 + 12..]);
     client
-        .update_item()
-        .table_name(&env["HOOKLINE_TABLE"])
-        .key("pk", AttributeValue::S(format!("T#{TENANT}")))
-        .key("sk", AttributeValue::S(format!("D#{}", before[0])))
-        .update_expression("SET gsi1pk = :pk, gsi1sk = :sk REMOVE gsi2pk, gsi2sk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("DL#{TENANT}")))
-        .expression_attribute_values(
-            ":sk",
-            AttributeValue::S(format!("1795953600000#{}", before[0])),
-        )
+        .delete_item()
+        .table_name(table)
+        .key("pk", item["pk"].clone())
+        .key("sk", item["sk"].clone())
         .send()
         .await
         .unwrap();
-    assert!(list_all(&b, 10).await.is_empty(), "not listed on gsi2 yet");
+    let s = |v: String| AttributeValue::S(v);
+    item.insert("pk".into(), s(format!("T#{TENANT}")));
+    item.insert("sk".into(), s(format!("D#{old_id}")));
+    item.insert("id".into(), s(old_id.clone()));
+    item.insert("gsi1pk".into(), s(format!("DL#{TENANT}")));
+    item.insert("gsi1sk".into(), s(format!("1795953600000#{old_id}")));
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        list_all(&b, 10).await,
+        [new[0].clone()],
+        "not listed on gsi2 yet"
+    );
 
     assert_eq!(hookline_aws::migrate(&b).await.unwrap().deliveries, 1);
-    assert_eq!(list_all(&b, 10).await, before);
+    assert_eq!(list_all(&b, 1).await, [new[0].clone(), old_id.clone()]);
     assert_eq!(hookline_aws::migrate(&b).await.unwrap().deliveries, 0);
+    let tenant = TenantId::stored(TENANT);
+    let found = b
+        .delivery(
+            &tenant,
+            &hookline_core::id::DeliveryId::stored(old_id.as_str()),
+        )
+        .await
+        .unwrap()
+        .expect("found by its id");
+    assert_eq!(found.event_id, "e1");
     let moved = scan(&env)
         .await
         .into_iter()
-        .find(|i| i.get("sk") == Some(&AttributeValue::S(format!("D#{}", before[0]))))
+        .find(|i| i.get("sk") == Some(&AttributeValue::S(format!("D#{old_id}"))))
         .unwrap();
     assert!(!moved.contains_key("gsi1pk") && !moved.contains_key("gsi1sk"));
 }

@@ -172,6 +172,31 @@ impl DeliveryId {
         ))
     }
 
+    /// `planned` stamped with the moment its event was received: `msg_`, 12
+    /// hex digits of milliseconds, then `planned`'s hash. The AWS form keys
+    /// its delivery log by that moment, so a lookup by id finds the key
+    /// from the id alone; the same event stamps the same id whenever it is
+    /// routed.
+    pub fn stamped(received_at: Timestamp, planned: &DeliveryId) -> DeliveryId {
+        let hash = planned.strip_prefix(Self::PREFIX).unwrap_or(planned);
+        DeliveryId(format!(
+            "{}{:012x}{hash}",
+            Self::PREFIX,
+            received_at.as_millis().max(0)
+        ))
+    }
+
+    /// The moment a [`DeliveryId::stamped`] id carries; `None` for an id
+    /// made without one (by [`DeliveryId::of`] alone, or a test send).
+    pub fn stamp(&self) -> Option<Timestamp> {
+        let rest = self.strip_prefix(Self::PREFIX)?;
+        if rest.len() != 12 + 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let millis = i64::from_str_radix(&rest[..12], 16).ok()?;
+        Some(Timestamp::from_millis(millis))
+    }
+
     /// A test send's id: `msg_test_`, then time and random bits. No real
     /// delivery has one (theirs are all hex after the prefix).
     pub fn test_send(now: Timestamp, random: [u8; 8]) -> DeliveryId {
@@ -212,6 +237,16 @@ mod tests {
         assert_eq!(id, DeliveryId::of(&t, &e, &r, None));
         assert_ne!(id, DeliveryId::of(&t, &e, &r, Some("l1")));
         assert!(!id.contains('.') && id.len() == 36, "{id}");
+        assert_eq!(id.stamp(), None);
+        let at = Timestamp::from_millis(1_795_953_600_123);
+        let stamped = DeliveryId::stamped(at, &id);
+        assert_eq!(stamped.stamp(), Some(at));
+        assert!(
+            stamped.ends_with(&id[DeliveryId::PREFIX.len()..]),
+            "{stamped}"
+        );
+        assert!(DeliveryId::stamped(Timestamp::from_millis(1), &id) < stamped);
+        assert_eq!(DeliveryId::test_send(at, [0; 8]).stamp(), None);
         // Separators keep ("ab", "c") and ("a", "bc") apart.
         assert_ne!(
             DeliveryId::of(&t, &EventId::stored("ab"), &RuleId::stored("c"), None),

@@ -15,7 +15,7 @@ use hookline_core::api_key::hash_api_key;
 use hookline_core::ingest_token::IngestTokens;
 use hookline_core::ports::{Clock, DeliveryFilter, NewTenant, Store};
 use hookline_core::target::TargetPolicy;
-use hookline_core::{Rule, RuleDraft, Scope, Trigger, WebhookKey};
+use hookline_core::{Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
 use hookline_lambda::{Settings, SystemClock};
 use lambda_http::request::LambdaRequest;
 use tower::ServiceExt;
@@ -87,9 +87,16 @@ async fn each_function_handles_its_sample_event() {
         key_grace: Duration::from_secs(60),
         max_rules: 100,
     };
+    // Ingest at the moment the samples name, which stamps the delivery's id.
+    struct SampleMoment;
+    impl Clock for SampleMoment {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(1_795_953_600_500)
+        }
+    }
     let app = hookline_api::router(ApiState::new(
         Arc::new(backend.clone()),
-        Arc::new(SystemClock),
+        Arc::new(SampleMoment),
         config,
     ));
     let (status, body) = call(&app, "apigw-ingest-event.json").await;
@@ -121,7 +128,7 @@ async fn each_function_handles_its_sample_event() {
         .data;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(
-        deliveries[0].id, "msg_0631819bf16a2aeaf6c6a3d1929f315c",
+        deliveries[0].id, "msg_01a2272d27f40631819bf16a2aeaf6c6a3d1929f315c",
         "the id the deliver sample names"
     );
 
