@@ -17,6 +17,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use hookline_core::breaker::{Circuit, Health};
 use hookline_core::delivery::ATTEMPT_LOG_LIMIT;
@@ -100,7 +101,7 @@ pub(crate) enum Loaded {
     },
     /// Already succeeded (a duplicate message): nothing to send.
     Done,
-    /// The delivery or its event is not in the table.
+    /// The event a message names (without carrying it) is not in the table.
     Missing,
 }
 
@@ -156,16 +157,11 @@ pub(crate) async fn load(
             let delivery: Option<DeliveryItem> = take(delivery_key(&m.tenant_id, &m.delivery_id))
                 .map(from_item)
                 .transpose()?;
-            match delivery {
-                None => {
-                    out.push(Loaded::Missing);
-                    continue;
-                }
-                Some(d) if d.status == DeliveryStatus::Succeeded.as_str() => {
-                    out.push(Loaded::Done);
-                    continue;
-                }
-                Some(_) => {}
+            // None: not attempted yet (a delivery is recorded at its first
+            // attempt or hold), or gone; either way it is attempted.
+            if delivery.is_some_and(|d| d.status == DeliveryStatus::Succeeded.as_str()) {
+                out.push(Loaded::Done);
+                continue;
             }
         }
         let Received { mut message, lease } = r;
@@ -310,6 +306,27 @@ pub(crate) async fn hold(
     until: Timestamp,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    // Held, a delivery is listed (pending, with why it waits) although no
+    // attempt has recorded it.
+    let m = message;
+    if let Some(fields) = described(&m.delivery_id, &m.event_id, &m.rule_id, m.line.clone()) {
+        backend
+            .table
+            .update(delivery_key(&m.tenant_id, &m.delivery_id), |u| {
+                let (set, u) = set_fields(u, fields);
+                u.update_expression(format!(
+                    "SET {set}, #s = if_not_exists(#s, :pending), \
+                     attempt_count = if_not_exists(attempt_count, :zero)"
+                ))
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(
+                    ":pending",
+                    AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+                )
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            })
+            .await?;
+    }
     let secs = (until.as_millis() - now.as_millis() + 999)
         .div_euclid(1000)
         .clamp(0, 900);
@@ -384,10 +401,10 @@ async fn record_health(backend: &AwsBackend, s: &Settlement) -> Result<(), Store
 /// on condition that it is still `before`. A probe's claim goes whenever
 /// the circuit's state does.
 fn health_step(
-    mut u: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    mut u: UpdateItemFluentBuilder,
     before: &Health,
     after: &Health,
-) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+) -> UpdateItemFluentBuilder {
     let count = |n: u32| (n > 0).then_some(i64::from(n));
     let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
     let fields = [
@@ -488,9 +505,12 @@ pub(crate) enum Disposition {
 }
 
 /// Appends the attempt to its delivery, counts it and sets the status it
-/// leads to: one UpdateItem per attempt. Past [`ATTEMPT_LOG_LIMIT`] the oldest
+/// leads to: one UpdateItem per attempt, which writes the delivery's item
+/// whole at its first (a delivery is recorded when its first attempt
+/// settles, not when it is routed). Past [`ATTEMPT_LOG_LIMIT`] the oldest
 /// entries are removed by a second one, so no item outgrows DynamoDB's
-/// 400 KB. False when the delivery is gone from the table.
+/// 400 KB. False when a delivery an earlier Hookline made is gone from the
+/// table.
 async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError> {
     #[derive(Serialize)]
     struct AttemptList {
@@ -506,18 +526,29 @@ async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError
     let Some(after) = backend
         .table
         .update(key.clone(), |u| {
-            u.update_expression(
-                "SET #s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt), \
-                 attempt_count = if_not_exists(attempt_count, :zero) + :one",
-            )
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":status", AttributeValue::S(s.status().as_str().into()))
-            .expression_attribute_values(":attempt", attempt)
-            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
+            let u = u
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(
+                    ":status",
+                    AttributeValue::S(s.status().as_str().into()),
+                )
+                .expression_attribute_values(":attempt", attempt)
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::UpdatedNew);
+            let appended = "#s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt), \
+                 attempt_count = if_not_exists(attempt_count, :zero) + :one";
+            let line = s.line.as_ref().map(LineRecord::from);
+            match described(&s.delivery_id, &s.event_id, &s.rule_id, line) {
+                Some(fields) => {
+                    let (set, u) = set_fields(u, fields);
+                    u.update_expression(format!("SET {appended}, {set}"))
+                }
+                None => u
+                    .update_expression(format!("SET {appended}"))
+                    .condition_expression("attribute_exists(pk)"),
+            }
         })
         .await?
     else {
@@ -543,6 +574,49 @@ async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError
             .await?;
     }
     Ok(true)
+}
+
+/// What a delivery's item holds besides its status and attempts, set by
+/// the update that records its first attempt or hold (later ones set the
+/// same values again). `None` for a delivery an earlier Hookline made (its
+/// id has no stamp): its item was written at routing, or is gone.
+fn described(
+    id: &str,
+    event: &str,
+    rule: &str,
+    line: Option<LineRecord>,
+) -> Option<Vec<(&'static str, AttributeValue)>> {
+    let created = DeliveryId::stored(id).stamp()?;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let mut fields = vec![
+        ("id", s(id)),
+        ("event_id", s(event)),
+        ("rule_id", s(rule)),
+        ("created_at", n(created.as_millis())),
+        (TTL_ATTRIBUTE, n(ttl_from(created))),
+    ];
+    if let Some(line) = line {
+        fields.push(("line_id", s(&line.id)));
+        fields.push(("line_product_id", s(&line.product_id)));
+    }
+    Some(fields)
+}
+
+/// `fields` as the assignments of a SET clause, their names and values
+/// bound on `u`.
+fn set_fields(
+    mut u: UpdateItemFluentBuilder,
+    fields: Vec<(&'static str, AttributeValue)>,
+) -> (String, UpdateItemFluentBuilder) {
+    let mut set = Vec::with_capacity(fields.len());
+    for (i, (name, value)) in fields.into_iter().enumerate() {
+        u = u
+            .expression_attribute_names(format!("#f{i}"), name)
+            .expression_attribute_values(format!(":f{i}"), value);
+        set.push(format!("#f{i} = :f{i}"));
+    }
+    (set.join(", "), u)
 }
 
 /// Records each attempt and acts on its outcome under its lease; answers

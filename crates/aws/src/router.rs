@@ -1,30 +1,27 @@
-//! The router: for each accepted event on the events queue, record one
-//! delivery per matching rule (and line) and queue them for the deliverer.
-//! Routing an event twice never makes a second set: delivery ids are
-//! deterministic and each delivery is created only where none is. An event
-//! that may have been routed before (its message received before, or queued
-//! again for a repeat at ingest) first reads which of its deliveries exist,
-//! at an eighth of the price of a write that fails its condition.
+//! The router: for each accepted event on the events queue, queue one
+//! delivery per matching rule (and line) for the deliverer, carrying what
+//! its attempt sends. It writes nothing: a delivery is recorded when its
+//! first attempt settles. Delivery ids are deterministic, so routing an
+//! event twice queues the same deliveries; an event that may have been
+//! routed before (its message received before, or queued again for a
+//! repeat at ingest) first reads which of them are recorded and queues only
+//! the others, marked to be checked before their attempt.
 
 use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
-use futures_util::{StreamExt, TryStreamExt, stream};
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{DeliveryId, TenantId};
 use hookline_core::ports::StoreError;
-use hookline_core::{DeliveryStatus, Event, Rule, Timestamp};
+use hookline_core::{Event, Rule, Timestamp};
 
 use crate::backend::AwsBackend;
 use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage, Payload};
 use crate::queue::log_failure;
-use crate::table::{from_item, to_item};
-
-/// How many of a batch's delivery writes are in flight at once.
-const PUTS_IN_FLIGHT: usize = 25;
+use crate::table::from_item;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the message is not an event message: {0}")]
@@ -46,8 +43,7 @@ struct Routing {
 
 /// Routes an SQS batch of events; failed records are reported for SQS to
 /// retry. The batch is routed together: one query per (tenant, trigger) and
-/// scope key, a conditional write per delivery and one send of those to
-/// attempt.
+/// scope key, and one send of the deliveries.
 pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchResponse {
     let mut failed = Vec::new();
     let mut received = Vec::new();
@@ -127,7 +123,7 @@ async fn route(
             }
         }
     }
-    let queued = record_deliveries(backend, planned).await?;
+    let queued = deliveries_to_queue(backend, planned).await?;
     backend
         .queues
         .send_json(&backend.settings.deliveries_queue_url, &queued)
@@ -248,95 +244,48 @@ async fn rules_for(
     Ok(rules)
 }
 
-/// Creates each planned delivery where none is and answers the messages to
-/// queue: one for each delivery created, and one (to be checked before its
-/// attempt) for each found made but never attempted, whose message may be
-/// lost. A delivery already attempted has its message, or is settled.
-async fn record_deliveries(
+/// The messages to queue for the planned deliveries. Routing writes none:
+/// a delivery is recorded when its first attempt settles. For an event that
+/// may have been routed before, the deliveries recorded since are left to
+/// their chains, and the rest are queued to be checked before their
+/// attempt (one queued before and not yet attempted then goes once).
+async fn deliveries_to_queue(
     backend: &AwsBackend,
     planned: Vec<(&Routing, Vec<PlannedDelivery>)>,
 ) -> Result<Vec<DeliveryMessage>, StoreError> {
-    let mut writes = Vec::new();
+    let mut messages = Vec::new();
     let mut maybe_made = Vec::new();
     for (routing, deliveries) in planned {
         let event = &routing.event;
         let payload = Payload::from(event);
-        for mut d in deliveries {
-            d.id = DeliveryId::stamped(Timestamp::from_millis(routing.received_at), &d.id);
-            let item = DeliveryItem::new(event, &d, routing.received_at);
+        for d in deliveries {
+            let id = DeliveryId::stamped(Timestamp::from_millis(routing.received_at), &d.id);
             if routing.again {
-                maybe_made.push(delivery_key(&event.tenant_id, &d.id));
+                maybe_made.push(delivery_key(&event.tenant_id, &id));
             }
-            let message = DeliveryMessage {
-                tenant_id: event.tenant_id.to_string(),
-                delivery_id: d.id.into_string(),
-                event_id: event.id.to_string(),
-                rule_id: d.rule_id.into_string(),
-                line: d.line.as_ref().map(LineRecord::from),
-                event: Some(payload.clone()),
-                replay: false,
-                check: false,
-                attempts_before: 0,
-            }
-            .within_limit();
-            writes.push((item, message));
+            messages.push(
+                DeliveryMessage {
+                    tenant_id: event.tenant_id.to_string(),
+                    delivery_id: id.into_string(),
+                    event_id: event.id.to_string(),
+                    rule_id: d.rule_id.into_string(),
+                    line: d.line.as_ref().map(LineRecord::from),
+                    event: Some(payload.clone()),
+                    replay: false,
+                    check: routing.again,
+                    attempts_before: 0,
+                }
+                .within_limit(),
+            );
         }
     }
-    let made: HashMap<String, DeliveryItem> = backend
+    let made: HashSet<String> = backend
         .table
         .batch_get_eventual(maybe_made)
         .await?
         .into_iter()
-        .map(|item| from_item::<DeliveryItem>(item).map(|d| (d.id.clone(), d)))
+        .map(|item| from_item::<DeliveryItem>(item).map(|d| d.id))
         .collect::<Result<_, _>>()?;
-    stream::iter(writes)
-        .map(|(item, mut message)| {
-            let made = made.get(&item.id).cloned();
-            async move {
-                let existing = match made {
-                    Some(d) => Some(d),
-                    None => backend
-                        .table
-                        .put_new(to_item(&item)?)
-                        .await?
-                        .map(from_item::<DeliveryItem>)
-                        .transpose()?,
-                };
-                let Some(d) = existing else {
-                    return Ok(Some(message));
-                };
-                let attempted =
-                    d.status != DeliveryStatus::Pending.as_str() || !d.attempts.is_empty();
-                message.check = true;
-                Ok::<_, StoreError>((!attempted).then_some(message))
-            }
-        })
-        .buffer_unordered(PUTS_IN_FLIGHT)
-        .try_filter_map(|message| async move { Ok(message) })
-        .try_collect()
-        .await
-}
-
-impl DeliveryItem {
-    /// A delivery as routing creates it, its id stamped: pending, never
-    /// attempted, keyed in the log.
-    fn new(event: &Event, d: &PlannedDelivery, received_at: i64) -> Self {
-        let (pk, sk) = delivery_log_keys(&event.tenant_id, &d.id, received_at);
-        DeliveryItem {
-            pk,
-            sk,
-            gsi2pk: None,
-            gsi2sk: None,
-            id: d.id.to_string(),
-            event_id: event.id.to_string(),
-            rule_id: d.rule_id.to_string(),
-            line_id: d.line.as_ref().map(|l| l.id.clone()),
-            line_product_id: d.line.as_ref().map(|l| l.product_id.clone()),
-            status: DeliveryStatus::Pending.as_str().to_owned(),
-            created_at: received_at,
-            attempt_count: Some(0),
-            attempts: Vec::new(),
-            ttl: ttl_from(Timestamp::from_millis(received_at)),
-        }
-    }
+    messages.retain(|m| !made.contains(&m.delivery_id));
+    Ok(messages)
 }

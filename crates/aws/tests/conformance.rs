@@ -115,6 +115,7 @@ async fn a_rule_filed_before_scopes_is_found_and_migrated() {
         let event = Event::from_json(body.to_string().as_bytes()).unwrap();
         b.accept_event(&event, now).await.unwrap();
         support::drain_events(&b).await;
+        support::settle_deliveries(&b).await;
     }
     let filter = DeliveryFilter {
         limit: 10,

@@ -156,6 +156,20 @@ fn settle(job: &DeliveryJob, outcome: Outcome) -> Settlement {
     Settlement::new(job, attempt, outcome)
 }
 
+/// Receives every queued delivery and settles it succeeded, so that what
+/// routing made is listed (a backend may list a delivery from its first
+/// attempt on).
+async fn attempt_all(h: &dyn Harness) {
+    loop {
+        let jobs = h.queue().receive(10, now()).await.expect("receive");
+        if jobs.is_empty() {
+            return;
+        }
+        let settled = jobs.iter().map(|j| settle(j, Outcome::Succeeded));
+        h.queue().settle(settled.collect()).await.expect("settle");
+    }
+}
+
 /// `settle`, for an attempt that reached the receiver, which took it (`ok`)
 /// or not: what the breaker counts.
 fn reported(job: &DeliveryJob, outcome: Outcome, ok: bool) -> Settlement {
@@ -314,17 +328,6 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
     );
     h.route().await;
 
-    let all = DeliveryFilter {
-        limit: 50,
-        ..Default::default()
-    };
-    let listed = b.deliveries(&tid("a"), &all).await.unwrap().data;
-    assert_eq!(listed.len(), 3);
-    assert!(
-        listed
-            .iter()
-            .all(|d| d.status == DeliveryStatus::Pending && d.attempts.is_empty())
-    );
     let jobs = receive_n(h, 3, 10).await;
     assert!(
         jobs.iter().all(|j| j.rule_id != "never"),
@@ -349,9 +352,27 @@ pub async fn accept_is_idempotent_and_fans_out(h: &dyn Harness) {
         .collect();
     lines.sort();
     assert_eq!(lines, ["l1", "l2"]);
+
+    // Listed once attempted (a backend may list them from routing on).
+    h.queue()
+        .settle(jobs.iter().map(|j| settle(j, Outcome::Succeeded)).collect())
+        .await
+        .unwrap();
+    let all = DeliveryFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let listed = b.deliveries(&tid("a"), &all).await.unwrap().data;
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Succeeded && d.attempts.len() == 1)
+    );
     // Routing again changes nothing.
     h.route().await;
     assert_eq!(b.deliveries(&tid("a"), &all).await.unwrap().data.len(), 3);
+    assert!(h.queue().receive(10, now()).await.unwrap().is_empty());
 }
 
 /// A lease hides a delivery until it is settled or its visibility runs out;
@@ -492,6 +513,22 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
         .unwrap();
     }
     h.route().await;
+    // r1's deliveries die, r2's succeed: all listed now.
+    let jobs = receive_n(h, 6, 10).await;
+    let settlements = jobs
+        .iter()
+        .map(|j| {
+            settle(
+                j,
+                if j.rule_id == "r1" {
+                    Outcome::Dead
+                } else {
+                    Outcome::Succeeded
+                },
+            )
+        })
+        .collect();
+    h.queue().settle(settlements).await.unwrap();
     let filter = |rule: Option<&str>,
                   status: Option<DeliveryStatus>,
                   limit,
@@ -545,22 +582,7 @@ pub async fn delivery_log_and_recover(h: &dyn Harness) {
         Err(StoreError::BadCursor)
     ));
 
-    // r1's deliveries die, r2's succeed; then recover a window holding two of r1's.
-    let jobs = receive_n(h, 6, 10).await;
-    let settlements = jobs
-        .iter()
-        .map(|j| {
-            settle(
-                j,
-                if j.rule_id == "r1" {
-                    Outcome::Dead
-                } else {
-                    Outcome::Succeeded
-                },
-            )
-        })
-        .collect();
-    h.queue().settle(settlements).await.unwrap();
+    // Then recover a window holding two of r1's dead.
     let dead_now = b
         .deliveries(
             &tid("a"),
@@ -666,25 +688,24 @@ pub async fn limits(h: &dyn Harness) {
         vec![key(4), key(3)]
     );
 
-    // A pending delivery is not retried into a second chain.
+    // The log keeps the latest attempts; the count keeps them all.
     b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
         .await
         .unwrap();
     h.route().await;
     let jobs = receive_n(h, 3, 10).await;
     let id = jobs[0].delivery_id.clone();
-    assert!(matches!(
-        b.retry_delivery(&tid("a"), &id, now()).await,
-        Err(StoreError::AlreadyPending)
-    ));
-
-    // The log keeps the latest attempts; the count keeps them all.
     let total = hookline_core::delivery::ATTEMPT_LOG_LIMIT + 2;
     for i in 0..total {
         let mut s = settle(&jobs[0], Outcome::RetryAt(after(now(), 600_000)));
         s.attempt.duration_ms = i as u64;
         h.queue().settle(vec![s]).await.unwrap();
     }
+    // A pending delivery is not retried into a second chain.
+    assert!(matches!(
+        b.retry_delivery(&tid("a"), &id, now()).await,
+        Err(StoreError::AlreadyPending)
+    ));
     let d = b.delivery(&tid("a"), &id).await.unwrap().unwrap();
     assert_eq!(d.attempt_count, total as u64);
     assert_eq!(d.attempts.len(), hookline_core::delivery::ATTEMPT_LOG_LIMIT);
@@ -823,6 +844,7 @@ pub async fn accept_events_judges_each_alone(h: &dyn Harness) {
         ]
     );
     h.route().await;
+    attempt_all(h).await;
     let all = DeliveryFilter {
         limit: 50,
         ..Default::default()
@@ -972,6 +994,7 @@ pub async fn rules_follow_their_scope(h: &dyn Harness) {
     accept("e2", "p1").await;
     accept("e3", "p2").await;
     h.route().await;
+    attempt_all(h).await;
 
     let all = DeliveryFilter {
         limit: 50,

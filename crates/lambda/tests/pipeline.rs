@@ -78,6 +78,7 @@ async fn receiver(key: &WebhookKey) -> Receiver {
 }
 
 struct Pipeline {
+    env: HashMap<String, String>,
     backend: AwsBackend,
     app: axum::Router,
     deliverer: Deliverer,
@@ -120,6 +121,7 @@ async fn pipeline_with_visibility(max_attempts: u32, schedule: &str, visibility:
     settings.retry_schedule = RetrySchedule::parse(schedule).unwrap();
     let deliverer = hookline_lambda::deliverer(backend.clone(), &settings).unwrap();
     Pipeline {
+        env,
         backend,
         app,
         deliverer,
@@ -193,27 +195,6 @@ impl Pipeline {
         .unwrap()
             > 0
         {}
-    }
-
-    /// Empties the deliveries queue without attempting what is on it;
-    /// answers the bodies it held.
-    async fn queued_deliveries(&self) -> Vec<String> {
-        let url = self.backend.settings().deliveries_queue_url.clone();
-        let bodies = Mutex::new(Vec::new());
-        while poll_once(&self.backend, &url, 0, |b| {
-            let bodies = &bodies;
-            async move {
-                for record in b.records {
-                    bodies.lock().unwrap().extend(record.body);
-                }
-                SqsBatchResponse::default()
-            }
-        })
-        .await
-        .unwrap()
-            > 0
-        {}
-        bodies.into_inner().unwrap()
     }
 
     /// `hookline dlq redrive`: the deliveries DLQ back to the queue.
@@ -834,8 +815,7 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
         .await;
     let message = reference("shop_1", "evt_big");
 
-    // A router whose deliveries queue is gone fails after recording the
-    // deliveries, before queueing any: the crash between the two writes.
+    // A router whose deliveries queue is gone fails before queueing any.
     let mut broken = p.backend.settings().clone();
     broken.deliveries_queue_url = format!("{}-gone", broken.deliveries_queue_url);
     let env_less = p.backend.with_settings(broken);
@@ -845,11 +825,16 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
         1,
         "the failure goes back to SQS"
     );
-    assert_eq!(p.deliveries().await.len(), 13);
+    assert!(p.deliveries().await.is_empty(), "routing records nothing");
 
-    // SQS hands the message out again, twice (at-least-once).
+    // SQS hands the message out again, twice (at-least-once): received
+    // before, each routing queues its deliveries to be checked first.
+    let mut again = event_batch(&message);
+    again.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "2".into());
     for _ in 0..2 {
-        let ok = route_batch(&p.backend, event_batch(&message)).await;
+        let ok = route_batch(&p.backend, again.clone()).await;
         assert!(ok.batch_item_failures.is_empty());
     }
     p.deliver_all(Duration::from_millis(500)).await;
@@ -920,8 +905,8 @@ async fn queued_messages_carry_their_tenant_as_message_group() {
 /// The router routes an SQS batch together. Nine events, one of them named
 /// twice, and an unknown one, in messages that name their events (as an
 /// earlier Hookline queued them): one read of the events, one query of the
-/// rules, a conditional write per delivery and one send. Received again,
-/// the batch reads which deliveries exist and writes nothing.
+/// rules and one send, no write. Received again once they were delivered,
+/// the batch reads which deliveries are recorded and queues none.
 #[tokio::test]
 async fn a_batch_of_events_is_routed_together() {
     let p = pipeline(8, "1s").await;
@@ -943,8 +928,8 @@ async fn a_batch_of_events_is_routed_together() {
 
     assert_eq!(
         routed_counting_calls(&p, batch.clone()).await,
-        (2, 9, 1),
-        "reads: events, rules; writes: nine deliveries; one send"
+        (2, 0, 1),
+        "reads: events, rules; no write; one send of the nine deliveries"
     );
     p.deliver_all(Duration::from_millis(500)).await;
     let mut got: Vec<String> = r
@@ -965,14 +950,15 @@ async fn a_batch_of_events_is_routed_together() {
     assert_eq!(
         routed_counting_calls(&p, batch).await,
         (3, 0, 0),
-        "received again: events, rules, the deliveries made; no write, no send"
+        "received again: events, rules, the deliveries recorded; no write, no send"
     );
 }
 
 /// Events as ingest queues them carry themselves: the router reads only the
-/// rules, and each delivery message carries what its attempt sends, so the
-/// deliverer reads only the rule and the signing keys. A repeat at ingest is
-/// queued again, and its routing reads the deliveries instead of writing.
+/// rules and writes nothing, and each delivery message carries what its
+/// attempt sends, so the deliverer reads only the rule and the signing keys
+/// and writes the delivery once. A repeat at ingest is queued again, and
+/// its routing finds the deliveries recorded and queues none.
 #[tokio::test]
 async fn carried_events_are_routed_and_delivered_without_reading_them() {
     let p = pipeline(8, "1s").await;
@@ -1002,8 +988,8 @@ async fn carried_events_are_routed_and_delivered_without_reading_them() {
             after.dynamodb_reads - before.dynamodb_reads,
             after.dynamodb_writes - before.dynamodb_writes
         ),
-        (1, 9),
-        "the rules read; nine deliveries written"
+        (1, 0),
+        "the rules read; nothing written"
     );
 
     let before = calls(&p);
@@ -1020,9 +1006,13 @@ async fn carried_events_are_routed_and_delivered_without_reading_them() {
     let after = calls(&p);
     assert_eq!(r.hits.lock().unwrap().len(), 9);
     assert_eq!(
-        after.dynamodb_reads - before.dynamodb_reads,
-        2 * batches,
-        "per batch: its rules and the tenant's keys, no delivery, no event"
+        (
+            after.dynamodb_reads - before.dynamodb_reads,
+            after.dynamodb_writes - before.dynamodb_writes
+        ),
+        (2 * batches, 9),
+        "per batch, its rules and the tenant's keys read (no delivery, no \
+         event); each delivery written once, at its attempt"
     );
 
     let (status, _) = p.call("POST", "/v1/events", TOKEN, batch[0].clone()).await;
@@ -1045,10 +1035,15 @@ async fn carried_events_are_routed_and_delivered_without_reading_them() {
     );
 }
 
-/// A delivery message as an earlier Hookline queued it names its delivery,
-/// event and rule only: it is delivered, its event read from the table.
+/// A delivery an earlier Hookline routed: its message names delivery, event
+/// and rule (no event carried, no stamp in the id), and its item is where
+/// that version wrote it at routing. It is delivered, the event read from
+/// the table, and its attempt recorded on that item.
 #[tokio::test]
-async fn a_delivery_message_of_the_earlier_format_is_delivered() {
+async fn a_delivery_the_earlier_version_routed_is_delivered() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use hookline_core::id::{DeliveryId, EventId};
+
     let p = pipeline(8, "1s").await;
     let r = receiver(&p.key).await;
     let rule = p
@@ -1056,17 +1051,35 @@ async fn a_delivery_message_of_the_earlier_format_is_delivered() {
         .await;
     p.ingest(event("evt_old", "order.paid", json!({"data": {"n": 7}})))
         .await;
-    let settings = p.backend.settings().clone();
-    poll_once(&p.backend, &settings.events_queue_url, 1, |b| {
-        route_batch(&p.backend, b)
-    })
-    .await
-    .unwrap();
-    let delivery = p.deliveries().await.remove(0).id;
-    // The router's own message is dropped; the earlier format's stands in.
-    let queued = p.queued_deliveries().await;
-    assert!(queued[0].contains("\"event\":{"), "{queued:?}");
-    let old = json!({"tenant_id": "shop_1", "delivery_id": delivery.as_str(),
+    p.drop_queued_events().await;
+    let tenant = TenantId::stored("shop_1");
+    let id = DeliveryId::of(
+        &tenant,
+        &EventId::stored("evt_old"),
+        &RuleId::stored(rule.as_str()),
+        None,
+    );
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(&p.env).await);
+    client
+        .put_item()
+        .table_name(&p.env["HOOKLINE_TABLE"])
+        .item("pk", s("T#shop_1"))
+        .item("sk", s(&format!("D#{id}")))
+        .item("id", s(&id))
+        .item("event_id", s("evt_old"))
+        .item("rule_id", s(&rule))
+        .item("status", s("pending"))
+        .item("created_at", n(1_795_953_600_000))
+        .item("attempt_count", n(0))
+        .item("attempts", AttributeValue::L(Vec::new()))
+        .item("ttl", n(1_798_545_600))
+        .send()
+        .await
+        .unwrap();
+
+    let old = json!({"tenant_id": "shop_1", "delivery_id": id.as_str(),
         "event_id": "evt_old", "rule_id": rule.as_str()});
     let mut batch = event_batch(&old.to_string());
     batch.records[0].receipt_handle = Some("receipt-1".into());
@@ -1074,8 +1087,11 @@ async fn a_delivery_message_of_the_earlier_format_is_delivered() {
     assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
     let hits = r.hits.lock().unwrap().clone();
     assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].webhook_id, delivery.as_str());
+    assert_eq!(hits[0].webhook_id, id.as_str());
     assert_eq!(hits[0].body["data"], json!({"n": 7}));
+    let recorded = p.backend.delivery(&tenant, &id).await.unwrap().unwrap();
+    assert_eq!(recorded.status, DeliveryStatus::Succeeded);
+    assert_eq!(recorded.attempts.len(), 1);
 }
 
 /// Routes `batch`, which must fully succeed; answers the DynamoDB reads,

@@ -128,6 +128,10 @@ pub struct Settlement {
     pub attempt: Attempt,
     pub outcome: Outcome,
     pub rule_id: RuleId,
+    /// What the delivery is of, for a store that records a delivery first
+    /// when its first attempt settles (the AWS form).
+    pub event_id: EventId,
+    pub line: Option<Line>,
     /// Whether the receiver took the request (a 2xx); `None` when no request
     /// was made (the rule is gone, the tenant has no key).
     pub receiver_ok: Option<bool>,
@@ -145,6 +149,8 @@ impl Settlement {
             attempt,
             outcome,
             rule_id: job.rule_id.clone(),
+            event_id: job.event_id.clone(),
+            line: job.line.clone(),
             receiver_ok: None,
             rule_health: job.rule_health,
         }

@@ -264,6 +264,10 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> Vec<Result<Acceptance, StoreError>>;
 
+    /// A delivery is found and listed from its first attempt or hold on; a
+    /// backend may show it from routing (SQLite does; the AWS form records a
+    /// delivery first when its first attempt settles, so routing writes
+    /// nothing).
     async fn delivery(
         &self,
         tenant_id: &TenantId,
