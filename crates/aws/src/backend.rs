@@ -3,10 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hookline_core::breaker::{Breaker, Health};
 
 use crate::calls::Calls;
+use crate::items::RuleItem;
 use crate::queues::Queues;
 use crate::settings::AwsSettings;
 use crate::table::Table;
@@ -26,8 +28,21 @@ pub struct AwsBackend {
     /// job's own view or this one shows the window, and a success on a
     /// healthy rule so writes nothing.
     pub(crate) health_seen: Arc<Mutex<HashMap<(String, String), Health>>>,
+    /// Rules as the deliverer last read them (`None`: gone), each kept for
+    /// [`RULE_CACHE_FOR`]: how long an edit or a delete made in another
+    /// process may take to reach this one's attempts. This process's own
+    /// writes to a rule drop its entry.
+    pub(crate) rules: Arc<Mutex<HashMap<(String, String), CachedRule>>>,
+    pub(crate) rule_cache_for: Duration,
     pub(crate) vault: Vault,
 }
+
+/// A rule as read (`None`: gone), and when.
+pub(crate) type CachedRule = (Option<RuleItem>, Instant);
+
+/// How long a deliverer uses a rule it read (docs/cost.md: one read a rule
+/// a function process in that time, instead of one a batch).
+pub const RULE_CACHE_FOR: Duration = Duration::from_secs(15);
 
 impl AwsBackend {
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
@@ -51,6 +66,17 @@ impl AwsBackend {
             known_tenants: Arc::default(),
             breaker: Breaker::default(),
             health_seen: Arc::default(),
+            rules: Arc::default(),
+            rule_cache_for: RULE_CACHE_FOR,
+        }
+    }
+
+    /// The same backend keeping rules it read for `ttl`.
+    pub fn with_rule_cache(self, ttl: Duration) -> Self {
+        AwsBackend {
+            rule_cache_for: ttl,
+            rules: Arc::default(),
+            ..self
         }
     }
 
@@ -69,6 +95,8 @@ impl AwsBackend {
             known_tenants: Arc::default(),
             breaker: self.breaker,
             health_seen: Arc::default(),
+            rules: Arc::default(),
+            rule_cache_for: self.rule_cache_for,
             vault: self.vault.clone(),
         }
     }
@@ -79,8 +107,31 @@ impl AwsBackend {
         seen.get(&(tenant.to_owned(), rule.to_owned())).copied()
     }
 
+    /// The rule as read within the cache's time: `Some(None)` when it was
+    /// gone, `None` when it is to be read.
+    pub(crate) fn cached_rule(&self, tenant: &str, rule: &str) -> Option<Option<RuleItem>> {
+        let rules = self.rules.lock().ok()?;
+        let (item, read_at) = rules.get(&(tenant.to_owned(), rule.to_owned()))?;
+        (read_at.elapsed() < self.rule_cache_for).then(|| item.clone())
+    }
+
+    pub(crate) fn cache_rule(&self, tenant: &str, rule: &str, item: Option<RuleItem>) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.retain(|_, (_, read_at)| read_at.elapsed() < self.rule_cache_for);
+            rules.insert((tenant.to_owned(), rule.to_owned()), (item, Instant::now()));
+        }
+    }
+
+    /// Drops the rule's cached copy: this process wrote it.
+    pub(crate) fn forget_rule(&self, tenant: &str, rule: &str) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.remove(&(tenant.to_owned(), rule.to_owned()));
+        }
+    }
+
     /// Notes a rule's health as this process wrote or read it.
     pub(crate) fn saw_health(&self, tenant: &str, rule: &str, health: Health) {
+        self.forget_rule(tenant, rule);
         if let Ok(mut seen) = self.health_seen.lock() {
             let key = (tenant.to_owned(), rule.to_owned());
             if health == Health::default() {

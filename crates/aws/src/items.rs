@@ -215,7 +215,7 @@ pub fn rules_filed_under(scope_key: &str) -> String {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RuleItem {
     pub pk: String,
     pub sk: String,

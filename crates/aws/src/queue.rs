@@ -133,8 +133,15 @@ pub(crate) async fn load(
         if m.event.is_none() {
             add(&mut others, event_key(&m.tenant_id, &m.event_id));
         }
-        add(&mut others, rule_key(&m.tenant_id, &m.rule_id));
+        if backend.cached_rule(&m.tenant_id, &m.rule_id).is_none() {
+            add(&mut others, rule_key(&m.tenant_id, &m.rule_id));
+        }
     }
+    let rules_read: Vec<Item> = others
+        .iter()
+        .filter(|k| pk_sk(k).1.starts_with(RULE_PREFIX))
+        .cloned()
+        .collect();
     let (mut found, others) = futures_util::future::try_join(
         backend.table.batch_get(deliveries),
         backend.table.batch_get_eventual(others),
@@ -142,6 +149,13 @@ pub(crate) async fn load(
     .await?;
     found.extend(others);
     let take = |key: Item| found.iter().find(|i| pk_sk(i) == pk_sk(&key)).cloned();
+    for key in rules_read {
+        let item = take(key.clone()).map(from_item::<RuleItem>).transpose()?;
+        let (pk, sk) = pk_sk(&key);
+        if let (Some(tenant), Some(rule)) = (pk.strip_prefix("T#"), sk.strip_prefix(RULE_PREFIX)) {
+            backend.cache_rule(tenant, rule, item);
+        }
+    }
     let mut signing = KeyCache::default();
     let mut out = Vec::with_capacity(received.len());
     let mut seen = HashSet::new();
@@ -176,9 +190,14 @@ pub(crate) async fn load(
             },
         };
         let m = message;
-        let rule_item = take(rule_key(&m.tenant_id, &m.rule_id))
-            .map(from_item::<RuleItem>)
-            .transpose()?;
+        let rule_item = match backend.cached_rule(&m.tenant_id, &m.rule_id) {
+            Some(cached) => cached,
+            None => take(rule_key(&m.tenant_id, &m.rule_id))
+                .map(from_item::<RuleItem>)
+                .transpose()?,
+        };
+        // Health read at most a cache's time ago; this process's own
+        // health steps drop the cached copy, so it sees them at once.
         let rule_health = rule_item.as_ref().map(RuleItem::health).unwrap_or_default();
         let attempt = m.attempts_before.saturating_add(lease.receive_count());
         match backend.breaker.circuit(&rule_health, now) {
@@ -481,6 +500,7 @@ async fn disable_for_failing(
     if !rule.disable_for_failing(at) {
         return Ok(());
     }
+    backend.forget_rule(&s.tenant_id, &s.rule_id);
     if !backend
         .table
         .put(to_item(&RuleItem::new(&rule))?, "attribute_exists(pk)")

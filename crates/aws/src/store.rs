@@ -401,6 +401,7 @@ impl Store for AwsBackend {
 
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError> {
         let item = to_item(&RuleItem::new(rule))?;
+        self.forget_rule(&rule.tenant_id, &rule.id);
         self.table.put(item, "attribute_exists(pk)").await
     }
 
@@ -409,6 +410,7 @@ impl Store for AwsBackend {
         tenant_id: &TenantId,
         rule_id: &RuleId,
     ) -> Result<bool, StoreError> {
+        self.forget_rule(tenant_id, rule_id);
         let delete = self
             .table
             .delete_write(rule_key(tenant_id, rule_id), Some("attribute_exists(pk)"))?;

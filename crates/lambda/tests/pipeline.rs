@@ -852,6 +852,61 @@ async fn a_router_that_fails_halfway_and_runs_again_makes_no_duplicates() {
     assert_eq!((hits.len(), ids.len()), (13, 13), "each delivery sent once");
 }
 
+/// A deliverer keeps the rules it read for a bounded time: a rule deleted
+/// in another process (the admin function) receives nothing once that time
+/// has passed, although this deliverer read it before the delete.
+#[tokio::test]
+async fn a_deleted_rule_stops_receiving_within_the_rule_cache_time() {
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    let rule = p
+        .rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    let ttl = Duration::from_secs(2);
+    let own = p
+        .backend
+        .with_settings(p.backend.settings().clone())
+        .with_rule_cache(ttl);
+    let mut settings = Settings::from_env().unwrap();
+    settings.allow_private_targets = true;
+    let deliverer = hookline_lambda::deliverer(own.clone(), &settings).unwrap();
+    let queue = p.backend.settings().deliveries_queue_url.clone();
+
+    p.ingest(event("evt_1", "order.paid", json!({}))).await;
+    p.route_all().await;
+    poll_once(&own, &queue, 1, |b| deliverer.handle(b))
+        .await
+        .unwrap();
+    p.ingest(event("evt_2", "order.paid", json!({}))).await;
+    p.route_all().await;
+    let (status, _) = p
+        .call("DELETE", &format!("/v1/rules/{rule}"), API_KEY, json!({}))
+        .await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(ttl).await;
+    poll_once(&own, &queue, 1, |b| deliverer.handle(b))
+        .await
+        .unwrap();
+
+    let sent: Vec<Value> = r
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.body["event_id"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [json!("evt_1")],
+        "nothing to the deleted rule after the cache time"
+    );
+    assert_eq!(
+        p.redrive_dlq().await,
+        1,
+        "evt_2's delivery is dead: its rule is gone"
+    );
+}
+
 /// Every message on the work queues, and on the dead-letter queue and back,
 /// carries its tenant as `MessageGroupId`: SQS fair queues then keep one
 /// tenant's backlog from delaying the others' messages.
