@@ -13,7 +13,8 @@
 //!   shorter than the queue's), so the deliverer moves it itself; the redrive
 //!   policy stays behind it for messages that fail to be handled at all.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -69,12 +70,13 @@ pub(crate) fn parse(record: &SqsMessage) -> Result<Received, BadRecord> {
         .and_then(|c| c.parse().ok())
         .ok_or(BadRecord::NoReceiveCount)?;
     Ok(Received {
-        message,
         lease: Lease::Message {
             receipt,
             body,
             receive_count,
+            replay: message.replay,
         },
+        message,
     })
 }
 
@@ -125,6 +127,8 @@ pub(crate) async fn load(
             into.push(k);
         }
     };
+    // The batch's rules, each decided once: kept, or read now.
+    let mut rules: HashMap<(String, String), Option<RuleItem>> = HashMap::new();
     for r in &received {
         let m = &r.message;
         if checks_status(r) {
@@ -133,15 +137,15 @@ pub(crate) async fn load(
         if m.event.is_none() {
             add(&mut others, event_key(&m.tenant_id, &m.event_id));
         }
-        if backend.cached_rule(&m.tenant_id, &m.rule_id).is_none() {
-            add(&mut others, rule_key(&m.tenant_id, &m.rule_id));
+        if let Entry::Vacant(slot) = rules.entry((m.tenant_id.clone(), m.rule_id.clone())) {
+            match backend.cached_rule(&m.tenant_id, &m.rule_id) {
+                Some(kept) => {
+                    slot.insert(kept);
+                }
+                None => add(&mut others, rule_key(&m.tenant_id, &m.rule_id)),
+            }
         }
     }
-    let rules_read: Vec<Item> = others
-        .iter()
-        .filter(|k| pk_sk(k).1.starts_with(RULE_PREFIX))
-        .cloned()
-        .collect();
     let (mut found, others) = futures_util::future::try_join(
         backend.table.batch_get(deliveries),
         backend.table.batch_get_eventual(others),
@@ -149,11 +153,14 @@ pub(crate) async fn load(
     .await?;
     found.extend(others);
     let take = |key: Item| found.iter().find(|i| pk_sk(i) == pk_sk(&key)).cloned();
-    for key in rules_read {
-        let item = take(key.clone()).map(from_item::<RuleItem>).transpose()?;
-        let (pk, sk) = pk_sk(&key);
-        if let (Some(tenant), Some(rule)) = (pk.strip_prefix("T#"), sk.strip_prefix(RULE_PREFIX)) {
-            backend.cache_rule(tenant, rule, item);
+    for r in &received {
+        let m = &r.message;
+        if let Entry::Vacant(slot) = rules.entry((m.tenant_id.clone(), m.rule_id.clone())) {
+            let item = take(rule_key(&m.tenant_id, &m.rule_id))
+                .map(from_item::<RuleItem>)
+                .transpose()?;
+            backend.cache_rule(&m.tenant_id, &m.rule_id, item.clone());
+            slot.insert(item);
         }
     }
     let mut signing = KeyCache::default();
@@ -190,12 +197,10 @@ pub(crate) async fn load(
             },
         };
         let m = message;
-        let rule_item = match backend.cached_rule(&m.tenant_id, &m.rule_id) {
-            Some(cached) => cached,
-            None => take(rule_key(&m.tenant_id, &m.rule_id))
-                .map(from_item::<RuleItem>)
-                .transpose()?,
-        };
+        let rule_item = rules
+            .get(&(m.tenant_id.clone(), m.rule_id.clone()))
+            .cloned()
+            .flatten();
         // Health read at most a cache's time ago; this process's own
         // health steps drop the cached copy, so it sees them at once.
         let rule_health = rule_item.as_ref().map(RuleItem::health).unwrap_or_default();
@@ -529,8 +534,9 @@ pub(crate) enum Disposition {
 /// whole at its first (a delivery is recorded when its first attempt
 /// settles, not when it is routed). Past [`ATTEMPT_LOG_LIMIT`] the oldest
 /// entries are removed by a second one, so no item outgrows DynamoDB's
-/// 400 KB. False when a delivery an earlier Hookline made is gone from the
-/// table.
+/// 400 KB. False when the attempt is not recorded: a delivery an earlier
+/// Hookline made is gone from the table, or the delivery succeeded and
+/// this attempt of another chain of it (or a duplicate message) did not.
 async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError> {
     #[derive(Serialize)]
     struct AttemptList {
@@ -560,15 +566,36 @@ async fn record(backend: &AwsBackend, s: &Settlement) -> Result<bool, StoreError
             let appended = "#s = :status, attempts = list_append(if_not_exists(attempts, :none), :attempt), \
                  attempt_count = if_not_exists(attempt_count, :zero) + :one";
             let line = s.line.as_ref().map(LineRecord::from);
-            match described(&s.delivery_id, &s.event_id, &s.rule_id, line) {
+            let (u, exists) = match described(&s.delivery_id, &s.event_id, &s.rule_id, line) {
                 Some(fields) => {
                     let (set, u) = set_fields(u, fields);
-                    u.update_expression(format!("SET {appended}, {set}"))
+                    (u.update_expression(format!("SET {appended}, {set}")), None)
                 }
-                None => u
-                    .update_expression(format!("SET {appended}"))
-                    .condition_expression("attribute_exists(pk)"),
-            }
+                None => (
+                    u.update_expression(format!("SET {appended}")),
+                    Some("attribute_exists(pk)"),
+                ),
+            };
+            // A delivery that succeeded stays so, whatever a second chain
+            // of its attempts (it was routed twice) meets afterwards; only
+            // a replay moves it.
+            let keeps_success = !matches!(s.outcome, Outcome::Succeeded)
+                && !matches!(s.lease, Some(Lease::Message { replay: true, .. }));
+            let condition = match (exists, keeps_success) {
+                (Some(e), true) => Some(format!("{e} AND #s <> :succeeded")),
+                (None, true) => Some("attribute_not_exists(#s) OR #s <> :succeeded".to_owned()),
+                (Some(e), false) => Some(e.to_owned()),
+                (None, false) => None,
+            };
+            let u = if keeps_success {
+                u.expression_attribute_values(
+                    ":succeeded",
+                    AttributeValue::S(DeliveryStatus::Succeeded.as_str().into()),
+                )
+            } else {
+                u
+            };
+            u.set_condition_expression(condition)
         })
         .await?
     else {
@@ -657,7 +684,7 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
         match record(backend, s).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(delivery = %s.delivery_id, "the delivery is gone from the table; its message is dropped");
+                tracing::warn!(delivery = %s.delivery_id, "the delivery succeeded already or is gone; this message is dropped");
                 dispositions[i] = Disposition::Done;
                 continue;
             }

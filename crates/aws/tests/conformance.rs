@@ -136,3 +136,80 @@ async fn a_rule_filed_before_scopes_is_found_and_migrated() {
         "its product's events, before and after"
     );
 }
+
+/// A delivery routed twice (a repeat at ingest while its first message
+/// waits) may run as two chains of attempts. Once one has succeeded, a
+/// failure of the other leaves it succeeded and ends that chain.
+#[tokio::test]
+async fn a_second_chain_does_not_undo_a_success() {
+    use hookline_core::ports::{NewTenant, Outcome, Settlement};
+    use hookline_core::{
+        Attempt, DeliveryStatus, Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey,
+    };
+
+    let env = support::create_resources(3, VISIBILITY.as_secs() as u32);
+    let b = support::backend(&env).await;
+    let now = Timestamp::from_millis(1_795_953_600_000);
+    b.create_tenant(NewTenant {
+        id: TenantId::stored("a"),
+        api_key_hash: "h".into(),
+        webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    let draft = RuleDraft::new(
+        "r",
+        Trigger::OrderPaid,
+        "https://example.com/r",
+        Scope::Universal,
+    );
+    b.insert_rule(
+        &Rule::new(RuleId::stored("r"), TenantId::stored("a"), draft, now),
+        10,
+    )
+    .await
+    .unwrap();
+    let body = serde_json::json!({"id": "e1", "tenant_id": "a", "type": "order.paid",
+        "occurred_at": "2026-11-29T12:00:00Z", "data": {}});
+    let event = Event::from_json(body.to_string().as_bytes()).unwrap();
+    for _ in 0..2 {
+        b.accept_event(&event, now).await.unwrap();
+        support::drain_events(&b).await;
+    }
+    let first = b.receive(1, now).await.unwrap().remove(0);
+    let second = b.receive(1, now).await.unwrap().remove(0);
+    assert_eq!(
+        first.delivery_id, second.delivery_id,
+        "one delivery, two messages"
+    );
+    let attempt = |status| Attempt {
+        at: now,
+        status_code: Some(status),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+    };
+    b.settle(vec![Settlement::new(
+        &first,
+        attempt(204),
+        Outcome::Succeeded,
+    )])
+    .await
+    .unwrap();
+    let retry = Outcome::RetryAt(Timestamp::from_millis(now.as_millis() + 1000));
+    b.settle(vec![Settlement::new(&second, attempt(500), retry)])
+        .await
+        .unwrap();
+    let d = b
+        .delivery(&TenantId::stored("a"), &first.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Succeeded, 1));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        b.receive(10, now).await.unwrap().is_empty(),
+        "the second chain ended"
+    );
+}

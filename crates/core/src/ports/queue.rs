@@ -22,12 +22,14 @@ use crate::trigger::Trigger;
 pub enum Lease {
     /// A row of the embedded queue.
     Row { seq: i64, receive_count: u32 },
-    /// An SQS message: its receipt handle, and its body for the dead-letter
-    /// queue.
+    /// An SQS message: its receipt handle, its body for the dead-letter
+    /// queue, and whether it replays a delivery (which may then move a
+    /// delivery that succeeded; another attempt of one may not).
     Message {
         receipt: String,
         body: String,
         receive_count: u32,
+        replay: bool,
     },
 }
 
