@@ -30,3 +30,8 @@ pub(crate) fn build_error(operation: &str, e: impl Error + Send + Sync + 'static
 pub(crate) fn unreadable(what: &'static str, e: impl Error + Send + Sync + 'static) -> StoreError {
     StoreError::unreadable(what, e)
 }
+
+/// Logs a failed step of a delivery with its AWS error code.
+pub(crate) fn log_failure(e: &StoreError, delivery: &str, what: &str) {
+    tracing::error!(error = %e, code = e.code().unwrap_or("-"), delivery, "could not {what}");
+}

@@ -22,7 +22,6 @@ mod log;
 mod messages;
 mod migrate;
 mod poller;
-mod queue;
 mod queues;
 mod redrive;
 mod router;

@@ -24,39 +24,73 @@ where
     F: FnOnce(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
-    let records = backend
-        .queues
-        .receive(queue_url, 10, wait_seconds, Calls::count_event_source)
-        .await?;
-    if records.is_empty() {
+    let mut received = Received::from(backend, queue_url, 10, wait_seconds).await?;
+    let count = received.batch.records.len();
+    if count == 0 {
         return Ok(0);
     }
-    let received = records.len();
-    let handles: Vec<(String, String)> = records
-        .iter()
-        .map(|r| {
-            (
-                r.message_id.clone().unwrap_or_default(),
-                r.receipt_handle.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    let mut event = SqsEvent::default();
-    event.records = records;
-    let response = handler(event).await;
+    let response = handler(std::mem::take(&mut received.batch)).await;
     let failed: HashSet<String> = response
         .batch_item_failures
         .into_iter()
         .map(|f| f.item_identifier)
         .collect();
-    let done: Vec<String> = handles
-        .into_iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .map(|(_, handle)| handle)
-        .collect();
-    backend
-        .queues
-        .delete(queue_url, &done, Calls::count_event_source)
-        .await?;
-    Ok(received)
+    received.delete_all_but(backend, &failed).await?;
+    Ok(count)
+}
+
+/// A batch received as the event source mapping receives it, with each
+/// message's receipt handle by its id.
+pub(crate) struct Received {
+    pub batch: SqsEvent,
+    queue_url: String,
+    handles: Vec<(String, String)>,
+}
+
+impl Received {
+    pub(crate) async fn from(
+        backend: &AwsBackend,
+        queue_url: &str,
+        max: usize,
+        wait_seconds: i32,
+    ) -> Result<Self, StoreError> {
+        let records = backend
+            .queues
+            .receive(queue_url, max, wait_seconds, Calls::count_event_source)
+            .await?;
+        let handles = records
+            .iter()
+            .map(|r| {
+                (
+                    r.message_id.clone().unwrap_or_default(),
+                    r.receipt_handle.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut batch = SqsEvent::default();
+        batch.records = records;
+        Ok(Self {
+            batch,
+            queue_url: queue_url.to_owned(),
+            handles,
+        })
+    }
+
+    /// Deletes every message of the batch whose id is not in `kept`.
+    pub(crate) async fn delete_all_but(
+        &self,
+        backend: &AwsBackend,
+        kept: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let done: Vec<String> = self
+            .handles
+            .iter()
+            .filter(|(id, _)| !kept.contains(id))
+            .map(|(_, handle)| handle.clone())
+            .collect();
+        backend
+            .queues
+            .delete(&self.queue_url, &done, Calls::count_event_source)
+            .await
+    }
 }

@@ -17,10 +17,10 @@ use hookline_core::ports::StoreError;
 use hookline_core::{Event, Rule, Timestamp};
 
 use crate::backend::AwsBackend;
+use crate::error::log_failure;
 use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage, Payload};
-use crate::queue::log_failure;
 use crate::table::from_item;
 
 #[derive(Debug, thiserror::Error)]

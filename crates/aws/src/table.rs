@@ -33,6 +33,10 @@ pub(crate) fn to_item<T: Serialize>(v: &T) -> Result<Item, StoreError> {
     serde_dynamo::to_item(v).map_err(|e| build_error("encode item", e))
 }
 
+pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(v).map_err(|e| build_error("encode attribute", e))
+}
+
 pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| unreadable("item", e))
 }
