@@ -264,14 +264,16 @@ class SqsMapping:
 
 
 def binaries(root, release=False):
-    """Builds the four functions and the `hookline` CLI (one build, one
-    feature resolution) and answers where each binary is."""
-    args = ["cargo", "build", "--quiet", "-p", "hookline", "-p", "hookline-lambda", "--bins"]
+    """Builds the four functions and the `hookline` and `hookline-aws` CLIs
+    (one build, one feature resolution) and answers where each binary is."""
+    args = ["cargo", "build", "--quiet", "-p", "hookline", "-p", "hookline-aws-cli",
+            "-p", "hookline-lambda", "--bins"]
     subprocess.run(args + (["--release"] if release else []), cwd=root, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
     folder = os.path.join(target, "release" if release else "debug")
     names = {"ingest": "hookline-ingest", "admin": "hookline-admin", "router": "hookline-router",
-             "deliver": "hookline-deliver", "hookline": "hookline"}
+             "deliver": "hookline-deliver", "hookline": "hookline",
+             "hookline-aws": "hookline-aws"}
     return {k: os.path.join(folder, v) for k, v in names.items()}
 
 

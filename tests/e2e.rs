@@ -1,13 +1,11 @@
 //! End-to-end tests: the `hookline` binary, a real SQLite file and real
 //! receivers on 127.0.0.1, talking HTTP as users and the platform do.
 
-use hookline_test_support as aws_support;
 mod support;
 
 /// One module per area, in `tests/e2e/`.
 mod e2e {
     mod api;
-    mod aws_cli;
     mod cli;
     mod dashboard;
     mod delivery;

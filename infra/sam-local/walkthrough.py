@@ -4,7 +4,7 @@
 Run by infra/sam-local/run, which starts Docker, builds the image and the
 functions. This starts moto's server on docker0's address (the host as the
 containers see it), creates the table, queues, KMS key and ingest-token
-secret there, a tenant with `hookline tenant create`, and a receiver
+secret there, a tenant with `hookline-aws tenant create`, and a receiver
 (`hookline receive`, which verifies every signature); then:
 
 1. `sam local start-api` on a free loopback port: a rule is created through it.
@@ -147,6 +147,7 @@ def main():
     p.add_argument("--image", required=True)
     p.add_argument("--template", required=True, help="sam build's template")
     p.add_argument("--hookline", required=True, help="the hookline binary")
+    p.add_argument("--hookline-aws", required=True, help="the hookline-aws binary")
     p.add_argument("--work", required=True, help="a folder for logs and files")
     a = p.parse_args()
     work = Path(a.work)
@@ -183,9 +184,9 @@ def run(a, work, log, children):
     sqs = session.client("sqs", endpoint_url=endpoint)
     check_env_vars_from_stack(session, endpoint)
 
-    tenant = subprocess.run([a.hookline, "tenant", "create", TENANT, "--backend", "aws"],
+    tenant = subprocess.run([a.hookline_aws, "tenant", "create", TENANT],
                             env={**os.environ, **env}, capture_output=True, text=True)
-    check(tenant.returncode == 0, "hookline tenant create shop_1 --backend aws", tenant.stderr)
+    check(tenant.returncode == 0, "hookline-aws tenant create shop_1", tenant.stderr)
     tenant = json.loads(tenant.stdout)
     receiver = Receiver(a.hookline, a.gateway, tenant["webhook_key"], log)
     children.append(receiver.proc)

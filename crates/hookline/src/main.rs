@@ -1,4 +1,6 @@
-//! `hookline`: run the engine locally, and the operator's commands.
+//! `hookline`: run the engine locally, and the operator's commands. The
+//! AWS form's own commands are `hookline-aws` (crates/aws-cli), so that this
+//! binary links no AWS SDK.
 
 use std::process::ExitCode;
 
@@ -31,15 +33,6 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Dead-letter queues of the AWS backend.
-    #[command(subcommand)]
-    Dlq(DlqCommand),
-    /// Move what an earlier Hookline wrote to where this one reads it (the
-    /// delivery log's entries to gsi2, rules filed by scope), once after
-    /// upgrading the AWS form (HOOKLINE_TABLE and AWS credentials from the
-    /// environment); running it again moves nothing.
-    #[command(alias = "migrate-deliveries")]
-    Migrate,
     /// A running Hookline's rules (over its HTTP API, with the tenant API key).
     Rules {
         #[command(flatten)]
@@ -69,34 +62,7 @@ enum TenantCommand {
         tenant_id: String,
         #[command(flatten)]
         store: StoreArgs,
-        /// Where tenants live: the SQLite file, or DynamoDB (HOOKLINE_TABLE and
-        /// the queue URLs, AWS credentials and region from the environment).
-        #[arg(long, value_enum, default_value = "sqlite", env = "HOOKLINE_BACKEND")]
-        backend: Backend,
     },
-}
-
-#[derive(Subcommand)]
-enum DlqCommand {
-    /// Move every message of a dead-letter queue back to its work queue
-    /// (AWS backend; HOOKLINE_*_QUEUE_URL and HOOKLINE_*_DLQ_URL from the environment).
-    Redrive {
-        /// Which queue's dead letters.
-        #[arg(long, value_enum, default_value = "deliveries")]
-        queue: QueueName,
-    },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
-    Sqlite,
-    Aws,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum QueueName {
-    Deliveries,
-    Events,
 }
 
 // The deliverer allocates small, short-lived buffers on many threads; glibc's
@@ -126,13 +92,9 @@ async fn main() -> ExitCode {
         Command::Receive(args) => hookline::receive::receive(args)
             .await
             .map_err(|e| e.to_string()),
-        Command::Tenant(TenantCommand::Create {
-            tenant_id,
-            store,
-            backend,
-        }) => create_tenant(&tenant_id, &store, backend).await,
-        Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,
-        Command::Migrate => migrate().await,
+        Command::Tenant(TenantCommand::Create { tenant_id, store }) => {
+            create_tenant(&tenant_id, &store).await
+        }
         Command::Rules { remote, command } => hookline::remote::rules::run(remote, command)
             .await
             .map_err(|e| e.to_string()),
@@ -158,52 +120,15 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn aws_backend() -> Result<hookline_aws::AwsBackend, String> {
-    let settings = hookline_aws::AwsSettings::from_env().map_err(|e| e.to_string())?;
-    Ok(hookline_aws::AwsBackend::new(
-        &hookline_aws::sdk_config().await,
-        settings,
-    ))
-}
-
-async fn create_tenant(tenant_id: &str, store: &StoreArgs, backend: Backend) -> Result<(), String> {
-    let credentials = match backend {
-        Backend::Sqlite => {
-            let options = SqliteOptions {
-                sealing_key: store.sealing_key,
-                ..SqliteOptions::default()
-            };
-            let sqlite = SqliteBackend::open(&store.db, options).map_err(|e| e.to_string())?;
-            hookline::tenant::create(&sqlite, tenant_id).await
-        }
-        Backend::Aws => hookline::tenant::create(&aws_backend().await?, tenant_id).await,
+async fn create_tenant(tenant_id: &str, store: &StoreArgs) -> Result<(), String> {
+    let options = SqliteOptions {
+        sealing_key: store.sealing_key,
+        ..SqliteOptions::default()
     };
-    println!("{}", credentials.map_err(|e| e.to_string())?.to_json());
-    Ok(())
-}
-
-async fn migrate() -> Result<(), String> {
-    let migrated = hookline_aws::migrate(&aws_backend().await?)
+    let sqlite = SqliteBackend::open(&store.db, options).map_err(|e| e.to_string())?;
+    let credentials = hookline::tenant::create(&sqlite, tenant_id)
         .await
         .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::json!(migrated));
-    Ok(())
-}
-
-async fn redrive(queue: QueueName) -> Result<(), String> {
-    let backend = aws_backend().await?;
-    let s = backend.settings().clone();
-    let (name, work, dlq) = match queue {
-        QueueName::Deliveries => ("deliveries", s.deliveries_queue_url, s.deliveries_dlq_url),
-        QueueName::Events => ("events", s.events_queue_url, s.events_dlq_url),
-    };
-    let dlq = dlq.ok_or_else(|| format!("HOOKLINE_{}_DLQ_URL is not set", name.to_uppercase()))?;
-    let moved = hookline_aws::redrive(&backend, &dlq, &work)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::json!({ "queue": name, "redriven": moved })
-    );
+    println!("{}", credentials.to_json());
     Ok(())
 }

@@ -1,14 +1,15 @@
-//! The `hookline` CLI on the AWS backend (moto's server).
+//! `hookline-aws` on moto's server.
 
 use hookline_core::api_key::hash_api_key;
 use hookline_core::ports::Store;
 use serde_json::Value;
 
-use crate::aws_support;
-use crate::support::BIN;
+use hookline_test_support as aws_support;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookline-aws");
 
 #[tokio::test]
-async fn tenant_create_and_dlq_redrive_run_on_aws() {
+async fn tenant_create_dlq_redrive_and_migrate_run_on_aws() {
     let env = aws_support::create_resources(8, 30);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(BIN)
@@ -24,7 +25,7 @@ async fn tenant_create_and_dlq_redrive_run_on_aws() {
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    let created = run(&["tenant", "create", "shop_aws", "--backend", "aws"]);
+    let created = run(&["tenant", "create", "shop_aws"]);
     let backend = aws_support::backend(&env).await;
     let api_key = created["api_key"].as_str().unwrap();
     assert_eq!(
@@ -47,6 +48,11 @@ async fn tenant_create_and_dlq_redrive_run_on_aws() {
     assert_eq!(
         run(&["dlq", "redrive"]),
         serde_json::json!({"queue": "deliveries", "redriven": 0})
+    );
+
+    assert_eq!(
+        run(&["migrate"]),
+        serde_json::json!({"deliveries": 0, "rules": 0})
     );
 
     let missing = std::process::Command::new(BIN)
