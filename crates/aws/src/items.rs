@@ -30,6 +30,7 @@ use hookline_core::breaker::Health;
 use hookline_core::event::{Line, Subject};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::StoreError;
+pub use hookline_core::record::AttemptRecord;
 use hookline_core::record::{SubjectRecord, decode_rule, encode_rule};
 use hookline_core::{Attempt, Delivery, Event, Rule, Scope, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -402,41 +403,6 @@ impl From<LineRecord> for Line {
         Line {
             id: l.id,
             product_id: l.product_id,
-        }
-    }
-}
-
-/// An attempt as a delivery item keeps it: the table's own type, so a change
-/// to the core's [`Attempt`] cannot silently change what is stored.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    pub at: Timestamp,
-    pub status_code: Option<u16>,
-    pub duration_ms: u64,
-    pub error: Option<String>,
-    pub response_body: Option<String>,
-}
-
-impl From<&Attempt> for AttemptRecord {
-    fn from(a: &Attempt) -> Self {
-        AttemptRecord {
-            at: a.at,
-            status_code: a.status_code,
-            duration_ms: a.duration_ms,
-            error: a.error.clone(),
-            response_body: a.response_body.clone(),
-        }
-    }
-}
-
-impl From<AttemptRecord> for Attempt {
-    fn from(a: AttemptRecord) -> Self {
-        Attempt {
-            at: a.at,
-            status_code: a.status_code,
-            duration_ms: a.duration_ms,
-            error: a.error,
-            response_body: a.response_body,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! How a rule and an event's subject are stored. Each record is its own type,
+//! How a rule, an event's subject and an attempt are stored. Each record is its own type,
 //! not the API's JSON: a change to what the API shows cannot silently change
 //! what is on disk or in the table, and both backends decode a stored rule
 //! the one way written here. The encodings are the ones first stored, so
@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::delivery::Attempt;
 use crate::error::FieldError;
 use crate::event::Subject;
 use crate::filter::Filter;
@@ -182,5 +183,41 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_rule() {
         assert!(decode_rule(r#"{"id":"r"}"#, &TenantId::stored("t")).is_err());
+    }
+}
+
+/// An attempt as both stores keep it (in a delivery's item, or its row's
+/// JSON list): a type of its own, so a change to the core's [`Attempt`]
+/// cannot silently change what is stored.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl From<&Attempt> for AttemptRecord {
+    fn from(a: &Attempt) -> Self {
+        AttemptRecord {
+            at: a.at,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.clone(),
+            response_body: a.response_body.clone(),
+        }
+    }
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        Attempt {
+            at: a.at,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error,
+            response_body: a.response_body,
+        }
     }
 }

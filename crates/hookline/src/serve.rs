@@ -53,6 +53,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         },
         breaker: settings.breaker,
         sealing_key: args.store.sealing_key,
+        ..SqliteOptions::default()
     };
     let backend = SqliteBackend::open(&args.store.db, options)?;
     let policy = settings.target_policy();
@@ -73,11 +74,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         println!("{}", walkthrough(&demo, &args, &settings, &ingest_token));
     }
 
-    let released = backend.release_leases(clock.now()).await?;
-    if released > 0 {
+    let pending = backend.queued();
+    if pending > 0 {
         tracing::info!(
-            released,
-            "resuming deliveries that were in flight when the last run stopped"
+            pending,
+            "resuming the deliveries the last run left pending, each at its next attempt time"
         );
     }
 

@@ -82,7 +82,7 @@ impl Worker {
                 });
             }
             if drained {
-                let wait = self.until_next_due().await;
+                let wait = self.until_next_due();
                 self.idle(wait, &mut stop).await;
             }
         }
@@ -91,9 +91,9 @@ impl Worker {
         let _ = recorder.await;
     }
 
-    async fn until_next_due(&self) -> Duration {
-        match self.queue.next_due().await {
-            Ok(Some(due)) => {
+    fn until_next_due(&self) -> Duration {
+        match self.queue.next_due() {
+            Some(due) => {
                 let ms = due.as_millis() - self.clock.now().as_millis();
                 if ms <= 0 {
                     HELD_RECHECK
@@ -101,7 +101,7 @@ impl Worker {
                     Duration::from_millis(ms as u64).min(IDLE_CHECK)
                 }
             }
-            _ => IDLE_CHECK,
+            None => IDLE_CHECK,
         }
     }
 

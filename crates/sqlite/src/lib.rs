@@ -2,6 +2,7 @@
 //! SQLite file (WAL). Writes go through one group-committing writer thread;
 //! reads use a small pool of connections beside it.
 
+mod due;
 mod error;
 mod queue;
 mod readers;
@@ -13,7 +14,7 @@ mod writer;
 pub use schedule::Fairness;
 pub use sealing::parse_sealing_key;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,13 +22,16 @@ use std::time::Duration;
 use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
 use hookline_core::concurrency::AdaptiveLimit;
+use hookline_core::id::{RuleId, TenantId};
 use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
 use hookline_core::record::decode_rule;
 use hookline_core::sealing::KeySealer;
-use rusqlite::{Connection, OptionalExtension, params};
+use hookline_core::signing::StoredKey;
+use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
+use crate::due::{DueQueue, Entry};
 use crate::error::unavailable;
 use crate::readers::Readers;
 use crate::writer::Writer;
@@ -61,6 +65,9 @@ pub struct SqliteOptions {
     /// The key webhook keys are sealed with; `None` keeps it in a file
     /// beside the database (`<db>.key`, mode 0600), made on first open.
     pub sealing_key: Option<[u8; 32]>,
+    /// The most pending deliveries the queue holds in memory; the rest wait
+    /// in the file until it drains (about 200 bytes each).
+    pub queue_in_memory: usize,
 }
 
 impl Default for SqliteOptions {
@@ -70,6 +77,7 @@ impl Default for SqliteOptions {
             fairness: Fairness::default(),
             breaker: Breaker::default(),
             sealing_key: None,
+            queue_in_memory: 100_000,
         }
     }
 }
@@ -82,6 +90,7 @@ pub struct SqliteBackend {
 
 struct Inner {
     writer: Writer,
+    queue: Arc<Mutex<DueQueue>>,
     readers: Readers,
     work: Arc<Notify>,
     options: SqliteOptions,
@@ -91,12 +100,23 @@ struct Inner {
     schedule: Mutex<ScheduleState>,
     /// Each tenant's test sends in the current minute.
     test_sends: Mutex<HashMap<String, (i64, u32)>>,
-    /// The (tenant, rule) pairs that may have a `rule_health` row: every
-    /// row the breaker writes is added; one it deletes is removed, so a
-    /// success of a rule not here needs no statement. Rows deleted elsewhere
-    /// (a rule edited or disabled) only leave a pair here, which costs a read.
-    health_rows: Mutex<HashSet<(String, String)>>,
+    /// The (tenant, rule) pairs that have a `rule_health` row, with the
+    /// row's `open_until`: every row the breaker writes is added, one it or
+    /// an edit deletes is removed. So a success of a healthy rule needs no
+    /// statement, and receiving knows the open circuits without a read.
+    health: Mutex<HashMap<(String, String), Option<i64>>>,
+    /// Each rule that limits its deliveries a second, and its limit.
+    rate_limits: Mutex<HashMap<String, u32>>,
+    /// Each tenant's webhook keys as last read (with their expiries, so a
+    /// key stops signing on time), and when: kept for [`SIGNING_KEYS_FOR`],
+    /// or until the tenant's key is rotated here.
+    signing: Mutex<HashMap<String, (Timestamp, Vec<StoredKey>)>>,
 }
+
+/// How long a tenant's webhook keys are kept in memory: a key rotated by
+/// another process (`hookline tenant create` makes keys, serve rotates
+/// them) is seen this much later at most.
+const SIGNING_KEYS_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub(crate) struct ScheduleState {
@@ -162,17 +182,13 @@ const READERS: usize = 4;
 /// More than the distinct statements the store prepares (about 50).
 const STATEMENT_CACHE: usize = 128;
 
-/// Brings a file made by an earlier Hookline up to the schema: queue rows
-/// name their tenant and rule (filled in from their deliveries), events may
-/// carry a subject, and the queue's indexes are the ones receiving uses.
+/// Brings a file made by an earlier Hookline up to the schema: events may
+/// carry a subject, rules their rate limit and scope key, health rows the
+/// breaker's window; and the queue and attempts tables of earlier versions
+/// move into the deliveries' rows (a pending delivery's next attempt time
+/// and receives, and its attempt log as JSON), where one update records an
+/// attempt.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    if add_column(conn, "queue", "rule_id", "TEXT NOT NULL DEFAULT ''")? {
-        add_column(conn, "queue", "tenant_id", "TEXT NOT NULL DEFAULT ''")?;
-        conn.execute_batch(
-            "UPDATE queue SET (tenant_id, rule_id) =
-               (SELECT tenant_id, rule_id FROM deliveries WHERE seq = queue.delivery_seq);",
-        )?;
-    }
     add_column(conn, "events", "subject", "TEXT")?;
     add_column(conn, "rules", "rate_limit", "INTEGER")?;
     if add_column(conn, "rules", "scope_key", "TEXT NOT NULL DEFAULT ''")? {
@@ -187,19 +203,81 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     add_column(conn, "rule_health", "window_start", "INTEGER")?;
     add_column(conn, "rule_health", "trips", "INTEGER NOT NULL DEFAULT 0")?;
-    // Every receive reads the rate-limited rules, the open circuits and the
-    // leases in flight: partial indexes keep each read to those rows.
+    add_column(conn, "deliveries", "next_attempt_at", "INTEGER")?;
+    add_column(conn, "deliveries", "receives", "INTEGER NOT NULL DEFAULT 0")?;
+    add_column(conn, "deliveries", "attempts", "TEXT")?;
+    if table_exists(conn, "queue")? {
+        // A delivery leased when the earlier process stopped is due at once.
+        conn.execute_batch(
+            "BEGIN;
+             UPDATE deliveries SET
+               next_attempt_at = CASE WHEN q.leased = 1 THEN 0 ELSE q.visible_at END,
+               receives = q.receive_count
+             FROM queue q WHERE q.delivery_seq = deliveries.seq;
+             DROP TABLE queue;
+             COMMIT;",
+        )?;
+    }
+    if table_exists(conn, "attempts")? {
+        conn.execute_batch(
+            "BEGIN;
+             UPDATE deliveries SET attempts = (
+               SELECT json_group_array(json(record)) FROM (
+                 SELECT json_object(
+                   'at', strftime('%Y-%m-%dT%H:%M:%fZ', a.at / 1000.0, 'unixepoch'),
+                   'status_code', a.status_code, 'duration_ms', a.duration_ms,
+                   'error', a.error, 'response_body', a.response_body) AS record
+                 FROM attempts a WHERE a.delivery_seq = deliveries.seq ORDER BY a.n))
+             WHERE seq IN (SELECT delivery_seq FROM attempts);
+             DROP TABLE attempts;
+             COMMIT;",
+        )?;
+    }
+    // Receiving reads nothing; opening reads the pending deliveries, and
+    // the index on them changes only when one is accepted, retried or ends.
     conn.execute_batch(
-        "DROP INDEX IF EXISTS queue_due;
-         CREATE INDEX IF NOT EXISTS queue_due_by_rule ON queue (visible_at, rule_id, tenant_id);
-         CREATE INDEX IF NOT EXISTS queue_leased ON queue (visible_at, rule_id, tenant_id) WHERE leased = 1;
+        "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (next_attempt_at)
+           WHERE status = 'pending';
          DROP INDEX IF EXISTS rules_by_trigger;
          CREATE INDEX IF NOT EXISTS rules_by_scope ON rules (tenant_id, trigger, scope_key);
-         CREATE INDEX IF NOT EXISTS rules_rate_limited ON rules (id, rate_limit) WHERE rate_limit IS NOT NULL;
+         DROP INDEX IF EXISTS rules_rate_limited;
          DROP INDEX IF EXISTS rule_health_open;
-         CREATE INDEX IF NOT EXISTS rule_health_circuits ON rule_health (rule_id, open_until)
-           WHERE open_until IS NOT NULL;",
+         DROP INDEX IF EXISTS rule_health_circuits;",
     )
+}
+
+fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([table])
+}
+
+/// Reads the queue from the file: every pending delivery, due at its next
+/// attempt, as many as the queue holds (the earliest due).
+pub(crate) fn pending(conn: &Connection, queue: &mut DueQueue) -> rusqlite::Result<()> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT seq, tenant_id, rule_id, COALESCE(next_attempt_at, 0), receives
+             FROM deliveries WHERE status = 'pending' ORDER BY next_attempt_at LIMIT ?1",
+        )?
+        .query_map([queue.cap() as i64 + 1], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Entry {
+                    tenant_id: r.get::<_, String>(1)?.into(),
+                    rule_id: r.get::<_, String>(2)?.into(),
+                    visible_at: r.get(3)?,
+                    receive_count: r.get(4)?,
+                    leased: false,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let read_all = rows.len() <= queue.cap();
+    for (seq, entry) in rows {
+        queue.restore(seq, entry);
+    }
+    queue.spilled = !read_all;
+    Ok(())
 }
 
 /// Fills the scope key of rules stored before rules were filed by scope.
@@ -252,26 +330,39 @@ impl SqliteBackend {
             .and_then(|()| migrate(&conn))
             .map_err(err)?;
         sealing::seal_plain_keys(&conn, &sealer).map_err(err)?;
-        let health_rows = conn
-            .prepare("SELECT tenant_id, rule_id FROM rule_health")
+        let health = conn
+            .prepare("SELECT tenant_id, rule_id, open_until FROM rule_health")
             .and_then(|mut st| {
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<HashSet<(String, String)>>>()
+                st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+                    .collect::<rusqlite::Result<HashMap<(String, String), Option<i64>>>>()
             })
             .map_err(err)?;
+        let rate_limits = conn
+            .prepare("SELECT id, rate_limit FROM rules WHERE rate_limit IS NOT NULL")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<HashMap<String, u32>>>()
+            })
+            .map_err(err)?;
+        let mut queue = DueQueue::new(options.queue_in_memory);
+        pending(&conn, &mut queue).map_err(err)?;
+        let queue = Arc::new(Mutex::new(queue));
         let work = Arc::new(Notify::new());
-        let writer = Writer::spawn(conn, work.clone())?;
+        let writer = Writer::spawn(conn, work.clone(), queue.clone())?;
         let readers = Readers::spawn(path.clone(), READERS, connect_reader)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
+                queue,
                 readers,
                 work,
                 options,
                 sealer,
                 schedule: Mutex::default(),
                 test_sends: Mutex::default(),
-                health_rows: Mutex::new(health_rows),
+                health: Mutex::new(health),
+                rate_limits: Mutex::new(rate_limits),
+                signing: Mutex::default(),
             }),
         })
     }
@@ -303,8 +394,65 @@ impl SqliteBackend {
         &self.inner.sealer
     }
 
-    pub(crate) fn health_rows(&self) -> &Mutex<HashSet<(String, String)>> {
-        &self.inner.health_rows
+    pub(crate) fn health(&self) -> &Mutex<HashMap<(String, String), Option<i64>>> {
+        &self.inner.health
+    }
+
+    pub(crate) fn rate_limits(&self) -> &Mutex<HashMap<String, u32>> {
+        &self.inner.rate_limits
+    }
+
+    pub(crate) fn queue(&self) -> &Mutex<DueQueue> {
+        &self.inner.queue
+    }
+
+    /// A tenant's signing keys as kept, if read less than
+    /// [`SIGNING_KEYS_FOR`] ago.
+    pub(crate) fn kept_signing_keys(
+        &self,
+        tenant_id: &TenantId,
+        now: Timestamp,
+    ) -> Option<Vec<StoredKey>> {
+        let kept = self.inner.signing.lock().ok()?;
+        let (read_at, keys) = kept.get(tenant_id.as_str())?;
+        (now.as_millis() - read_at.as_millis() < SIGNING_KEYS_FOR.as_millis() as i64)
+            .then(|| keys.clone())
+    }
+
+    pub(crate) fn keep_signing_keys(
+        &self,
+        tenant_id: &TenantId,
+        now: Timestamp,
+        keys: Vec<StoredKey>,
+    ) {
+        if let Ok(mut kept) = self.inner.signing.lock() {
+            kept.insert(tenant_id.to_string(), (now, keys));
+        }
+    }
+
+    pub(crate) fn forget_signing_keys(&self, tenant_id: &TenantId) {
+        if let Ok(mut kept) = self.inner.signing.lock() {
+            kept.remove(tenant_id.as_str());
+        }
+    }
+
+    /// Keeps what receiving knows of a rule in step with a write to it: its
+    /// rate limit, and its health row (an edit deletes it).
+    pub(crate) fn rule_changed(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+        rate_limit: Option<u32>,
+    ) {
+        if let Ok(mut limits) = self.rate_limits().lock() {
+            match rate_limit {
+                Some(limit) => limits.insert(rule_id.to_string(), limit),
+                None => limits.remove(rule_id.as_str()),
+            };
+        }
+        if let Ok(mut health) = self.health().lock() {
+            health.remove(&(tenant_id.to_string(), rule_id.to_string()));
+        }
     }
 
     pub(crate) fn test_sends(&self) -> &Mutex<HashMap<String, (i64, u32)>> {
@@ -315,35 +463,19 @@ impl SqliteBackend {
         &self.inner.schedule
     }
 
-    /// Makes deliveries leased by a process that is gone visible again, so a
-    /// restart resumes them at once instead of after the visibility timeout.
-    /// Only the process that owns the queue may call it, before it receives.
-    pub async fn release_leases(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.writer()
-            .write(move |conn, effects| {
-                let n = conn
-                    .execute(
-                        "UPDATE queue SET leased = 0, visible_at = ?1 WHERE leased = 1",
-                        [now.as_millis()],
-                    )
-                    .map_err(unavailable)?;
-                effects.queued |= n > 0;
-                Ok(n as u64)
-            })
-            .await
+    /// How many pending deliveries the queue holds.
+    pub fn queued(&self) -> usize {
+        self.queue().lock().map_or(0, |q| q.len())
     }
 
-    /// When the earliest queued delivery becomes due, if any is queued.
-    pub async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT MIN(visible_at) FROM queue", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .optional()
-            .map(|v| v.flatten().map(Timestamp::from_millis))
-            .map_err(unavailable)
-        })
-        .await
+    /// When the earliest queued delivery becomes due (or its lease runs
+    /// out), if any is queued.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.queue()
+            .lock()
+            .ok()?
+            .next_due()
+            .map(Timestamp::from_millis)
     }
 
     /// How many tenants exist: `serve` makes a demo tenant in an empty store.

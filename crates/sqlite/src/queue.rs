@@ -1,7 +1,10 @@
 //! The `DeliveryQueue` port on SQLite: SQS's lease, visibility timeout and
-//! receive count, in the same file and transactions as the store.
+//! receive count on the queue in memory ([`crate::due`]), which receiving
+//! leases from without a write; the jobs' events and rules are read on a
+//! read connection, and an attempt is recorded by one update of its
+//! delivery, on the writer, which then moves the queue.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -12,16 +15,16 @@ use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
 };
-use hookline_core::record::{SubjectRecord, encode_rule};
-use hookline_core::sealing::KeySealer;
-use hookline_core::{Event, Timestamp, Trigger};
+use hookline_core::record::{AttemptRecord, SubjectRecord, encode_rule};
+use hookline_core::{Event, SigningKeys, Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use crate::SqliteBackend;
+use crate::due::{Change, DueQueue};
 use crate::error::unavailable;
 use crate::schedule::{Admission, pick};
-use crate::store::{accept, rule_from_row, signing_keys};
+use crate::store::{accept, rule_from_row, stored_keys};
 use crate::writer::Effects;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +45,7 @@ fn load_job(
     seq: i64,
     receive_count: u32,
     now: Timestamp,
-    sealer: &KeySealer,
+    backend: &SqliteBackend,
     keys: &mut KeyCache,
 ) -> Result<Option<DeliveryJob>, StoreError> {
     let row = conn
@@ -102,7 +105,15 @@ fn load_job(
     let tenant_id = TenantId::stored(tenant_id);
     let rule = rule.map(|b| rule_from_row(&tenant_id, &b)).transpose()?;
     if !keys.contains(&tenant_id) {
-        keys.insert(&tenant_id, signing_keys(conn, sealer, &tenant_id, now)?);
+        let stored = match backend.kept_signing_keys(&tenant_id, now) {
+            Some(kept) => kept,
+            None => {
+                let read = stored_keys(conn, backend.sealer(), &tenant_id)?;
+                backend.keep_signing_keys(&tenant_id, now, read.clone());
+                read
+            }
+        };
+        keys.insert(&tenant_id, SigningKeys::at(now, stored));
     }
     Ok(Some(DeliveryJob {
         delivery_id: DeliveryId::stored(delivery_id),
@@ -127,63 +138,56 @@ fn load_job(
     }))
 }
 
-fn settle_one(conn: &Connection, s: &Settlement) -> Result<(), StoreError> {
+/// Records an attempt and, when it ran under the delivery's latest lease,
+/// the status it leads to: one update of the delivery's row (the attempt is
+/// logged whatever the lease: it happened). The queue moves once that is
+/// committed.
+fn settle_one(
+    conn: &Connection,
+    s: &Settlement,
+    queue: &Mutex<DueQueue>,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
     let (seq, receive_count) = queue_row(s.lease.as_ref())?;
-
-    // Only the lease this attempt ran under may move the queue: if it expired
-    // and the delivery was received again, that receive settles it.
-    let (moved, status) = match s.outcome {
-        Outcome::Succeeded | Outcome::Dead => {
-            let n = conn
-                .prepare_cached("DELETE FROM queue WHERE delivery_seq = ?1 AND receive_count = ?2")
-                .and_then(|mut st| st.execute(params![seq, receive_count]))
-                .map_err(unavailable)?;
-            (n > 0, s.status().as_str())
-        }
-        Outcome::RetryAt(at) => {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE queue SET visible_at = ?3, leased = 0 WHERE delivery_seq = ?1 AND receive_count = ?2",
-                )
-                .and_then(|mut st| st.execute(params![seq, receive_count, at.as_millis()]))
-                .map_err(unavailable)?;
-            (n > 0, s.status().as_str())
-        }
+    let moved = queue
+        .lock()
+        .is_ok_and(|q| q.holds_lease(seq, receive_count));
+    let next = match s.outcome {
+        Outcome::Succeeded | Outcome::Dead => None,
+        Outcome::RetryAt(at) => Some(at.as_millis()),
     };
-    // The attempt is logged whatever the lease: it happened.
-    let n: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE deliveries SET attempt_count = attempt_count + 1,
-                status = CASE WHEN ?2 THEN ?3 ELSE status END
-             WHERE seq = ?1 RETURNING attempt_count",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![seq, moved, status], |r| r.get(0))
-                .optional()
-        })
-        .map_err(unavailable)?;
-    let Some(n) = n else { return Ok(()) };
-    let a = &s.attempt;
+    let attempt = serde_json::to_string(&AttemptRecord::from(&s.attempt))
+        .map_err(|e| StoreError::unavailable("encode attempt", e))?;
     conn.prepare_cached(
-        "INSERT INTO attempts (delivery_seq, n, at, status_code, duration_ms, error, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "UPDATE deliveries SET
+           attempt_count = attempt_count + 1,
+           attempts = CASE WHEN json_array_length(COALESCE(attempts, '[]')) >= ?5
+             THEN json_remove(json_insert(COALESCE(attempts, '[]'), '$[#]', json(?4)), '$[0]')
+             ELSE json_insert(COALESCE(attempts, '[]'), '$[#]', json(?4)) END,
+           status = CASE WHEN ?2 THEN ?3 ELSE status END,
+           next_attempt_at = CASE WHEN ?2 THEN ?6 ELSE next_attempt_at END,
+           receives = CASE WHEN ?2 THEN ?7 ELSE receives END
+         WHERE seq = ?1",
     )
     .and_then(|mut st| {
         st.execute(params![
             seq,
-            n,
-            a.at.as_millis(),
-            a.status_code,
-            a.duration_ms as i64,
-            a.error,
-            a.response_body
+            moved,
+            s.status().as_str(),
+            attempt,
+            ATTEMPT_LOG_LIMIT as i64,
+            next,
+            receive_count,
         ])
     })
     .map_err(unavailable)?;
-    // The log keeps the most recent attempts; `attempt_count` keeps the total.
-    conn.prepare_cached("DELETE FROM attempts WHERE delivery_seq = ?1 AND n <= ?2")
-        .and_then(|mut st| st.execute(params![seq, n - ATTEMPT_LOG_LIMIT as i64]))
-        .map_err(unavailable)?;
+    if moved {
+        effects.changes.push(Change::Settle {
+            seq,
+            receive_count,
+            next,
+        });
+    }
     Ok(())
 }
 
@@ -196,7 +200,7 @@ fn record_health(
     conn: &Connection,
     s: &Settlement,
     breaker: &Breaker,
-    rows: &Mutex<HashSet<(String, String)>>,
+    rows: &Mutex<HashMap<(String, String), Option<i64>>>,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
     let Some(ok) = s.receiver_ok else {
@@ -205,7 +209,7 @@ fn record_health(
     let key = (s.tenant_id.to_string(), s.rule_id.to_string());
     // A success of a rule with no health row changes nothing: the healthy
     // path runs no statement.
-    if ok && rows.lock().is_ok_and(|r| !r.contains(&key)) {
+    if ok && rows.lock().is_ok_and(|r| !r.contains_key(&key)) {
         return Ok(());
     }
     let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
@@ -244,7 +248,7 @@ fn record_health(
         return Ok(());
     }
     if let Ok(mut rows) = rows.lock() {
-        rows.insert(key);
+        rows.insert(key.clone(), millis(after.open_until));
     }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO rule_health
@@ -268,6 +272,9 @@ fn record_health(
         && breaker.should_disable(since, s.attempt.at)
     {
         disable_for_failing(conn, s, since, effects)?;
+        if let Ok(mut rows) = rows.lock() {
+            rows.remove(&key);
+        }
     }
     Ok(())
 }
@@ -313,60 +320,100 @@ fn disable_for_failing(
     Ok(())
 }
 
+impl SqliteBackend {
+    /// Leases up to `max` due deliveries in the queue, as fairness, the
+    /// circuits and the rate limits allow: no statement.
+    fn lease(&self, max: usize, now: Timestamp) -> Result<Vec<(i64, u32)>, StoreError> {
+        let poisoned =
+            || StoreError::unavailable("receive", std::io::Error::other("a lock was poisoned"));
+        let until = now
+            .saturating_add(self.options().visibility_timeout)
+            .as_millis();
+        let open_circuits: Vec<(String, i64)> = self
+            .health()
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter_map(|((_, rule), open_until)| open_until.map(|at| (rule.clone(), at)))
+            .collect();
+        let rate_limits = self.rate_limits().lock().map_err(|_| poisoned())?.clone();
+        let mut state = self.schedule().lock().map_err(|_| poisoned())?;
+        let state = &mut *state;
+        let mut queue = self.queue().lock().map_err(|_| poisoned())?;
+        let mut admission = Admission::new(
+            &queue,
+            now,
+            self.options().fairness,
+            &self.options().breaker,
+            open_circuits,
+            rate_limits,
+            &mut state.buckets,
+            &state.limits,
+        );
+        let picked = pick(&queue, now, max, &mut admission, &mut state.last_fruitless);
+        state.held_back = admission.held_back();
+        Ok(picked
+            .into_iter()
+            .filter_map(|seq| queue.lease(seq, until).map(|n| (seq, n)))
+            .collect())
+    }
+
+    /// Reads pending deliveries the queue let spill into the file back into
+    /// it, once it has drained to half its size.
+    async fn refill(&self) -> Result<(), StoreError> {
+        let spills = match self.queue().lock() {
+            Ok(q) if q.spilled && q.len() < q.cap() / 2 => q.spills,
+            _ => return Ok(()),
+        };
+        let cap = self.options().queue_in_memory;
+        let read = self
+            .read(move |conn| {
+                let mut read = DueQueue::new(cap);
+                crate::pending(conn, &mut read).map_err(unavailable)?;
+                Ok(read)
+            })
+            .await?;
+        if let Ok(mut queue) = self.queue().lock() {
+            let read_all = !read.spilled;
+            for (seq, entry) in read.into_entries() {
+                queue.restore(seq, entry);
+            }
+            // Only if nothing spilled while the file was read.
+            queue.spilled = !(read_all && queue.spills == spills && queue.len() < queue.cap());
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteBackend {
     async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
-        let invisible_until = now.saturating_add(self.options().visibility_timeout);
-        let (fairness, breaker) = (self.options().fairness, self.options().breaker);
-        let sealer = self.sealer().clone();
+        self.refill().await?;
+        let leased = self.lease(max, now)?;
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
         let backend = self.clone();
-        self.writer()
-            .write_relaxed(move |conn, _| {
-                let mut state = backend
-                    .schedule()
-                    .lock()
-                    .map_err(|_| StoreError::unavailable("receive", std::io::Error::other("a rate limiter panicked")))?;
-                let state = &mut *state;
-                let mut admission = Admission::load(
-                    conn,
-                    now,
-                    fairness,
-                    &breaker,
-                    &mut state.buckets,
-                    &state.limits,
-                )?;
-                let picked = pick(conn, now, max, &mut admission, &mut state.last_fruitless)?;
-                state.held_back = admission.held_back();
-                // One statement leases them all.
-                let seqs = serde_json::to_string(&picked).unwrap_or_else(|_| "[]".into());
-                let leased: Vec<(i64, u32)> = conn
-                    .prepare_cached(
-                        "UPDATE queue SET leased = 1, visible_at = ?2, receive_count = receive_count + 1
-                         WHERE delivery_seq IN (SELECT value FROM json_each(?1))
-                         RETURNING delivery_seq, receive_count",
-                    )
-                    .and_then(|mut st| {
-                        st.query_map(params![seqs, invisible_until.as_millis()], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .collect()
-                    })
-                    .map_err(unavailable)?;
+        let (jobs, gone) = self
+            .read(move |conn| {
                 let mut keys = KeyCache::default();
-                let mut jobs = Vec::with_capacity(leased.len());
+                let (mut jobs, mut gone) = (Vec::with_capacity(leased.len()), Vec::new());
                 for (seq, receive_count) in leased {
-                    match load_job(conn, seq, receive_count, now, &sealer, &mut keys)? {
+                    match load_job(conn, seq, receive_count, now, &backend, &mut keys)? {
                         Some(job) => jobs.push(job),
-                        // A queue entry without its delivery cannot be sent; drop it.
-                        None => {
-                            conn.execute("DELETE FROM queue WHERE delivery_seq = ?1", [seq])
-                                .map_err(unavailable)?;
-                        }
+                        None => gone.push(seq),
                     }
                 }
-                Ok(jobs)
+                Ok((jobs, gone))
             })
-            .await
+            .await?;
+        // A queued delivery whose row is gone cannot be sent; drop it.
+        if !gone.is_empty()
+            && let Ok(mut queue) = self.queue().lock()
+        {
+            gone.into_iter().for_each(|seq| queue.remove(seq));
+        }
+        Ok(jobs)
     }
 
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), StoreError> {
@@ -387,9 +434,8 @@ impl DeliveryQueue for SqliteBackend {
                 // again if the last receive left work behind for one.
                 effects.queued |= backend.schedule().lock().is_ok_and(|s| s.held_back);
                 for s in &settlements {
-                    settle_one(conn, s)?;
-                    record_health(conn, s, &breaker, backend.health_rows(), effects)?;
-                    effects.queued |= matches!(s.outcome, Outcome::RetryAt(_));
+                    settle_one(conn, s, backend.queue(), effects)?;
+                    record_health(conn, s, &breaker, backend.health(), effects)?;
                 }
                 Ok(())
             })

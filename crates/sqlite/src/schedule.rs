@@ -7,14 +7,14 @@
 
 use std::collections::HashMap;
 
+use std::collections::HashSet;
+
 use hookline_core::Timestamp;
 use hookline_core::breaker::{Breaker, Circuit, Health};
 use hookline_core::concurrency::{AdaptiveLimit, START};
-use hookline_core::ports::StoreError;
 use hookline_core::rate::TokenBucket;
-use rusqlite::{Connection, params};
 
-use crate::error::unavailable;
+use crate::due::{DueQueue, Entry};
 
 /// How many attempts may be in flight at once per rule (the most its
 /// adaptive limit may reach) and per tenant.
@@ -38,13 +38,6 @@ impl Default for Fairness {
     }
 }
 
-/// A due queue row: its delivery, rule and tenant.
-pub(crate) struct Due {
-    pub seq: i64,
-    pub rule_id: String,
-    pub tenant_id: String,
-}
-
 /// The shares in use as one receive hands out work.
 pub(crate) struct Admission<'b> {
     fairness: Fairness,
@@ -64,65 +57,45 @@ pub(crate) struct Admission<'b> {
 
 impl<'b> Admission<'b> {
     /// What is in flight now (unexpired leases), which rules' circuits are
-    /// not closed, and which rules limit their rate.
-    pub fn load(
-        conn: &Connection,
+    /// not closed (from each open circuit's `open_until`), and which rules
+    /// limit their rate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        queue: &DueQueue,
         now: Timestamp,
         fairness: Fairness,
         breaker: &Breaker,
+        open_circuits: impl IntoIterator<Item = (String, i64)>,
+        rate_limits: HashMap<String, u32>,
         buckets: &'b mut HashMap<String, TokenBucket>,
         limits: &'b HashMap<String, AdaptiveLimit>,
-    ) -> Result<Self, StoreError> {
+    ) -> Self {
         let mut admission = Admission {
             fairness,
             now,
             in_flight_rules: HashMap::new(),
             in_flight_tenants: HashMap::new(),
             circuits: HashMap::new(),
-            rate_limits: HashMap::new(),
+            rate_limits,
             buckets,
             limits,
             exhausted: Vec::new(),
             held_back: false,
         };
-        let mut limited = conn
-            .prepare_cached("SELECT id, rate_limit FROM rules WHERE rate_limit IS NOT NULL")
-            .map_err(unavailable)?;
-        let rows = limited
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
-            .map_err(unavailable)?;
-        for row in rows {
-            let (rule, limit) = row.map_err(unavailable)?;
-            admission.rate_limits.insert(rule, limit);
-        }
         admission
             .buckets
             .retain(|rule, _| admission.rate_limits.contains_key(rule));
-        let mut leased = conn
-            .prepare_cached(
-                "SELECT rule_id, tenant_id FROM queue WHERE leased = 1 AND visible_at > ?1",
-            )
-            .map_err(unavailable)?;
-        let rows = leased
-            .query_map([now.as_millis()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(unavailable)?;
-        for row in rows {
-            let (rule, tenant) = row.map_err(unavailable)?;
-            *admission.in_flight_rules.entry(rule).or_default() += 1;
-            *admission.in_flight_tenants.entry(tenant).or_default() += 1;
+        for e in queue.in_flight(now.as_millis()) {
+            *admission
+                .in_flight_rules
+                .entry(e.rule_id.to_string())
+                .or_default() += 1;
+            *admission
+                .in_flight_tenants
+                .entry(e.tenant_id.to_string())
+                .or_default() += 1;
         }
-        let mut unhealthy = conn
-            .prepare_cached(
-                "SELECT rule_id, open_until FROM rule_health WHERE open_until IS NOT NULL",
-            )
-            .map_err(unavailable)?;
-        let rows = unhealthy
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(unavailable)?;
-        for row in rows {
-            let (rule, open_until) = row.map_err(unavailable)?;
+        for (rule, open_until) in open_circuits {
             let health = Health {
                 open_until: Some(Timestamp::from_millis(open_until)),
                 ..Health::default()
@@ -131,7 +104,7 @@ impl<'b> Admission<'b> {
                 .circuits
                 .insert(rule, breaker.circuit(&health, now));
         }
-        Ok(admission)
+        admission
     }
 
     fn rule_limit(&self, rule: &str) -> usize {
@@ -154,152 +127,131 @@ impl<'b> Admission<'b> {
     }
 
     /// Takes `due` if its rule and tenant have room, counting it.
-    pub fn admit(&mut self, due: &Due) -> bool {
+    pub fn admit(&mut self, due: &Entry) -> bool {
         let admitted = self.try_admit(due);
         self.held_back |= !admitted;
         admitted
     }
 
-    fn try_admit(&mut self, due: &Due) -> bool {
-        let rule = self.in_flight_rules.get(&due.rule_id).copied().unwrap_or(0);
+    fn try_admit(&mut self, due: &Entry) -> bool {
+        let rule = self
+            .in_flight_rules
+            .get(&*due.rule_id)
+            .copied()
+            .unwrap_or(0);
         let tenant = self
             .in_flight_tenants
-            .get(&due.tenant_id)
+            .get(&*due.tenant_id)
             .copied()
             .unwrap_or(0);
         if rule >= self.rule_limit(&due.rule_id) || tenant >= self.fairness.per_tenant {
             return false;
         }
         // A token is taken last, so only for a delivery that goes.
-        if let Some(&limit) = self.rate_limits.get(&due.rule_id) {
+        if let Some(&limit) = self.rate_limits.get(&*due.rule_id) {
             let now = self.now;
             let bucket = self
                 .buckets
-                .entry(due.rule_id.clone())
+                .entry(due.rule_id.to_string())
                 .or_insert_with(|| TokenBucket::new(limit, now));
             if !bucket.try_take(limit, now) {
-                if !self.exhausted.contains(&due.rule_id) {
-                    self.exhausted.push(due.rule_id.clone());
+                if !self.exhausted.iter().any(|r| **r == *due.rule_id) {
+                    self.exhausted.push(due.rule_id.to_string());
                 }
                 return false;
             }
         }
-        *self.in_flight_rules.entry(due.rule_id.clone()).or_default() += 1;
+        *self
+            .in_flight_rules
+            .entry(due.rule_id.to_string())
+            .or_default() += 1;
         *self
             .in_flight_tenants
-            .entry(due.tenant_id.clone())
+            .entry(due.tenant_id.to_string())
             .or_default() += 1;
         true
     }
 
-    /// The rules and tenants that can take nothing more now, as JSON lists
-    /// for a query to skip.
-    fn blocked(&self) -> (String, String) {
-        let rules: Vec<&String> = self
+    /// The rules and tenants that can take nothing more now.
+    fn blocked(&self) -> (HashSet<String>, HashSet<String>) {
+        let rules = self
             .in_flight_rules
             .keys()
             .chain(self.circuits.keys())
             .filter(|r| self.in_flight_rules.get(*r).copied().unwrap_or(0) >= self.rule_limit(r))
+            .cloned()
             .collect();
-        let tenants: Vec<&String> = self
+        let tenants = self
             .in_flight_tenants
             .iter()
             .filter(|(_, n)| **n >= self.fairness.per_tenant)
-            .map(|(t, _)| t)
+            .map(|(t, _)| t.clone())
             .collect();
-        (
-            serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into()),
-            serde_json::to_string(&tenants).unwrap_or_else(|_| "[]".into()),
-        )
+        (rules, tenants)
     }
 }
 
-fn due_rows(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<Due>, StoreError> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| {
-            s.query_map(params, |r| {
-                Ok(Due {
-                    seq: r.get(0)?,
-                    rule_id: r.get(1)?,
-                    tenant_id: r.get(2)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(unavailable)
-}
-
-/// How many of the newest due rows the second look examines: enough to find
-/// a newcomer behind a long backlog, few enough to cost microseconds.
-const NEWEST_WALK: i64 = 512;
+/// How many of the newest due deliveries the second look examines: enough
+/// to find a newcomer behind a long backlog, few enough to cost microseconds.
+const NEWEST_WALK: usize = 512;
 
 /// How long a second look that found nothing stands for the same blocked
 /// rules and tenants: the most a newcomer waits for it.
 const NEWEST_PAUSE_MS: i64 = 50;
 
-/// Picks up to `max` due deliveries: first from the oldest due rows; when
-/// those are all taken by rules or tenants at their share, from the newest
-/// due rows of the others, so a newcomer is not stuck behind a backlog.
+/// Picks up to `max` due deliveries: first from the oldest due; when those
+/// are all taken by rules or tenants at their share, from the newest due of
+/// the others, so a newcomer is not stuck behind a backlog.
 pub(crate) fn pick(
-    conn: &Connection,
+    queue: &DueQueue,
     now: Timestamp,
     max: usize,
     admission: &mut Admission<'_>,
     last_fruitless: &mut Option<(Timestamp, String)>,
-) -> Result<Vec<i64>, StoreError> {
+) -> Vec<i64> {
     let window = max + 64;
-    let oldest = due_rows(
-        conn,
-        "SELECT delivery_seq, rule_id, tenant_id FROM queue WHERE visible_at <= ?1
-         ORDER BY visible_at LIMIT ?2",
-        params![now.as_millis(), window as i64],
-    )?;
     let mut picked = Vec::new();
-    for due in &oldest {
+    let mut examined = 0;
+    for (seq, due) in queue.oldest_due(now.as_millis()).take(window) {
+        examined += 1;
         if picked.len() == max {
-            return Ok(picked);
+            return picked;
         }
         if admission.admit(due) {
-            picked.push(due.seq);
+            picked.push(seq);
         }
     }
-    if picked.len() == max || oldest.len() < window {
-        return Ok(picked);
+    if picked.len() == max || examined < window {
+        return picked;
     }
     let (rules, tenants) = admission.blocked();
     // A look that found nothing is not repeated for the same blocked rules
     // and tenants within NEWEST_PAUSE: when one rule has its whole share in
     // flight with a backlog behind it, every receive would walk again.
-    let key = format!("{rules}{tenants}");
+    let mut names: Vec<&String> = rules.iter().chain(&tenants).collect();
+    names.sort();
+    let key = format!("{names:?}");
     if let Some((at, last)) = last_fruitless.as_ref()
         && *last == key
         && now.as_millis() - at.as_millis() < NEWEST_PAUSE_MS
     {
-        return Ok(picked);
+        return picked;
     }
-    let newest = due_rows(
-        conn,
-        "SELECT delivery_seq, rule_id, tenant_id FROM
-           (SELECT delivery_seq, rule_id, tenant_id, visible_at FROM queue WHERE visible_at <= ?1
-            ORDER BY visible_at DESC LIMIT ?2)
-         WHERE rule_id NOT IN (SELECT value FROM json_each(?3))
-           AND tenant_id NOT IN (SELECT value FROM json_each(?4))
-         ORDER BY visible_at",
-        params![now.as_millis(), NEWEST_WALK, rules, tenants],
-    )?;
     let before = picked.len();
-    for due in &newest {
+    let newest: Vec<(i64, &Entry)> = queue
+        .newest_due(now.as_millis())
+        .take(NEWEST_WALK)
+        .filter(|(_, e)| !rules.contains(&*e.rule_id) && !tenants.contains(&*e.tenant_id))
+        .collect();
+    // Oldest of them first, as the first look.
+    for (seq, due) in newest.into_iter().rev() {
         if picked.len() == max {
             break;
         }
-        if !picked.contains(&due.seq) && admission.admit(due) {
-            picked.push(due.seq);
+        if !picked.contains(&seq) && admission.admit(due) {
+            picked.push(seq);
         }
     }
     *last_fruitless = (picked.len() == before).then_some((now, key));
-    Ok(picked)
+    picked
 }

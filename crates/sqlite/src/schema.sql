@@ -48,35 +48,19 @@ CREATE TABLE IF NOT EXISTS deliveries (
     line_product_id TEXT,
     status          TEXT NOT NULL,
     created_at      INTEGER NOT NULL,
-    attempt_count   INTEGER NOT NULL DEFAULT 0
+    attempt_count   INTEGER NOT NULL DEFAULT 0,
+    -- While pending: when it is next due (the queue in memory is rebuilt
+    -- from these at open), and how often it was received since it was
+    -- last queued, which numbers its attempts.
+    next_attempt_at INTEGER,
+    receives        INTEGER NOT NULL DEFAULT 0,
+    -- The most recent attempts (ATTEMPT_LOG_LIMIT), oldest first, as a JSON
+    -- list: recording one is the same update that sets the status.
+    attempts        TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_tenant ON deliveries (tenant_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_rule ON deliveries (tenant_id, rule_id, seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (tenant_id, event_id);
-
-CREATE TABLE IF NOT EXISTS attempts (
-    delivery_seq  INTEGER NOT NULL,
-    n             INTEGER NOT NULL,
-    at            INTEGER NOT NULL,
-    status_code   INTEGER,
-    duration_ms   INTEGER NOT NULL,
-    error         TEXT,
-    response_body TEXT,
-    PRIMARY KEY (delivery_seq, n)
-) WITHOUT ROWID;
-
--- The deliveries queue, with SQS's semantics: a message is invisible while
--- leased (until visible_at) and counts how often it was received. Each row
--- names its tenant and rule, so receiving can share the deliverer fairly
--- without a join (files made before carry them too: see migrate()).
-CREATE TABLE IF NOT EXISTS queue (
-    delivery_seq  INTEGER PRIMARY KEY,
-    visible_at    INTEGER NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    leased        INTEGER NOT NULL DEFAULT 0,
-    tenant_id     TEXT NOT NULL DEFAULT '',
-    rule_id       TEXT NOT NULL DEFAULT ''
-);
 
 -- A rule's receiver health for the circuit breaker; no row means healthy.
 CREATE TABLE IF NOT EXISTS rule_health (

@@ -7,13 +7,14 @@ use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
     Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
 };
-use hookline_core::record::{SubjectRecord, decode_rule, encode_rule};
+use hookline_core::record::{AttemptRecord, SubjectRecord, decode_rule, encode_rule};
 use hookline_core::sealing::KeySealer;
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::due::Change;
 use crate::error::unavailable;
 use crate::writer::Effects;
 use crate::{SqliteBackend, sealing};
@@ -40,10 +41,12 @@ fn write_turn(
             }
         };
         conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
+        let changed = effects.changes.len();
         let result = store_event(conn, &event, &deliveries, now, effects);
         let close = if result.is_ok() {
             "RELEASE event"
         } else {
+            effects.changes.truncate(changed);
             "ROLLBACK TO event; RELEASE event"
         };
         conn.execute_batch(close).map_err(unavailable)?;
@@ -79,53 +82,54 @@ pub(crate) fn signing_keys(
     tenant_id: &str,
     now: Timestamp,
 ) -> Result<SigningKeys, StoreError> {
+    Ok(SigningKeys::at(now, stored_keys(conn, sealer, tenant_id)?))
+}
+
+/// A tenant's webhook keys, opened, whether or not they sign now.
+pub(crate) fn stored_keys(
+    conn: &Connection,
+    sealer: &KeySealer,
+    tenant_id: &str,
+) -> Result<Vec<StoredKey>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT key, created_at, expires_at FROM webhook_keys WHERE tenant_id = ?1")
         .map_err(unavailable)?;
-    let stored = stmt
-        .query_map([tenant_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-            ))
-        })
-        .map_err(unavailable)?
-        .map(|row| {
-            let (key, created_at, expires_at) = row.map_err(unavailable)?;
-            Ok(StoredKey {
-                key: sealing::open(sealer, &key)?,
-                created_at: Timestamp::from_millis(created_at),
-                expires_at: expires_at.map(Timestamp::from_millis),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(SigningKeys::at(now, stored))
-}
-
-fn attempts(conn: &Connection, seq: i64) -> Result<Vec<Attempt>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT at, status_code, duration_ms, error, response_body FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
-        )
-        .map_err(unavailable)?;
-    stmt.query_map([seq], |r| {
-        Ok(Attempt {
-            at: Timestamp::from_millis(r.get(0)?),
-            status_code: r.get(1)?,
-            duration_ms: r.get::<_, i64>(2)? as u64,
-            error: r.get(3)?,
-            response_body: r.get(4)?,
-        })
+    stmt.query_map([tenant_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
     })
     .map_err(unavailable)?
-    .collect::<Result<_, _>>()
-    .map_err(unavailable)
+    .map(|row| {
+        let (key, created_at, expires_at) = row.map_err(unavailable)?;
+        Ok(StoredKey {
+            key: sealing::open(sealer, &key)?,
+            created_at: Timestamp::from_millis(created_at),
+            expires_at: expires_at.map(Timestamp::from_millis),
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()
+}
+
+/// A delivery's attempt log, kept in its row as a JSON list of
+/// [`AttemptRecord`]s (oldest first), so recording an attempt is the one
+/// update that also sets the delivery's status.
+fn attempts_from(column: Option<String>) -> rusqlite::Result<Vec<Attempt>> {
+    let Some(text) = column else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str::<Vec<AttemptRecord>>(&text)
+        .map(|list| list.into_iter().map(Attempt::from).collect())
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 /// A delivery's columns, with its rule's open circuit (`deliveries d LEFT
 /// JOIN rule_health h`).
-const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.rule_id, d.status, d.line_id, d.created_at, d.attempt_count, h.open_until";
+const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.rule_id, d.status, d.line_id, d.created_at, d.attempt_count, h.open_until, d.attempts";
 const DELIVERIES: &str =
     "deliveries d LEFT JOIN rule_health h ON h.tenant_id = d.tenant_id AND h.rule_id = d.rule_id";
 
@@ -144,7 +148,7 @@ fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Delivery)>
             line_id: r.get(5)?,
             created_at: Timestamp::from_millis(r.get(6)?),
             attempt_count: r.get::<_, i64>(7)? as u64,
-            attempts: Vec::new(),
+            attempts: attempts_from(r.get(9)?)?,
             waiting: Waiting::for_circuit(
                 status,
                 r.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
@@ -167,13 +171,7 @@ fn load_delivery(
                 .optional()
         })
         .map_err(unavailable)?;
-    match found {
-        None => Ok(None),
-        Some((seq, mut d)) => {
-            d.attempts = attempts(conn, seq)?;
-            Ok(Some(d))
-        }
-    }
+    Ok(found.map(|(_, d)| d))
 }
 
 /// Puts a delivery (back) on the queue, due now, with a fresh receive count.
@@ -183,18 +181,27 @@ fn requeue(
     now: Timestamp,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO queue (delivery_seq, visible_at, receive_count, leased, tenant_id, rule_id)
-           SELECT seq, ?2, 0, 0, tenant_id, rule_id FROM deliveries WHERE seq = ?1
-         ON CONFLICT (delivery_seq) DO UPDATE SET visible_at = ?2, receive_count = 0, leased = 0",
-    )
-    .and_then(|mut s| s.execute(params![seq, now.as_millis()]))
-    .and_then(|_| {
-        conn.prepare_cached("UPDATE deliveries SET status = 'pending' WHERE seq = ?1")
-            .and_then(|mut s| s.execute([seq]))
-    })
-    .map_err(unavailable)?;
-    effects.queued = true;
+    let queued: Option<(String, String)> = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, receives = 0
+             WHERE seq = ?1 RETURNING tenant_id, rule_id",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![seq, now.as_millis()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })
+        .map_err(unavailable)?;
+    if let Some((tenant_id, rule_id)) = queued {
+        effects.changes.push(Change::Queue {
+            seq,
+            tenant_id: tenant_id.into(),
+            rule_id: rule_id.into(),
+            at: now.as_millis(),
+            receive_count: 0,
+        });
+    }
     Ok(())
 }
 
@@ -289,15 +296,11 @@ pub(crate) fn store_event(
     }
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO deliveries (id, tenant_id, event_id, rule_id, line_id, line_product_id, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7) RETURNING seq",
+            "INSERT INTO deliveries (id, tenant_id, event_id, rule_id, line_id, line_product_id, status, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) RETURNING seq",
         )
         .map_err(unavailable)?;
-    let mut enqueue = conn
-        .prepare_cached(
-            "INSERT INTO queue (delivery_seq, visible_at, tenant_id, rule_id) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(unavailable)?;
+    let tenant_id: std::sync::Arc<str> = event.tenant_id.as_str().into();
     for d in deliveries {
         let seq: i64 = insert
             .query_row(
@@ -313,15 +316,13 @@ pub(crate) fn store_event(
                 |r| r.get(0),
             )
             .map_err(unavailable)?;
-        enqueue
-            .execute(params![
-                seq,
-                now.as_millis(),
-                event.tenant_id.as_str(),
-                d.rule_id.as_str()
-            ])
-            .map_err(unavailable)?;
-        effects.queued = true;
+        effects.changes.push(Change::Queue {
+            seq,
+            tenant_id: tenant_id.clone(),
+            rule_id: d.rule_id.as_str().into(),
+            at: now.as_millis(),
+            receive_count: 0,
+        });
     }
     Ok(Acceptance::Accepted)
 }
@@ -446,14 +447,16 @@ impl Store for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.forget_signing_keys(tenant_id);
+        Ok(())
     }
 
     async fn insert_rule(&self, rule: &Rule, max_rules: usize) -> Result<(), StoreError> {
-        let rule = rule.clone();
-        let body = encode_rule(&rule);
+        let (owned, body) = (rule.clone(), encode_rule(rule));
         self.writer()
             .write(move |conn, _| {
+                let rule = owned;
                 let count: i64 = conn
                     .prepare_cached("SELECT COUNT(*) FROM rules WHERE tenant_id = ?1")
                     .and_then(|mut s| s.query_row([rule.tenant_id.as_str()], |r| r.get(0)))
@@ -468,7 +471,9 @@ impl Store for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.rule_changed(&rule.tenant_id, &rule.id, rule.options.rate_limit);
+        Ok(())
     }
 
     async fn rule(
@@ -516,10 +521,11 @@ impl Store for SqliteBackend {
     }
 
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError> {
-        let rule = rule.clone();
-        let body = encode_rule(&rule);
-        self.writer()
+        let (owned, body) = (rule.clone(), encode_rule(rule));
+        let updated = self
+            .writer()
             .write(move |conn, _| {
+                let rule = owned;
                 let updated = conn
                     .execute(
                         "UPDATE rules SET trigger = ?3, body = ?4, rate_limit = ?5, scope_key = ?6 WHERE tenant_id = ?1 AND id = ?2",
@@ -534,7 +540,9 @@ impl Store for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(updated > 0)
             })
-            .await
+            .await?;
+        self.rule_changed(&rule.tenant_id, &rule.id, rule.options.rate_limit);
+        Ok(updated)
     }
 
     async fn delete_rule(
@@ -543,7 +551,8 @@ impl Store for SqliteBackend {
         rule_id: &RuleId,
     ) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
-        self.writer()
+        let deleted = self
+            .writer()
             .write(move |conn, _| {
                 conn.execute(
                     "DELETE FROM rules WHERE tenant_id = ?1 AND id = ?2",
@@ -552,7 +561,9 @@ impl Store for SqliteBackend {
                 .map(|n| n > 0)
                 .map_err(unavailable)
             })
-            .await
+            .await?;
+        self.rule_changed(tenant_id, rule_id, None);
+        Ok(deleted)
     }
 
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {
@@ -675,10 +686,7 @@ impl Store for SqliteBackend {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(unavailable)?;
-            Page::from_overfetch(rows, limit, |(seq, _)| seq.to_string()).try_map(|(seq, mut d)| {
-                d.attempts = attempts(conn, seq)?;
-                Ok(d)
-            })
+            Page::from_overfetch(rows, limit, |(seq, _)| seq.to_string()).try_map(|(_, d)| Ok(d))
         })
         .await
     }

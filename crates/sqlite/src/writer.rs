@@ -10,17 +10,22 @@
 //! costs a repeated attempt, never an event, and the next fsynced commit
 //! makes them durable with it (the WAL is written in order).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hookline_core::ports::StoreError;
 use rusqlite::Connection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::due::{Change, DueQueue};
+
 /// What a batch of jobs did that someone outside the writer cares about.
 #[derive(Default)]
 pub(crate) struct Effects {
-    /// New or re-queued deliveries: wake the deliverer.
+    /// Room may have been freed for work held back: wake the deliverer.
     pub queued: bool,
+    /// What the batch did to the deliveries queue, applied to it once the
+    /// batch is committed (and dropped if it is not).
+    pub changes: Vec<Change>,
 }
 
 type Reply = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
@@ -48,11 +53,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection, work: Arc<Notify>) -> std::io::Result<Writer> {
+    pub fn spawn(
+        conn: Connection,
+        work: Arc<Notify>,
+        queue: Arc<Mutex<DueQueue>>,
+    ) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("hookline-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &work))?;
+            .spawn(move || run(conn, rx, &work, &queue))?;
         Ok(Writer { jobs })
     }
 
@@ -103,7 +112,12 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    work: &Notify,
+    queue: &Mutex<DueQueue>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     // The connection opens with synchronous = FULL.
     let mut synced = true;
@@ -144,10 +158,13 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
         }
         for job in batch.drain(..) {
             let savepoint = exec(&conn, "SAVEPOINT job");
+            let changed = effects.changes.len();
             let (ok, reply) = (job.run)(&conn, &mut effects);
             let closed = if ok {
                 exec(&conn, "RELEASE job")
             } else {
+                // What the job did to the queue goes with what it wrote.
+                effects.changes.truncate(changed);
                 exec(&conn, "ROLLBACK TO job").and_then(|()| exec(&conn, "RELEASE job"))
             };
             if let Err(e) = savepoint.and(closed) {
@@ -160,10 +177,20 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, work: &Notify) {
             tracing::error!(error = %e, "commit failed");
             Arc::new(e)
         });
+        let mut wake = effects.queued;
+        if commit.is_ok() && !effects.changes.is_empty() {
+            // Before the replies: a caller that hears its write committed
+            // finds the queue changed with it.
+            if let Ok(mut queue) = queue.lock() {
+                for change in effects.changes {
+                    wake |= queue.apply(change);
+                }
+            }
+        }
         for reply in replies {
             reply(commit.clone());
         }
-        if commit.is_ok() && effects.queued {
+        if commit.is_ok() && wake {
             work.notify_one();
         }
     }
@@ -193,6 +220,7 @@ mod tests {
         let writer = Writer::spawn(
             crate::connect(&dir.path().join("w.db")).unwrap(),
             Arc::default(),
+            Arc::new(Mutex::new(DueQueue::new(1))),
         )
         .unwrap();
         assert_eq!(writer.write(|c, _| synchronous(c)).await.unwrap(), 2);

@@ -21,9 +21,8 @@ struct Sqlite {
     _dir: TempDir,
 }
 
-fn harness() -> Sqlite {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
+fn options() -> SqliteOptions {
+    SqliteOptions {
         visibility_timeout: VISIBILITY,
         breaker: suite::BREAKER,
         // The suite holds the queue to SQS's semantics, which know no
@@ -33,9 +32,13 @@ fn harness() -> Sqlite {
             ..Fairness::default()
         },
         ..SqliteOptions::default()
-    };
+    }
+}
+
+fn harness() -> Sqlite {
+    let dir = tempfile::tempdir().unwrap();
     Sqlite {
-        backend: SqliteBackend::open(dir.path().join("hookline.db"), options).unwrap(),
+        backend: SqliteBackend::open(dir.path().join("hookline.db"), options()).unwrap(),
         _dir: dir,
     }
 }
@@ -122,20 +125,97 @@ async fn a_stale_lease_records_its_attempt_but_moves_nothing() {
     assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 1));
 }
 
+/// The queue lives in memory and is rebuilt from the file at open: a
+/// delivery leased when the process stopped is due at once, one waiting for
+/// its retry waits on, and its attempts go on being numbered.
 #[tokio::test]
-async fn release_leases_resumes_at_once() {
+async fn a_restart_resumes_leased_deliveries_at_once_and_retries_on_time() {
     let h = harness();
-    let b = &h.backend;
-    one_queued_delivery(b).await;
+    let db = h._dir.path().join("hookline.db");
+    one_queued_delivery(&h.backend).await;
     let now = suite::now();
-    assert_eq!(b.receive(10, now).await.unwrap().len(), 1);
-    assert!(b.receive(10, now).await.unwrap().is_empty());
-    assert_eq!(
-        b.next_due().await.unwrap(),
-        Some(now.saturating_add(VISIBILITY))
-    );
-    assert_eq!(b.release_leases(now).await.unwrap(), 1);
-    assert_eq!(b.receive(10, now).await.unwrap().len(), 1);
+    let first = h.backend.receive(10, now).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(h.backend.receive(10, now).await.unwrap().is_empty());
+    assert_eq!(h.backend.next_due(), Some(now.saturating_add(VISIBILITY)));
+
+    let reopened = SqliteBackend::open(&db, options()).unwrap();
+    let again = reopened.receive(10, now).await.unwrap();
+    assert_eq!(again.len(), 1, "the lease did not outlive its process");
+    let retry_at = hookline_core::Timestamp::from_millis(now.as_millis() + 60_000);
+    let failed = Attempt {
+        at: now,
+        status_code: Some(500),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+    };
+    reopened
+        .settle(vec![Settlement::new(
+            &again[0],
+            failed,
+            Outcome::RetryAt(retry_at),
+        )])
+        .await
+        .unwrap();
+
+    let third = SqliteBackend::open(&db, options()).unwrap();
+    assert_eq!(third.queued(), 1);
+    assert_eq!(third.next_due(), Some(retry_at));
+    assert!(third.receive(10, now).await.unwrap().is_empty());
+    let due = third.receive(10, retry_at).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempt, 2, "the retry is the second attempt");
+}
+
+/// Past the deliveries it holds in memory the queue waits in the file, and
+/// every delivery is still handed out as it drains.
+#[tokio::test]
+async fn a_queue_past_its_memory_is_refilled_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = SqliteBackend::open(
+        dir.path().join("hookline.db"),
+        SqliteOptions {
+            queue_in_memory: 4,
+            ..options()
+        },
+    )
+    .unwrap();
+    one_queued_delivery(&b).await;
+    let now = suite::now();
+    for i in 0..11 {
+        let body = format!(
+            r#"{{"id":"e{i}","tenant_id":"a","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","data":{{}}}}"#
+        );
+        b.accept_event(
+            &hookline_core::Event::from_json(body.as_bytes()).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(b.queued(), 4, "the rest wait in the file");
+    let mut delivered = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let jobs = b.receive(2, now).await.unwrap();
+        let took = Attempt {
+            at: now,
+            status_code: Some(204),
+            duration_ms: 1,
+            error: None,
+            response_body: None,
+        };
+        delivered.extend(jobs.iter().map(|j| j.event_id.to_string()));
+        b.settle(
+            jobs.iter()
+                .map(|j| Settlement::new(j, took.clone(), Outcome::Succeeded))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(delivered.len(), 12, "{delivered:?}");
+    assert_eq!(b.queued(), 0);
 }
 
 /// Webhook keys are sealed at rest under a key in a 0600 file beside the
@@ -366,4 +446,87 @@ async fn a_batch_heavier_than_one_event_is_answered_in_order_and_stored_whole() 
         .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored, 18_000);
+}
+
+/// A file an earlier Hookline wrote, with its queue and attempts tables
+/// (the schema kept in tests/fixtures): on open its pending delivery is
+/// queued at its retry time with its receives, its attempts are read into
+/// the delivery's log, and the tables are gone.
+#[tokio::test]
+async fn a_file_with_the_queue_and_attempts_tables_is_moved_into_the_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookline.db");
+    let retry_at = suite::now().as_millis() + 60_000;
+    {
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        raw.execute_batch(include_str!("fixtures/schema-with-queue-table.sql"))
+            .unwrap();
+        let key = WebhookKey::from_bytes(&[1; 32]).unwrap();
+        let rule = Rule::new(
+            RuleId::stored("r"),
+            TenantId::stored("a"),
+            RuleDraft::new(
+                "r",
+                Trigger::OrderPaid,
+                "https://example.com/",
+                Scope::Universal,
+            ),
+            suite::now(),
+        );
+        raw.execute_batch(&format!(
+            "INSERT INTO tenants VALUES ('a', 'h', 0);
+             INSERT INTO webhook_keys VALUES ('a', '{key}', 0, NULL);
+             INSERT INTO rules (id, tenant_id, trigger, body, scope_key) VALUES ('r', 'a', 'order.paid', '{body}', 'universal');
+             INSERT INTO events VALUES ('a', 'e', 'order.paid', 0, 0, '{{}}', NULL);
+             INSERT INTO deliveries (seq, id, tenant_id, event_id, rule_id, status, created_at, attempt_count)
+               VALUES (7, 'msg_old', 'a', 'e', 'r', 'pending', 0, 2);
+             INSERT INTO queue VALUES (7, {retry_at}, 2, 0, 'a', 'r');
+             INSERT INTO attempts VALUES (7, 1, 1000, 500, 12, NULL, 'down');
+             INSERT INTO attempts VALUES (7, 2, 2000, NULL, 30, 'timed out', NULL);",
+            key = key.expose(),
+            body = hookline_core::record::encode_rule(&rule).replace('\'', "''"),
+        ))
+        .unwrap();
+    }
+    let b = SqliteBackend::open(&db, options()).unwrap();
+    let d = b
+        .delivery(
+            &TenantId::stored("a"),
+            &hookline_core::id::DeliveryId::stored("msg_old"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.attempt_count, 2);
+    let logged: Vec<(i64, Option<u16>, Option<String>)> = d
+        .attempts
+        .iter()
+        .map(|a| (a.at.as_millis(), a.status_code, a.error.clone()))
+        .collect();
+    assert_eq!(
+        logged,
+        vec![
+            (1000, Some(500), None),
+            (2000, None, Some("timed out".into()))
+        ]
+    );
+    assert_eq!(
+        b.next_due(),
+        Some(hookline_core::Timestamp::from_millis(retry_at))
+    );
+    let jobs = b
+        .receive(10, hookline_core::Timestamp::from_millis(retry_at))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].attempt, 3, "numbered on from the earlier receives");
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let tables: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('queue', 'attempts')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
 }

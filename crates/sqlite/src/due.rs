@@ -1,0 +1,268 @@
+//! The deliveries queue, held in memory: when each pending delivery is due,
+//! which are leased and until when, and how often each was received (SQS's
+//! semantics). The file holds only what outlives a process (a pending
+//! delivery's next attempt time and its receives so far); this is rebuilt
+//! from it at open, every pending delivery due at its next attempt, and is
+//! changed only by commits ([`Change`], applied by the writer once its
+//! transaction is committed) and by receiving, which writes nothing: a lease
+//! lives as long as the process, as an SQS lease outlives no queue.
+//!
+//! It holds at most `cap` deliveries. Past that, accepted deliveries stay in
+//! the file only, and the queue is refilled from it as it drains
+//! ([`DueQueue::spilled`]), so a receiver down for days costs disk, not
+//! memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A pending delivery as the queue keeps it.
+pub(crate) struct Entry {
+    pub tenant_id: Arc<str>,
+    pub rule_id: Arc<str>,
+    /// When it is due; while leased, when the lease runs out.
+    pub visible_at: i64,
+    pub receive_count: u32,
+    pub leased: bool,
+}
+
+/// What a commit did to the queue.
+pub(crate) enum Change {
+    /// A delivery accepted, or sent again: due at `at`, received
+    /// `receive_count` times so far.
+    Queue {
+        seq: i64,
+        tenant_id: Arc<str>,
+        rule_id: Arc<str>,
+        at: i64,
+        receive_count: u32,
+    },
+    /// The attempt made under the lease `receive_count` was recorded: the
+    /// delivery ended (`next` none) or is due again at `next`.
+    Settle {
+        seq: i64,
+        receive_count: u32,
+        next: Option<i64>,
+    },
+}
+
+pub(crate) struct DueQueue {
+    entries: HashMap<i64, Entry>,
+    /// Every entry by (visible_at, seq): the oldest due first.
+    by_time: BTreeSet<(i64, i64)>,
+    cap: usize,
+    /// Pending deliveries are in the file that are not held here.
+    pub spilled: bool,
+    /// Counts spills, so a refill that read the file while one happened
+    /// knows it may have missed it.
+    pub spills: u64,
+}
+
+impl DueQueue {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            by_time: BTreeSet::new(),
+            cap: cap.max(1),
+            spilled: false,
+            spills: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Applies a committed change; true when it made something due.
+    pub fn apply(&mut self, change: Change) -> bool {
+        match change {
+            Change::Queue {
+                seq,
+                tenant_id,
+                rule_id,
+                at,
+                receive_count,
+            } => {
+                if !self.entries.contains_key(&seq) && self.entries.len() >= self.cap {
+                    self.spilled = true;
+                    self.spills += 1;
+                    return false;
+                }
+                self.put(
+                    seq,
+                    Entry {
+                        tenant_id,
+                        rule_id,
+                        visible_at: at,
+                        receive_count,
+                        leased: false,
+                    },
+                );
+                true
+            }
+            Change::Settle {
+                seq,
+                receive_count,
+                next,
+            } => {
+                // Only the lease the attempt ran under: a delivery received
+                // again since is settled by that receive.
+                if !self.holds_lease(seq, receive_count) {
+                    return false;
+                }
+                match next {
+                    None => {
+                        self.remove(seq);
+                        false
+                    }
+                    Some(at) => {
+                        self.reschedule(seq, at, false);
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `receive_count` is the delivery's latest receive.
+    pub fn holds_lease(&self, seq: i64, receive_count: u32) -> bool {
+        self.entries
+            .get(&seq)
+            .is_some_and(|e| e.receive_count == receive_count)
+    }
+
+    /// Leases a due delivery until `until`; answers its receive count.
+    pub fn lease(&mut self, seq: i64, until: i64) -> Option<u32> {
+        self.reschedule(seq, until, true)?;
+        let entry = self.entries.get_mut(&seq)?;
+        entry.receive_count += 1;
+        Some(entry.receive_count)
+    }
+
+    /// Forgets a delivery (it is gone from the file).
+    pub fn remove(&mut self, seq: i64) {
+        if let Some(e) = self.entries.remove(&seq) {
+            self.by_time.remove(&(e.visible_at, seq));
+        }
+    }
+
+    /// Adds a delivery read from the file, unless it is held already.
+    pub fn restore(&mut self, seq: i64, entry: Entry) -> bool {
+        if self.entries.contains_key(&seq) || self.entries.len() >= self.cap {
+            return false;
+        }
+        self.put(seq, entry);
+        true
+    }
+
+    /// When the earliest delivery becomes due (or its lease runs out).
+    pub fn next_due(&self) -> Option<i64> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// Due deliveries, oldest first.
+    pub fn oldest_due(&self, now: i64) -> impl Iterator<Item = (i64, &Entry)> {
+        self.by_time
+            .range(..=(now, i64::MAX))
+            .filter_map(|(_, seq)| self.entries.get(seq).map(|e| (*seq, e)))
+    }
+
+    /// Due deliveries, newest first.
+    pub fn newest_due(&self, now: i64) -> impl Iterator<Item = (i64, &Entry)> {
+        self.by_time
+            .range(..=(now, i64::MAX))
+            .rev()
+            .filter_map(|(_, seq)| self.entries.get(seq).map(|e| (*seq, e)))
+    }
+
+    /// Deliveries leased and not yet run out: the attempts in flight.
+    pub fn in_flight(&self, now: i64) -> impl Iterator<Item = &Entry> {
+        self.by_time
+            .range((now + 1, i64::MIN)..)
+            .filter_map(|(_, seq)| self.entries.get(seq))
+            .filter(|e| e.leased)
+    }
+
+    /// Its entries, for moving into another queue.
+    pub fn into_entries(self) -> impl Iterator<Item = (i64, Entry)> {
+        self.entries.into_iter()
+    }
+
+    fn put(&mut self, seq: i64, entry: Entry) {
+        if let Some(old) = self.entries.insert(seq, entry) {
+            self.by_time.remove(&(old.visible_at, seq));
+        }
+        self.by_time.insert((self.entries[&seq].visible_at, seq));
+    }
+
+    fn reschedule(&mut self, seq: i64, at: i64, leased: bool) -> Option<()> {
+        let entry = self.entries.get_mut(&seq)?;
+        self.by_time.remove(&(entry.visible_at, seq));
+        entry.visible_at = at;
+        entry.leased = leased;
+        self.by_time.insert((at, seq));
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(seq: i64, at: i64) -> Change {
+        Change::Queue {
+            seq,
+            tenant_id: "t".into(),
+            rule_id: "r".into(),
+            at,
+            receive_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_lease_hides_a_delivery_until_it_runs_out_and_counts_receives() {
+        let mut q = DueQueue::new(10);
+        q.apply(queued(1, 100));
+        assert_eq!(q.oldest_due(100).count(), 1);
+        assert_eq!(q.lease(1, 200), Some(1));
+        assert_eq!(q.oldest_due(150).count(), 0);
+        assert_eq!(q.in_flight(150).count(), 1);
+        assert_eq!(q.oldest_due(200).count(), 1, "due again when it runs out");
+        assert_eq!(q.in_flight(200).count(), 0);
+        assert_eq!(q.lease(1, 300), Some(2));
+        // The first lease's settlement moves nothing; the second's does.
+        assert!(!q.apply(Change::Settle {
+            seq: 1,
+            receive_count: 1,
+            next: None
+        }));
+        assert_eq!(q.len(), 1);
+        assert!(q.apply(Change::Settle {
+            seq: 1,
+            receive_count: 2,
+            next: Some(400)
+        }));
+        assert_eq!(q.next_due(), Some(400));
+        q.apply(Change::Settle {
+            seq: 1,
+            receive_count: 2,
+            next: None,
+        });
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn past_its_cap_the_queue_spills_and_says_so() {
+        let mut q = DueQueue::new(2);
+        assert!(q.apply(queued(1, 1)));
+        assert!(q.apply(queued(2, 2)));
+        assert!(!q.apply(queued(3, 3)));
+        assert!(q.spilled);
+        assert_eq!(q.len(), 2);
+        let newest: Vec<i64> = q.newest_due(10).map(|(s, _)| s).collect();
+        assert_eq!(newest, vec![2, 1]);
+    }
+}
