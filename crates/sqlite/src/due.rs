@@ -10,10 +10,34 @@
 //! It holds at most `cap` deliveries. Past that, accepted deliveries stay in
 //! the file only, and the queue is refilled from it as it drains
 //! ([`DueQueue::spilled`]), so a receiver down for days costs disk, not
-//! memory.
+//! memory. A delivery accepted by this process also keeps its event until
+//! its first receive ([`Fresh`]), within [`EVENT_BYTES`], so its first
+//! attempt reads nothing from the file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use hookline_core::Event;
+use hookline_core::event::Line;
+
+/// How many bytes of event data the queue keeps for first attempts; past
+/// it, a first attempt reads its event like any other.
+pub(crate) const EVENT_BYTES: usize = 8 << 20;
+
+/// What a first attempt of a delivery accepted by this process needs
+/// besides its rule and keys: its ids and line, and its event (shared by
+/// the event's deliveries).
+pub(crate) struct Fresh {
+    pub delivery_id: String,
+    pub line: Option<Line>,
+    pub event: Arc<Event>,
+}
+
+impl Fresh {
+    fn bytes(&self) -> usize {
+        self.event.data.get().len()
+    }
+}
 
 /// A pending delivery as the queue keeps it.
 pub(crate) struct Entry {
@@ -23,6 +47,7 @@ pub(crate) struct Entry {
     pub visible_at: i64,
     pub receive_count: u32,
     pub leased: bool,
+    pub fresh: Option<Fresh>,
 }
 
 /// What a commit did to the queue.
@@ -35,6 +60,7 @@ pub(crate) enum Change {
         rule_id: Arc<str>,
         at: i64,
         receive_count: u32,
+        fresh: Option<Fresh>,
     },
     /// The attempt made under the lease `receive_count` was recorded: the
     /// delivery ended (`next` none) or is due again at `next`.
@@ -55,6 +81,9 @@ pub(crate) struct DueQueue {
     /// Counts spills, so a refill that read the file while one happened
     /// knows it may have missed it.
     pub spills: u64,
+    /// Event bytes the entries' [`Fresh`] parts hold (an event of many
+    /// deliveries counted for each).
+    event_bytes: usize,
 }
 
 impl DueQueue {
@@ -65,6 +94,7 @@ impl DueQueue {
             cap: cap.max(1),
             spilled: false,
             spills: 0,
+            event_bytes: 0,
         }
     }
 
@@ -85,12 +115,14 @@ impl DueQueue {
                 rule_id,
                 at,
                 receive_count,
+                fresh,
             } => {
                 if !self.entries.contains_key(&seq) && self.entries.len() >= self.cap {
                     self.spilled = true;
                     self.spills += 1;
                     return false;
                 }
+                let fresh = fresh.filter(|f| self.event_bytes + f.bytes() <= EVENT_BYTES);
                 self.put(
                     seq,
                     Entry {
@@ -99,6 +131,7 @@ impl DueQueue {
                         visible_at: at,
                         receive_count,
                         leased: false,
+                        fresh,
                     },
                 );
                 true
@@ -134,18 +167,22 @@ impl DueQueue {
             .is_some_and(|e| e.receive_count == receive_count)
     }
 
-    /// Leases a due delivery until `until`; answers its receive count.
-    pub fn lease(&mut self, seq: i64, until: i64) -> Option<u32> {
+    /// Leases a due delivery until `until`; answers its receive count and,
+    /// at its first receive, what this process kept of it.
+    pub fn lease(&mut self, seq: i64, until: i64) -> Option<(u32, Option<Fresh>)> {
         self.reschedule(seq, until, true)?;
         let entry = self.entries.get_mut(&seq)?;
         entry.receive_count += 1;
-        Some(entry.receive_count)
+        let fresh = entry.fresh.take();
+        self.event_bytes -= fresh.as_ref().map_or(0, Fresh::bytes);
+        Some((entry.receive_count, fresh))
     }
 
     /// Forgets a delivery (it is gone from the file).
     pub fn remove(&mut self, seq: i64) {
         if let Some(e) = self.entries.remove(&seq) {
             self.by_time.remove(&(e.visible_at, seq));
+            self.event_bytes -= e.fresh.as_ref().map_or(0, Fresh::bytes);
         }
     }
 
@@ -156,6 +193,10 @@ impl DueQueue {
         }
         self.put(seq, entry);
         true
+    }
+
+    pub fn entry(&self, seq: i64) -> Option<&Entry> {
+        self.entries.get(&seq)
     }
 
     /// When the earliest delivery becomes due (or its lease runs out).
@@ -192,8 +233,10 @@ impl DueQueue {
     }
 
     fn put(&mut self, seq: i64, entry: Entry) {
+        self.event_bytes += entry.fresh.as_ref().map_or(0, Fresh::bytes);
         if let Some(old) = self.entries.insert(seq, entry) {
             self.by_time.remove(&(old.visible_at, seq));
+            self.event_bytes -= old.fresh.as_ref().map_or(0, Fresh::bytes);
         }
         self.by_time.insert((self.entries[&seq].visible_at, seq));
     }
@@ -219,6 +262,7 @@ mod tests {
             rule_id: "r".into(),
             at,
             receive_count: 0,
+            fresh: None,
         }
     }
 
@@ -227,12 +271,12 @@ mod tests {
         let mut q = DueQueue::new(10);
         q.apply(queued(1, 100));
         assert_eq!(q.oldest_due(100).count(), 1);
-        assert_eq!(q.lease(1, 200), Some(1));
+        assert_eq!(q.lease(1, 200).map(|(n, _)| n), Some(1));
         assert_eq!(q.oldest_due(150).count(), 0);
         assert_eq!(q.in_flight(150).count(), 1);
         assert_eq!(q.oldest_due(200).count(), 1, "due again when it runs out");
         assert_eq!(q.in_flight(200).count(), 0);
-        assert_eq!(q.lease(1, 300), Some(2));
+        assert_eq!(q.lease(1, 300).map(|(n, _)| n), Some(2));
         // The first lease's settlement moves nothing; the second's does.
         assert!(!q.apply(Change::Settle {
             seq: 1,

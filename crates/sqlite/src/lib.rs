@@ -14,11 +14,13 @@ mod writer;
 pub use schedule::Fairness;
 pub use sealing::parse_sealing_key;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hookline_core::Rule;
 use hookline_core::Timestamp;
 use hookline_core::breaker::Breaker;
 use hookline_core::concurrency::AdaptiveLimit;
@@ -28,6 +30,7 @@ use hookline_core::rate::TokenBucket;
 use hookline_core::record::decode_rule;
 use hookline_core::sealing::KeySealer;
 use hookline_core::signing::StoredKey;
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
@@ -111,7 +114,19 @@ struct Inner {
     /// key stops signing on time), and when: kept for [`SIGNING_KEYS_FOR`],
     /// or until the tenant's key is rotated here.
     signing: Mutex<HashMap<String, (Timestamp, Vec<StoredKey>)>>,
+    /// Rules as last read for an attempt (`None`: gone), by id: every
+    /// write to a rule goes through this process and drops its copy, so
+    /// a kept rule is never stale. At most [`RULES_KEPT`].
+    rules: Mutex<HashMap<String, Option<Rule>>>,
+    /// The tenants known to exist (tenants are never deleted): an event of
+    /// one plans without looking it up. One made by another process (the
+    /// `tenant create` command) is looked up once.
+    tenants: Mutex<HashSet<String>>,
 }
+
+/// How many rules are kept for attempts; past it the copies are dropped
+/// and read again as attempts need them.
+const RULES_KEPT: usize = 10_000;
 
 /// How long a tenant's webhook keys are kept in memory: a key rotated by
 /// another process (`hookline tenant create` makes keys, serve rotates
@@ -153,8 +168,66 @@ fn owner_only(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The statements this process's store connections have run since
+/// counting began ([`count_statements`]): the data statements (queries,
+/// inserts, updates) on the writer and on the readers, and the
+/// transaction control (`BEGIN`, `SAVEPOINT`, `COMMIT`, `PRAGMA`) apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatementsRun {
+    pub writer: u64,
+    pub readers: u64,
+    pub control: u64,
+}
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static WRITER_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+static READER_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+static CONTROL_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the statements of every store opened after this call, in this
+/// process (for tests and benchmarks: it costs a callback a statement).
+pub fn count_statements() {
+    COUNTING.store(true, Ordering::Relaxed);
+}
+
+pub fn statements_run() -> StatementsRun {
+    StatementsRun {
+        writer: WRITER_STATEMENTS.load(Ordering::Relaxed),
+        readers: READER_STATEMENTS.load(Ordering::Relaxed),
+        control: CONTROL_STATEMENTS.load(Ordering::Relaxed),
+    }
+}
+
+fn count_statement(event: TraceEvent<'_>) {
+    let TraceEvent::Stmt(_, sql) = event else {
+        return;
+    };
+    let verb = sql.split_whitespace().next().unwrap_or("");
+    let counter = if [
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "PRAGMA",
+    ]
+    .iter()
+    .any(|c| verb.eq_ignore_ascii_case(c))
+    {
+        &CONTROL_STATEMENTS
+    } else if std::thread::current().name() == Some(writer::THREAD) {
+        &WRITER_STATEMENTS
+    } else {
+        &READER_STATEMENTS
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    if COUNTING.load(Ordering::Relaxed) {
+        conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(count_statement));
+    }
     conn.busy_timeout(Duration::from_secs(10))?;
     // WAL lets readers run beside the writer; FULL makes a commit survive a
     // power cut, which is what the 202 promises. Group commit pays for it.
@@ -268,6 +341,7 @@ pub(crate) fn pending(conn: &Connection, queue: &mut DueQueue) -> rusqlite::Resu
                     visible_at: r.get(3)?,
                     receive_count: r.get(4)?,
                     leased: false,
+                    fresh: None,
                 },
             ))
         })?
@@ -363,6 +437,8 @@ impl SqliteBackend {
                 health: Mutex::new(health),
                 rate_limits: Mutex::new(rate_limits),
                 signing: Mutex::default(),
+                rules: Mutex::default(),
+                tenants: Mutex::default(),
             }),
         })
     }
@@ -436,14 +512,50 @@ impl SqliteBackend {
         }
     }
 
+    pub(crate) fn knows_tenant(&self, tenant_id: &str) -> bool {
+        self.inner
+            .tenants
+            .lock()
+            .is_ok_and(|t| t.contains(tenant_id))
+    }
+
+    pub(crate) fn know_tenant(&self, tenant_id: &str) {
+        if let Ok(mut tenants) = self.inner.tenants.lock()
+            && !tenants.contains(tenant_id)
+        {
+            tenants.insert(tenant_id.to_owned());
+        }
+    }
+
+    /// The rule as kept for attempts: `Some(None)` when it is gone.
+    pub(crate) fn kept_rule(&self, rule_id: &str) -> Option<Option<Rule>> {
+        self.inner.rules.lock().ok()?.get(rule_id).cloned()
+    }
+
+    pub(crate) fn keep_rule(&self, rule_id: &RuleId, rule: Option<Rule>) {
+        if let Ok(mut rules) = self.inner.rules.lock() {
+            if rules.len() >= RULES_KEPT {
+                rules.clear();
+            }
+            rules.insert(rule_id.to_string(), rule);
+        }
+    }
+
+    pub(crate) fn forget_rule(&self, rule_id: &str) {
+        if let Ok(mut rules) = self.inner.rules.lock() {
+            rules.remove(rule_id);
+        }
+    }
+
     /// Keeps what receiving knows of a rule in step with a write to it: its
-    /// rate limit, and its health row (an edit deletes it).
+    /// copy, its rate limit, and its health row (an edit deletes it).
     pub(crate) fn rule_changed(
         &self,
         tenant_id: &TenantId,
         rule_id: &RuleId,
         rate_limit: Option<u32>,
     ) {
+        self.forget_rule(rule_id.as_str());
         if let Ok(mut limits) = self.rate_limits().lock() {
             match rate_limit {
                 Some(limit) => limits.insert(rule_id.to_string(), limit),

@@ -4,7 +4,6 @@
 //! read connection, and an attempt is recorded by one update of its
 //! delivery, on the writer, which then moves the queue.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -21,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use crate::SqliteBackend;
-use crate::due::{Change, DueQueue};
+use crate::due::{Change, DueQueue, Fresh};
 use crate::error::unavailable;
 use crate::schedule::{Admission, pick};
 use crate::store::{accept, rule_from_row, stored_keys};
@@ -104,6 +103,7 @@ fn load_job(
         .map_err(|e| StoreError::unreadable("event trigger", e))?;
     let tenant_id = TenantId::stored(tenant_id);
     let rule = rule.map(|b| rule_from_row(&tenant_id, &b)).transpose()?;
+    backend.keep_rule(&RuleId::stored(rule_id.as_str()), rule.clone());
     if !keys.contains(&tenant_id) {
         let stored = match backend.kept_signing_keys(&tenant_id, now) {
             Some(kept) => kept,
@@ -200,9 +200,10 @@ fn record_health(
     conn: &Connection,
     s: &Settlement,
     breaker: &Breaker,
-    rows: &Mutex<HashMap<(String, String), Option<i64>>>,
+    backend: &SqliteBackend,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
+    let rows = backend.health();
     let Some(ok) = s.receiver_ok else {
         return Ok(());
     };
@@ -272,6 +273,7 @@ fn record_health(
         && breaker.should_disable(since, s.attempt.at)
     {
         disable_for_failing(conn, s, since, effects)?;
+        backend.forget_rule(s.rule_id.as_str());
         if let Ok(mut rows) = rows.lock() {
             rows.remove(&key);
         }
@@ -320,10 +322,18 @@ fn disable_for_failing(
     Ok(())
 }
 
+/// A delivery this receive leased, with what this process kept of it (its
+/// tenant and rule with it) if this is its first receive.
+struct Leased {
+    seq: i64,
+    receive_count: u32,
+    fresh: Option<(Fresh, std::sync::Arc<str>, std::sync::Arc<str>)>,
+}
+
 impl SqliteBackend {
     /// Leases up to `max` due deliveries in the queue, as fairness, the
     /// circuits and the rate limits allow: no statement.
-    fn lease(&self, max: usize, now: Timestamp) -> Result<Vec<(i64, u32)>, StoreError> {
+    fn lease(&self, max: usize, now: Timestamp) -> Result<Vec<Leased>, StoreError> {
         let poisoned =
             || StoreError::unavailable("receive", std::io::Error::other("a lock was poisoned"));
         let until = now
@@ -352,10 +362,52 @@ impl SqliteBackend {
         );
         let picked = pick(&queue, now, max, &mut admission, &mut state.last_fruitless);
         state.held_back = admission.held_back();
-        Ok(picked
-            .into_iter()
-            .filter_map(|seq| queue.lease(seq, until).map(|n| (seq, n)))
-            .collect())
+        let mut leased = Vec::with_capacity(picked.len());
+        for seq in picked {
+            let Some((receive_count, fresh)) = queue.lease(seq, until) else {
+                continue;
+            };
+            let fresh = fresh.and_then(|f| {
+                let e = queue.entry(seq)?;
+                Some((f, e.tenant_id.clone(), e.rule_id.clone()))
+            });
+            leased.push(Leased {
+                seq,
+                receive_count,
+                fresh,
+            });
+        }
+        Ok(leased)
+    }
+
+    /// A first attempt's job from what this process kept of its delivery,
+    /// when its rule and its tenant's keys are kept too: no statement.
+    fn fresh_job(&self, leased: &mut Leased, now: Timestamp) -> Option<DeliveryJob> {
+        let (_, tenant, rule_id) = leased.fresh.as_ref()?;
+        let tenant_id = TenantId::stored(&**tenant);
+        let rule = self.kept_rule(rule_id)?;
+        let keys = self.kept_signing_keys(&tenant_id, now)?;
+        let (fresh, _, rule_id) = leased.fresh.take()?;
+        let event = fresh.event;
+        Some(DeliveryJob {
+            delivery_id: DeliveryId::stored(fresh.delivery_id),
+            keys: SigningKeys::at(now, keys),
+            tenant_id,
+            event_id: event.id.clone(),
+            rule_id: RuleId::stored(&*rule_id),
+            trigger: event.trigger,
+            occurred_at: event.occurred_at,
+            line: fresh.line,
+            data: event.data.clone(),
+            subject: event.subject.clone(),
+            destination: Destination::of(rule.as_ref()),
+            lease: Some(Lease::Row {
+                seq: leased.seq,
+                receive_count: leased.receive_count,
+            }),
+            attempt: leased.receive_count,
+            rule_health: Health::default(),
+        })
     }
 
     /// Reads pending deliveries the queue let spill into the file back into
@@ -389,16 +441,23 @@ impl SqliteBackend {
 impl DeliveryQueue for SqliteBackend {
     async fn receive(&self, max: usize, now: Timestamp) -> Result<Vec<DeliveryJob>, StoreError> {
         self.refill().await?;
-        let leased = self.lease(max, now)?;
-        if leased.is_empty() {
-            return Ok(Vec::new());
+        let mut jobs = Vec::new();
+        let mut unread = Vec::new();
+        for mut leased in self.lease(max, now)? {
+            match self.fresh_job(&mut leased, now) {
+                Some(job) => jobs.push(job),
+                None => unread.push((leased.seq, leased.receive_count)),
+            }
+        }
+        if unread.is_empty() {
+            return Ok(jobs);
         }
         let backend = self.clone();
-        let (jobs, gone) = self
+        let (read, gone) = self
             .read(move |conn| {
                 let mut keys = KeyCache::default();
-                let (mut jobs, mut gone) = (Vec::with_capacity(leased.len()), Vec::new());
-                for (seq, receive_count) in leased {
+                let (mut jobs, mut gone) = (Vec::with_capacity(unread.len()), Vec::new());
+                for (seq, receive_count) in unread {
                     match load_job(conn, seq, receive_count, now, &backend, &mut keys)? {
                         Some(job) => jobs.push(job),
                         None => gone.push(seq),
@@ -407,6 +466,7 @@ impl DeliveryQueue for SqliteBackend {
                 Ok((jobs, gone))
             })
             .await?;
+        jobs.extend(read);
         // A queued delivery whose row is gone cannot be sent; drop it.
         if !gone.is_empty()
             && let Ok(mut queue) = self.queue().lock()
@@ -435,7 +495,7 @@ impl DeliveryQueue for SqliteBackend {
                 effects.queued |= backend.schedule().lock().is_ok_and(|s| s.held_back);
                 for s in &settlements {
                     settle_one(conn, s, backend.queue(), effects)?;
-                    record_health(conn, s, &breaker, backend.health(), effects)?;
+                    record_health(conn, s, &breaker, &backend, effects)?;
                 }
                 Ok(())
             })

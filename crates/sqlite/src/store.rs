@@ -1,5 +1,8 @@
 //! The `Store` port on SQLite.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::{MAX_DELIVERIES_PER_EVENT, PlannedDelivery, plan, scope_keys};
@@ -14,7 +17,7 @@ use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::due::Change;
+use crate::due::{Change, Fresh};
 use crate::error::unavailable;
 use crate::writer::Effects;
 use crate::{SqliteBackend, sealing};
@@ -42,7 +45,7 @@ fn write_turn(
         };
         conn.execute_batch("SAVEPOINT event").map_err(unavailable)?;
         let changed = effects.changes.len();
-        let result = store_event(conn, &event, &deliveries, now, effects);
+        let result = store_event(conn, &Arc::new(event), &deliveries, now, effects);
         let close = if result.is_ok() {
             "RELEASE event"
         } else {
@@ -200,6 +203,7 @@ fn requeue(
             rule_id: rule_id.into(),
             at: now.as_millis(),
             receive_count: 0,
+            fresh: None,
         });
     }
     Ok(())
@@ -214,45 +218,52 @@ pub(crate) enum Plan {
     Deliveries(Vec<PlannedDelivery>),
 }
 
-/// Plans `event` against the tenant's rules filed under its scope keys (as
-/// many reads whatever the number of rules watching other products and
-/// pages). A repeat is answered as one before any planning.
-pub(crate) fn plan_event(conn: &Connection, event: &Event) -> Result<Plan, StoreError> {
-    let exists = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
-        conn.prepare_cached(sql)
-            .and_then(|mut s| s.exists(p))
-            .map_err(unavailable)
-    };
-    if !exists(
-        "SELECT 1 FROM tenants WHERE id = ?1",
-        &[&event.tenant_id.as_str()],
-    )? {
+/// Plans `event` against the tenant's rules filed under its scope keys, in
+/// one statement that also says whether the event is a repeat (a repeat is
+/// answered as one before any planning). The tenant is looked up only when
+/// the caller does not know it.
+pub(crate) fn plan_event(
+    conn: &Connection,
+    event: &Event,
+    known_tenant: bool,
+) -> Result<Plan, StoreError> {
+    if !known_tenant
+        && !conn
+            .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")
+            .and_then(|mut s| s.exists([event.tenant_id.as_str()]))
+            .map_err(unavailable)?
+    {
         return Ok(Plan::Answer(Acceptance::UnknownTenant));
     }
-    if exists(
-        "SELECT 1 FROM events WHERE tenant_id = ?1 AND id = ?2",
-        &[&event.tenant_id.as_str(), &event.id.as_str()],
-    )? {
-        return Ok(Plan::Answer(Acceptance::Duplicate));
-    }
-    let mut rules_stmt = conn
+    let keys = serde_json::to_string(&scope_keys(event))
+        .map_err(|e| StoreError::unavailable("encode scope keys", e))?;
+    let mut stmt = conn
         .prepare_cached(
-            "SELECT body FROM rules WHERE tenant_id = ?1 AND trigger = ?2 AND scope_key = ?3 ORDER BY seq",
+            "SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = ?1 AND id = ?2), r.body
+             FROM (SELECT 1) LEFT JOIN (json_each(?4) AS k JOIN rules AS r
+               ON r.tenant_id = ?1 AND r.trigger = ?3 AND r.scope_key = k.value)
+             ORDER BY k.key, r.seq",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(
+            params![
+                event.tenant_id.as_str(),
+                event.id.as_str(),
+                event.trigger.as_str(),
+                keys
+            ],
+            |r| Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?)),
         )
         .map_err(unavailable)?;
     let mut rules = Vec::new();
-    for key in scope_keys(event) {
-        for body in rules_stmt
-            .query_map(
-                params![event.tenant_id.as_str(), event.trigger.as_str(), key],
-                |r| r.get::<_, String>(0),
-            )
-            .map_err(unavailable)?
-        {
-            rules.push(rule_from_row(
-                &event.tenant_id,
-                &body.map_err(unavailable)?,
-            )?);
+    for row in rows {
+        let (repeat, body) = row.map_err(unavailable)?;
+        if repeat {
+            return Ok(Plan::Answer(Acceptance::Duplicate));
+        }
+        if let Some(body) = body {
+            rules.push(rule_from_row(&event.tenant_id, &body)?);
         }
     }
     Ok(match plan(event, &rules) {
@@ -266,7 +277,7 @@ pub(crate) fn plan_event(conn: &Connection, event: &Event) -> Result<Plan, Store
 /// still answered as one here.
 pub(crate) fn store_event(
     conn: &Connection,
-    event: &Event,
+    event: &Arc<Event>,
     deliveries: &[PlannedDelivery],
     now: Timestamp,
     effects: &mut Effects,
@@ -322,6 +333,11 @@ pub(crate) fn store_event(
             rule_id: d.rule_id.as_str().into(),
             at: now.as_millis(),
             receive_count: 0,
+            fresh: Some(Fresh {
+                delivery_id: d.id.to_string(),
+                line: d.line.clone(),
+                event: event.clone(),
+            }),
         });
     }
     Ok(Acceptance::Accepted)
@@ -336,9 +352,11 @@ pub(crate) fn accept(
     now: Timestamp,
     effects: &mut Effects,
 ) -> Result<Acceptance, StoreError> {
-    match plan_event(conn, event)? {
+    match plan_event(conn, event, true)? {
         Plan::Answer(acceptance) => Ok(acceptance),
-        Plan::Deliveries(deliveries) => store_event(conn, event, &deliveries, now, effects),
+        Plan::Deliveries(deliveries) => {
+            store_event(conn, &Arc::new(event.clone()), &deliveries, now, effects)
+        }
     }
 }
 
@@ -346,6 +364,7 @@ pub(crate) fn accept(
 impl Store for SqliteBackend {
     async fn create_tenant(&self, tenant: NewTenant) -> Result<(), StoreError> {
         let sealed = sealing::seal(self.sealer(), &tenant.webhook_key)?;
+        let id = tenant.id.to_string();
         self.writer()
             .write(move |conn, _| {
                 let exists = conn
@@ -375,7 +394,9 @@ impl Store for SqliteBackend {
                 .map_err(unavailable)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.know_tenant(&id);
+        Ok(())
     }
 
     async fn tenant_for_api_key(&self, api_key_hash: &str) -> Result<Option<TenantId>, StoreError> {
@@ -568,15 +589,19 @@ impl Store for SqliteBackend {
 
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {
         let event = event.clone();
+        let known = self.knows_tenant(event.tenant_id.as_str());
         let (event, planned) = self
-            .read(move |conn| plan_event(conn, &event).map(|p| (event, p)))
+            .read(move |conn| plan_event(conn, &event, known).map(|p| (event, p)))
             .await?;
+        if !known && !matches!(planned, Plan::Answer(Acceptance::UnknownTenant)) {
+            self.know_tenant(event.tenant_id.as_str());
+        }
         match planned {
             Plan::Answer(acceptance) => Ok(acceptance),
             Plan::Deliveries(deliveries) => {
                 self.writer()
                     .write(move |conn, effects| {
-                        store_event(conn, &event, &deliveries, now, effects)
+                        store_event(conn, &Arc::new(event), &deliveries, now, effects)
                     })
                     .await
             }
@@ -593,11 +618,20 @@ impl Store for SqliteBackend {
     ) -> Vec<Result<Acceptance, StoreError>> {
         let events = events.to_vec();
         let count = events.len();
+        let known: HashSet<String> = events
+            .iter()
+            .map(|e| e.tenant_id.as_str())
+            .filter(|t| self.knows_tenant(t))
+            .map(str::to_owned)
+            .collect();
         let planned = self
             .read(move |conn| {
                 Ok(events
                     .into_iter()
-                    .map(|event| plan_event(conn, &event).map(|p| (event, p)))
+                    .map(|event| {
+                        let known = known.contains(event.tenant_id.as_str());
+                        plan_event(conn, &event, known).map(|p| (event, p))
+                    })
                     .collect::<Vec<_>>())
             })
             .await;
@@ -605,6 +639,11 @@ impl Store for SqliteBackend {
             Ok(planned) => planned,
             Err(e) => return all_failed(count, &e),
         };
+        for (event, plan) in planned.iter().flatten() {
+            if !matches!(plan, Plan::Answer(Acceptance::UnknownTenant)) {
+                self.know_tenant(event.tenant_id.as_str());
+            }
+        }
         // A transaction holds at most one event's worth of deliveries (or
         // one event): a batch of heavy events is written in turns, with
         // other tenants' writes between them, not as one long stall.

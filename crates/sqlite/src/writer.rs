@@ -39,6 +39,9 @@ struct Job {
 
 const MAX_BATCH: usize = 2048;
 
+/// The writer thread's name.
+pub(crate) const THREAD: &str = "hookline-sqlite-writer";
+
 #[derive(Debug, thiserror::Error)]
 enum WriterGone {
     #[error("the store is shut down")]
@@ -60,7 +63,7 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
-            .name("hookline-sqlite-writer".into())
+            .name(THREAD.into())
             .spawn(move || run(conn, rx, &work, &queue))?;
         Ok(Writer { jobs })
     }
