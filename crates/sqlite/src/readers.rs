@@ -4,6 +4,7 @@
 //! threads come and go (measured: planning through the blocking pool raised
 //! the server's peak memory by 12–34 MiB).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,18 @@ use crate::error::unavailable;
 
 type Job = Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) + Send>;
 
+/// Who takes the next job: an idle thread, the one idle last first (its
+/// connection's cache is the warmest), or else the first thread to finish.
+/// A job wakes at most one thread.
+#[derive(Default)]
+struct Dispatch {
+    idle: Vec<usize>,
+    backlog: VecDeque<Job>,
+}
+
 pub(crate) struct Readers {
-    jobs: mpsc::Sender<Job>,
+    threads: Vec<mpsc::Sender<Job>>,
+    dispatch: Arc<Mutex<Dispatch>>,
 }
 
 impl Readers {
@@ -27,38 +38,42 @@ impl Readers {
         count: usize,
         connect: fn(&std::path::Path) -> rusqlite::Result<Connection>,
     ) -> std::io::Result<Readers> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let dispatch = Arc::new(Mutex::new(Dispatch::default()));
+        let mut threads = Vec::new();
         for i in 0..count.max(1) {
-            let (queue, path) = (queue.clone(), path.clone());
+            let (jobs, mine) = mpsc::channel::<Job>();
+            threads.push(jobs);
+            let (dispatch, path) = (dispatch.clone(), path.clone());
+            if let Ok(mut d) = dispatch.lock() {
+                d.idle.push(i);
+            }
             std::thread::Builder::new()
                 .name(format!("hookline-read-{i}"))
                 .spawn(move || {
                     let mut conn: Option<Connection> = None;
-                    loop {
-                        let next = match queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = next else {
-                            return;
-                        };
-                        if conn.is_none() {
-                            match connect(&path) {
-                                Ok(c) => conn = Some(c),
-                                Err(e) => {
-                                    job(Err(&e));
-                                    continue;
-                                }
+                    while let Ok(first) = mine.recv() {
+                        let mut next = Some(first);
+                        while let Some(job) = next.take() {
+                            match &conn {
+                                Some(c) => job(Ok(c)),
+                                None => match connect(&path) {
+                                    Ok(c) => job(Ok(conn.insert(c))),
+                                    Err(e) => job(Err(&e)),
+                                },
                             }
-                        }
-                        if let Some(c) = &conn {
-                            job(Ok(c));
+                            // Work waiting for a thread, or idle again.
+                            let Ok(mut d) = dispatch.lock() else {
+                                return;
+                            };
+                            next = d.backlog.pop_front();
+                            if next.is_none() {
+                                d.idle.push(i);
+                            }
                         }
                     }
                 })?;
         }
-        Ok(Readers { jobs })
+        Ok(Readers { threads, dispatch })
     }
 
     /// Runs `f` on the next free read connection.
@@ -77,9 +92,14 @@ impl Readers {
             };
             let _ = answer.send(result);
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| unavailable(std::io::Error::other("the read threads have stopped")))?;
+        let stopped = || unavailable(std::io::Error::other("the read threads have stopped"));
+        {
+            let mut d = self.dispatch.lock().map_err(|_| stopped())?;
+            match d.idle.pop() {
+                Some(i) => self.threads[i].send(job).map_err(|_| stopped())?,
+                None => d.backlog.push_back(job),
+            }
+        }
         answered.await.map_err(unavailable)?
     }
 }
