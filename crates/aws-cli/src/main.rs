@@ -58,18 +58,10 @@ enum QueueName {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match hookline_core::settings::log_level_from_env() {
-        Ok(level) => level.parse().unwrap_or(tracing::Level::INFO),
-        Err(e) => {
-            eprintln!("hookline-aws: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .init();
+    if let Err(e) = hookline::init_logging() {
+        eprintln!("hookline-aws: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Tenant(TenantCommand::Create { tenant_id }) => create_tenant(&tenant_id).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,

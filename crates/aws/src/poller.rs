@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use hookline_core::ports::StoreError;
 
 use crate::backend::AwsBackend;
@@ -93,4 +93,16 @@ impl Received {
             .delete(&self.queue_url, &done, Calls::count_event_source)
             .await
     }
+}
+
+/// A handler's answer naming the messages it failed, which the event source
+/// mapping leaves on the queue (`ReportBatchItemFailures`).
+pub(crate) fn batch_response(failed: impl IntoIterator<Item = String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for id in failed {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    response
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::fanout::{PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{DeliveryId, TenantId};
@@ -21,6 +21,7 @@ use crate::error::log_failure;
 use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage, Payload};
+use crate::poller::batch_response;
 use crate::table::from_item;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +80,7 @@ pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchRespo
             failed.extend(received.into_iter().map(|r| r.message_id));
         }
     }
-    let mut response = SqsBatchResponse::default();
-    for id in failed {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
-    }
-    response
+    batch_response(failed)
 }
 
 fn parse(record: &SqsMessage) -> Result<EventMessage, StoreError> {

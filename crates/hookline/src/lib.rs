@@ -18,3 +18,15 @@ pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(bytes)
 }
+
+/// Logs to stderr at `HOOKLINE_LOG`'s level (info by default); an unknown
+/// level is refused by name.
+pub fn init_logging() -> Result<(), String> {
+    let level = hookline_core::settings::log_level_from_env().map_err(|e| e.to_string())?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level.parse().unwrap_or(tracing::Level::INFO))
+        .with_target(false)
+        .init();
+    Ok(())
+}

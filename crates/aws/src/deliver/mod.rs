@@ -23,7 +23,7 @@ mod settle;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hookline_core::Attempter;
 use hookline_core::Timestamp;
 use hookline_core::ports::{Clock, DeliveryJob, Sender, Settlement};
@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::AwsBackend;
 use crate::error::log_failure;
+use crate::poller::batch_response;
 use load::{Loaded, load, parse};
 use settle::{Disposition, hold, settle};
 
@@ -76,7 +77,7 @@ impl Deliverer {
             }
             failed.extend(finish(&self.backend, finished).await);
         }
-        response(failed)
+        batch_response(failed)
     }
 }
 
@@ -153,14 +154,4 @@ pub(crate) async fn finish(
         .filter(|(_, d)| *d == Disposition::Stays)
         .map(|(id, _)| id)
         .collect()
-}
-
-fn response(failed: Vec<String>) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for id in failed {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
-    }
-    response
 }
