@@ -14,7 +14,7 @@
 //! its first receive ([`Fresh`]), within [`EVENT_BYTES`], so its first
 //! attempt reads nothing from the file.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use hookline_core::Event;
@@ -84,6 +84,9 @@ pub(crate) struct DueQueue {
     /// Event bytes the entries' [`Fresh`] parts hold (an event of many
     /// deliveries counted for each).
     event_bytes: usize,
+    /// While a refill reads the file: the deliveries that ended meanwhile,
+    /// which its read may still show pending and must not bring back.
+    ended_during_refill: Option<HashSet<i64>>,
 }
 
 impl DueQueue {
@@ -95,6 +98,7 @@ impl DueQueue {
             spilled: false,
             spills: 0,
             event_bytes: 0,
+            ended_during_refill: None,
         }
     }
 
@@ -178,8 +182,11 @@ impl DueQueue {
         Some((entry.receive_count, fresh))
     }
 
-    /// Forgets a delivery (it is gone from the file).
+    /// Forgets a delivery (it ended, or is gone from the file).
     pub fn remove(&mut self, seq: i64) {
+        if let Some(ended) = self.ended_during_refill.as_mut() {
+            ended.insert(seq);
+        }
         if let Some(e) = self.entries.remove(&seq) {
             self.by_time.remove(&(e.visible_at, seq));
             self.event_bytes -= e.fresh.as_ref().map_or(0, Fresh::bytes);
@@ -193,6 +200,28 @@ impl DueQueue {
         }
         self.put(seq, entry);
         true
+    }
+
+    /// Starts a refill: deliveries that end from now on are noted, so the
+    /// file's rows read meanwhile do not bring them back. Answers the spill
+    /// count, for [`DueQueue::finish_refill`].
+    pub fn start_refill(&mut self) -> u64 {
+        self.ended_during_refill = Some(HashSet::new());
+        self.spills
+    }
+
+    /// Adds what a refill read, but what ended while it read; nothing is
+    /// left spilled if the read had everything pending, all of it fit, and
+    /// nothing spilled meanwhile.
+    pub fn finish_refill(&mut self, read: DueQueue, spills_at_start: u64) {
+        let ended = self.ended_during_refill.take().unwrap_or_default();
+        let mut held_all = !read.spilled;
+        for (seq, entry) in read.entries {
+            if !ended.contains(&seq) && !self.entries.contains_key(&seq) {
+                held_all &= self.restore(seq, entry);
+            }
+        }
+        self.spilled = !(held_all && self.spills == spills_at_start);
     }
 
     pub fn entry(&self, seq: i64) -> Option<&Entry> {
@@ -225,11 +254,6 @@ impl DueQueue {
             .range((now + 1, i64::MIN)..)
             .filter_map(|(_, seq)| self.entries.get(seq))
             .filter(|e| e.leased)
-    }
-
-    /// Its entries, for moving into another queue.
-    pub fn into_entries(self) -> impl Iterator<Item = (i64, Entry)> {
-        self.entries.into_iter()
     }
 
     fn put(&mut self, seq: i64, entry: Entry) {
@@ -308,5 +332,34 @@ mod tests {
         assert_eq!(q.len(), 2);
         let newest: Vec<i64> = q.newest_due(10).map(|(s, _)| s).collect();
         assert_eq!(newest, vec![2, 1]);
+    }
+
+    /// A refill's read of the file may show a delivery pending that ended
+    /// while it read: it is not brought back.
+    #[test]
+    fn a_refill_does_not_bring_back_what_ended_while_it_read() {
+        let mut q = DueQueue::new(4);
+        q.apply(queued(1, 1));
+        q.apply(queued(2, 2));
+        q.apply(queued(3, 3));
+        q.apply(queued(4, 4));
+        q.apply(queued(5, 5));
+        assert!(q.spilled);
+        let spills = q.start_refill();
+        // What the file shows as pending, read while delivery 1 ends.
+        let mut read = DueQueue::new(4);
+        for seq in [1, 5] {
+            read.apply(queued(seq, seq));
+        }
+        q.lease(1, 100);
+        q.apply(Change::Settle {
+            seq: 1,
+            receive_count: 1,
+            next: None,
+        });
+        q.finish_refill(read, spills);
+        let held: Vec<i64> = q.oldest_due(10).map(|(s, _)| s).collect();
+        assert_eq!(held, vec![2, 3, 4, 5]);
+        assert!(!q.spilled, "the read had everything pending");
     }
 }

@@ -414,7 +414,7 @@ impl SqliteBackend {
     /// it, once it has drained to half its size.
     async fn refill(&self) -> Result<(), StoreError> {
         let spills = match self.queue().lock() {
-            Ok(q) if q.spilled && q.len() < q.cap() / 2 => q.spills,
+            Ok(mut q) if q.spilled && q.len() < q.cap() / 2 => q.start_refill(),
             _ => return Ok(()),
         };
         let cap = self.options().queue_in_memory;
@@ -424,16 +424,16 @@ impl SqliteBackend {
                 crate::pending(conn, &mut read).map_err(unavailable)?;
                 Ok(read)
             })
-            .await?;
+            .await;
+        // A failed read leaves the queue spilled, to be read again.
+        let (read, spills, result) = match read {
+            Ok(read) => (read, spills, Ok(())),
+            Err(e) => (DueQueue::new(cap), u64::MAX, Err(e)),
+        };
         if let Ok(mut queue) = self.queue().lock() {
-            let read_all = !read.spilled;
-            for (seq, entry) in read.into_entries() {
-                queue.restore(seq, entry);
-            }
-            // Only if nothing spilled while the file was read.
-            queue.spilled = !(read_all && queue.spills == spills && queue.len() < queue.cap());
+            queue.finish_refill(read, spills);
         }
-        Ok(())
+        result
     }
 }
 
