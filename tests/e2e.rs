@@ -13,6 +13,7 @@ mod e2e {
     mod fairness;
     mod hardening;
     mod matching;
+    mod metrics;
     mod options;
     mod security;
     mod surfaces;

@@ -24,6 +24,8 @@ pub const INGEST_TOKEN: &str = "ingest-test-token";
 pub struct Hookline {
     child: Child,
     pub base: String,
+    /// The metrics URL, when started with `--metrics-listen`.
+    pub metrics: Option<String>,
     pub db: PathBuf,
     http: reqwest::Client,
 }
@@ -67,23 +69,29 @@ impl Hookline {
         let mut child = cmd.spawn().expect("spawn hookline serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // `serve` prints its metrics URL (if any) before "listening".
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("hookline metrics on ") {
+                    metrics = Some(url.to_owned());
+                }
                 let Some(url) = line.strip_prefix("hookline listening on ") else {
                     continue;
                 };
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.to_owned());
+                    let _ = tx.send((url.to_owned(), metrics.take()));
                 }
             }
         });
-        let base = rx
+        let (base, metrics) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("hookline serve did not start");
         Hookline {
             child,
             base,
+            metrics,
             db: db.to_path_buf(),
             http: reqwest::Client::new(),
         }

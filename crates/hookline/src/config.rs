@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKLINE_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = settings::duration)]
     pub http_request_timeout: Duration,
 
+    /// Serve Prometheus metrics at `/metrics` on this address (off when
+    /// unset; an address of its own, so it is never on the API's listener).
+    #[arg(long, env = "HOOKLINE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// How many connections are served at once; more wait in the listen backlog.
     #[arg(long, env = "HOOKLINE_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = settings::count)]
     pub http_max_connections: usize,

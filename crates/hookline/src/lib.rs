@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http_server;
+pub mod metrics;
 pub mod receive;
 pub mod remote;
 pub mod serve;

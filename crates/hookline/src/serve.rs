@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::SystemClock;
 use crate::config::ServeArgs;
 use crate::http_server;
+use crate::metrics::Metrics;
 use crate::tenant::{self, Credentials, TenantError};
 use crate::worker::Worker;
 
@@ -88,12 +89,33 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ..SenderConfig::default()
     })?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Listen { addr, source })?;
+            // Before "listening": whoever waits for that line knows both.
+            println!(
+                "hookline metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let app = crate::metrics::router(metrics.clone(), backend.clone(), clock.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let worker = Worker {
         queue: backend.clone(),
         sender: sender.clone(),
         clock: clock.clone(),
         attempter: Arc::new(Attempter::new(schedule.clone())),
         concurrency: args.concurrency,
+        metrics: metrics.clone(),
     };
     let worker = tokio::spawn(worker.run(stop_rx));
 
@@ -128,6 +150,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!("stopped taking work; finishing deliveries in flight");
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

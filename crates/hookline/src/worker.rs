@@ -8,6 +8,8 @@ use std::time::Duration;
 use hookline_core::ports::{Clock, DeliveryQueue, Sender};
 use hookline_core::{Attempter, Settlement};
 use hookline_sqlite::SqliteBackend;
+
+use crate::metrics::Metrics;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -25,6 +27,7 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
     pub attempter: Arc<Attempter>,
     pub concurrency: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Records settlements in batches: whatever finished while the last batch was
@@ -71,14 +74,17 @@ impl Worker {
             // per delivery). A delivery queued meanwhile has left a wake-up.
             let drained = jobs.len() < asked;
             for job in jobs {
-                let (sender, clock, attempter, settled) = (
+                let (sender, clock, attempter, settled, metrics) = (
                     self.sender.clone(),
                     self.clock.clone(),
                     self.attempter.clone(),
                     settled.clone(),
+                    self.metrics.clone(),
                 );
                 in_flight.spawn(async move {
-                    let _ = settled.send(attempter.attempt(&job, &*sender, &*clock).await);
+                    let settlement = attempter.attempt(&job, &*sender, &*clock).await;
+                    metrics.observe(&settlement);
+                    let _ = settled.send(settlement);
                 });
             }
             if drained {

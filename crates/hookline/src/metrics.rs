@@ -1,0 +1,187 @@
+//! What `hookline serve` counts of its deliveries, served as Prometheus text
+//! at `/metrics` on a listen address of its own (`--metrics-listen`), so the
+//! API's listener and its clients never see it. Counters are atomics bumped
+//! as each attempt settles; the queue's gauges are read when scraped. No
+//! label names a tenant or a rule: their number is the merchants' to grow.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hookline_core::Settlement;
+use hookline_core::ports::{Clock, Outcome};
+use hookline_sqlite::SqliteBackend;
+
+/// Upper bounds of the attempt duration histogram, in milliseconds.
+const DURATION_BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 15_000];
+
+/// How an attempt went, by what the receiver did.
+#[derive(Clone, Copy)]
+enum AttemptResult {
+    /// It answered 2xx.
+    Success,
+    /// It answered, but not 2xx.
+    Failure,
+    /// No answer: refused, timed out, not allowed, or no request was made.
+    Error,
+}
+
+const RESULTS: [(AttemptResult, &str); 3] = [
+    (AttemptResult::Success, "success"),
+    (AttemptResult::Failure, "failure"),
+    (AttemptResult::Error, "error"),
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    attempts: [AtomicU64; 3],
+    retries: AtomicU64,
+    succeeded: AtomicU64,
+    dead: AtomicU64,
+    duration_buckets: [AtomicU64; DURATION_BUCKETS_MS.len()],
+    duration_count: AtomicU64,
+    duration_sum_ms: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a settled attempt.
+    pub fn observe(&self, s: &Settlement) {
+        let result = match s.attempt.status_code {
+            Some(code) if (200..300).contains(&code) => AttemptResult::Success,
+            Some(_) => AttemptResult::Failure,
+            None => AttemptResult::Error,
+        };
+        self.attempts[result as usize].fetch_add(1, Ordering::Relaxed);
+        match s.outcome {
+            Outcome::Succeeded => &self.succeeded,
+            Outcome::RetryAt(_) => &self.retries,
+            Outcome::Dead => &self.dead,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let ms = s.attempt.duration_ms;
+        for (bucket, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS_MS) {
+            if ms <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4): the counters, and the
+    /// queue as it is now.
+    pub fn render(&self, queued: usize, oldest_due_age_seconds: f64) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let attempts: Vec<(String, String)> = RESULTS
+            .iter()
+            .map(|(result, label)| {
+                (
+                    format!("{{result=\"{label}\"}}"),
+                    get(&self.attempts[*result as usize]).to_string(),
+                )
+            })
+            .collect();
+        family(
+            "hookline_attempts_total",
+            "counter",
+            "Delivery attempts, by what the receiver did: success (2xx), failure (another status), error (no answer).",
+            &attempts,
+        );
+        family(
+            "hookline_retries_total",
+            "counter",
+            "Attempts after which the delivery waits for its next try.",
+            &[(String::new(), get(&self.retries).to_string())],
+        );
+        family(
+            "hookline_deliveries_ended_total",
+            "counter",
+            "Deliveries that ended: succeeded, or dead after their last attempt.",
+            &[
+                (
+                    "{outcome=\"succeeded\"}".into(),
+                    get(&self.succeeded).to_string(),
+                ),
+                ("{outcome=\"dead\"}".into(), get(&self.dead).to_string()),
+            ],
+        );
+        let mut buckets: Vec<(String, String)> = DURATION_BUCKETS_MS
+            .iter()
+            .zip(&self.duration_buckets)
+            .map(|(bound, n)| {
+                (
+                    format!("_bucket{{le=\"{}\"}}", *bound as f64 / 1000.0),
+                    get(n).to_string(),
+                )
+            })
+            .collect();
+        let count = get(&self.duration_count).to_string();
+        buckets.push(("_bucket{le=\"+Inf\"}".into(), count.clone()));
+        buckets.push((
+            "_sum".into(),
+            (get(&self.duration_sum_ms) as f64 / 1000.0).to_string(),
+        ));
+        buckets.push(("_count".into(), count));
+        family(
+            "hookline_attempt_duration_seconds",
+            "histogram",
+            "How long attempts took, from the request to the receiver's answer or the timeout.",
+            &buckets,
+        );
+        family(
+            "hookline_deliveries_queued",
+            "gauge",
+            "Pending deliveries the queue holds: due, leased, or waiting for a retry.",
+            &[(String::new(), queued.to_string())],
+        );
+        family(
+            "hookline_oldest_due_age_seconds",
+            "gauge",
+            "How long the longest-waiting due delivery has been due (0 when none is).",
+            &[(String::new(), oldest_due_age_seconds.to_string())],
+        );
+        out
+    }
+}
+
+/// The metrics listener's router: `GET /metrics`.
+pub fn router(metrics: Arc<Metrics>, queue: SqliteBackend, clock: Arc<dyn Clock>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Scraped {
+            metrics,
+            queue,
+            clock,
+        })
+}
+
+#[derive(Clone)]
+struct Scraped {
+    metrics: Arc<Metrics>,
+    queue: SqliteBackend,
+    clock: Arc<dyn Clock>,
+}
+
+async fn scrape(State(s): State<Scraped>) -> impl IntoResponse {
+    let now = s.clock.now().as_millis();
+    let age = s
+        .queue
+        .next_due()
+        .map_or(0.0, |due| (now - due.as_millis()).max(0) as f64 / 1000.0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(s.queue.queued(), age),
+    )
+}

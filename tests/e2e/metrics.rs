@@ -1,0 +1,115 @@
+//! `/metrics` on `hookline serve`: Prometheus text on a listener of its own,
+//! whose counters follow what receivers answered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The exposition's samples by name and labels; every other line must be a
+/// `# HELP` or `# TYPE` comment.
+fn samples(text: &str) -> HashMap<String, f64> {
+    let mut found = HashMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP hookline_") || line.starts_with("# TYPE hookline_") {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(name.starts_with("hookline_"), "{line}");
+        found.insert(
+            name.to_owned(),
+            value.parse::<f64>().unwrap_or_else(|_| panic!("{line}")),
+        );
+    }
+    found
+}
+
+/// `promtool check metrics` (Debian's prometheus; infra/test installs it)
+/// finds nothing wrong with the exposition, not even a lint.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool: install Debian's prometheus package (infra/test does)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_attempts_and_ended_deliveries_on_their_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hookline::start_with(
+        &db_in(&dir),
+        &[("HOOKLINE_RETRY_SCHEDULE", "100ms")],
+        &["--allow-private-targets", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let url = h.metrics.clone().expect("serve printed its metrics URL");
+    assert!(!url.starts_with(&h.base), "{url} is not the API's listener");
+    let on_api = reqwest::get(format!("{}/metrics", h.base)).await.unwrap();
+    assert_ne!(on_api.status(), 200, "the API's listener serves no metrics");
+
+    let shop = h.tenant("shop_1");
+    // Every third request fails; with one retry, some deliveries die.
+    let receiver =
+        Receiver::start_with(|n, _| Reply::Status(if n % 3 == 0 { 500 } else { 204 })).await;
+    h.paid_orders_to(&shop, receiver.url("/")).await;
+    for i in 0..6 {
+        h.paid_order(&shop, &format!("evt_{i}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let deliveries = loop {
+        let listed = h.deliveries(&shop, "limit=10").await;
+        if listed.len() == 6 && listed.iter().all(|d| d["status"] != "pending") {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "{listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4");
+    let text = resp.text().await.unwrap();
+    promtool_accepts(&text);
+    let m = samples(&text);
+    let hits = receiver.hits().len() as f64;
+    let failed = (0..receiver.hits().len()).filter(|n| n % 3 == 0).count() as f64;
+    let count = |status: &str| deliveries.iter().filter(|d| d["status"] == status).count() as f64;
+    assert_eq!(m["hookline_attempts_total{result=\"failure\"}"], failed);
+    assert_eq!(
+        m["hookline_attempts_total{result=\"success\"}"],
+        hits - failed
+    );
+    assert_eq!(m["hookline_attempts_total{result=\"error\"}"], 0.0);
+    assert_eq!(m["hookline_attempt_duration_seconds_count"], hits);
+    assert_eq!(
+        m["hookline_attempt_duration_seconds_bucket{le=\"+Inf\"}"],
+        hits
+    );
+    assert_eq!(
+        m["hookline_deliveries_ended_total{outcome=\"succeeded\"}"],
+        count("succeeded")
+    );
+    assert_eq!(
+        m["hookline_deliveries_ended_total{outcome=\"dead\"}"],
+        count("dead")
+    );
+    assert_eq!(m["hookline_retries_total"], hits - 6.0);
+    assert_eq!(m["hookline_deliveries_queued"], 0.0);
+    assert_eq!(m["hookline_oldest_due_age_seconds"], 0.0);
+}
