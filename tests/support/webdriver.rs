@@ -87,15 +87,54 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err((e, message)) => panic!("WebDriver {path}: {e}: {message}"),
+        }
+    }
+
+    /// The command's value, or WebDriver's error code and message.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(e) = v["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {e}: {}", v["value"]["message"]);
+        match v["value"]["error"].as_str() {
+            Some(e) => Err((e.to_owned(), v["value"]["message"].clone())),
+            None => Ok(v["value"].clone()),
         }
-        v["value"].clone()
+    }
+
+    /// Runs a command on the element `css` names. The page re-renders as
+    /// data arrives, so an element found a moment ago may be replaced
+    /// before the command reaches it: then it is found again.
+    async fn on_element(
+        &self,
+        css: &str,
+        method: reqwest::Method,
+        command: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css).await;
+            let path = format!("/element/{}{command}", e.0);
+            match self.try_call(method.clone(), &path, body.clone()).await {
+                Ok(v) => return v,
+                Err((code, _))
+                    if code == "stale element reference" && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err((code, message)) => panic!("WebDriver {path} ({css}): {code}: {message}"),
+            }
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -126,31 +165,29 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.post(&format!("/element/{}/click", e.0), json!({}))
+        self.on_element(css, reqwest::Method::POST, "/click", Some(json!({})))
             .await;
     }
 
     /// Replaces a field's text.
     pub async fn fill(&self, css: &str, text: &str) {
-        let e = self.find(css).await;
-        self.post(&format!("/element/{}/clear", e.0), json!({}))
+        self.on_element(css, reqwest::Method::POST, "/clear", Some(json!({})))
             .await;
-        self.post(&format!("/element/{}/value", e.0), json!({ "text": text }))
-            .await;
+        self.on_element(
+            css,
+            reqwest::Method::POST,
+            "/value",
+            Some(json!({ "text": text })),
+        )
+        .await;
     }
 
     pub async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{}/text", e.0),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        self.on_element(css, reqwest::Method::GET, "/text", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Waits until the element's visible text satisfies `ok`, and returns it.
