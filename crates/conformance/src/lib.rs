@@ -145,6 +145,20 @@ fn event(tenant: &str, id: &str, trigger: Trigger, lines: &[(&str, &str)]) -> Ev
     Event::from_json(body.to_string().as_bytes()).expect("valid event")
 }
 
+/// The settlements of `jobs` whose receiver took each at `at` (a 204).
+pub fn taken(jobs: &[DeliveryJob], at: Timestamp) -> Vec<Settlement> {
+    let took = Attempt {
+        at,
+        status_code: Some(204),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+    };
+    jobs.iter()
+        .map(|j| Settlement::new(j, took.clone(), Outcome::Succeeded))
+        .collect()
+}
+
 fn settle(job: &DeliveryJob, outcome: Outcome) -> Settlement {
     let attempt = Attempt {
         at: now(),

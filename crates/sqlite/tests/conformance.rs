@@ -198,21 +198,8 @@ async fn a_queue_past_its_memory_is_refilled_from_the_file() {
     let mut delivered = std::collections::HashSet::new();
     for _ in 0..20 {
         let jobs = b.receive(2, now).await.unwrap();
-        let took = Attempt {
-            at: now,
-            status_code: Some(204),
-            duration_ms: 1,
-            error: None,
-            response_body: None,
-        };
         delivered.extend(jobs.iter().map(|j| j.event_id.to_string()));
-        b.settle(
-            jobs.iter()
-                .map(|j| Settlement::new(j, took.clone(), Outcome::Succeeded))
-                .collect(),
-        )
-        .await
-        .unwrap();
+        b.settle(suite::taken(&jobs, now)).await.unwrap();
     }
     assert_eq!(delivered.len(), 12, "{delivered:?}");
     assert_eq!(b.queued(), 0);

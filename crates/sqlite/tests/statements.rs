@@ -2,10 +2,9 @@
 //! receive, attempt recorded), counted through SQLite's trace hook on every
 //! connection of the store. Its own test binary: the count is per process.
 
-use hookline_core::delivery::Attempt;
 use hookline_core::id::{RuleId, TenantId};
-use hookline_core::ports::{DeliveryQueue, NewTenant, Outcome, Store};
-use hookline_core::{Event, Rule, RuleDraft, Scope, Settlement, Timestamp, Trigger, WebhookKey};
+use hookline_core::ports::{DeliveryQueue, NewTenant, Store};
+use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
 use hookline_sqlite::{
     SqliteBackend, SqliteOptions, StatementsRun, count_statements, statements_run,
 };
@@ -28,20 +27,9 @@ async fn deliver(b: &SqliteBackend, from: usize, events: usize, now: Timestamp) 
             return delivered;
         }
         delivered += jobs.len();
-        let took = Attempt {
-            at: now,
-            status_code: Some(204),
-            duration_ms: 1,
-            error: None,
-            response_body: None,
-        };
-        b.settle(
-            jobs.iter()
-                .map(|j| Settlement::new(j, took.clone(), Outcome::Succeeded))
-                .collect(),
-        )
-        .await
-        .unwrap();
+        b.settle(hookline_conformance::taken(&jobs, now))
+            .await
+            .unwrap();
     }
 }
 
