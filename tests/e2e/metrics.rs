@@ -64,6 +64,14 @@ async fn metrics_count_attempts_and_ended_deliveries_on_their_own_listener() {
     assert_ne!(on_api.status(), 200, "the API's listener serves no metrics");
 
     let shop = h.tenant("shop_1");
+    // One refused ingest (no token) before the six accepted ones.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/events", h.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     // Every third request fails; with one retry, some deliveries die.
     let receiver =
         Receiver::start_with(|n, _| Reply::Status(if n % 3 == 0 { 500 } else { 204 })).await;
@@ -110,6 +118,9 @@ async fn metrics_count_attempts_and_ended_deliveries_on_their_own_listener() {
         count("dead")
     );
     assert_eq!(m["hookline_retries_total"], hits - 6.0);
+    assert_eq!(m["hookline_ingest_requests_total{code=\"2xx\"}"], 6.0);
+    assert_eq!(m["hookline_ingest_requests_total{code=\"4xx\"}"], 1.0);
+    assert_eq!(m["hookline_ingest_requests_total{code=\"5xx\"}"], 0.0);
     assert_eq!(m["hookline_deliveries_queued"], 0.0);
     assert_eq!(m["hookline_oldest_due_age_seconds"], 0.0);
 }

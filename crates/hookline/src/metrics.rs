@@ -37,8 +37,14 @@ const RESULTS: [(AttemptResult, &str); 3] = [
     (AttemptResult::Error, "error"),
 ];
 
+/// Status classes of ingest answers.
+const INGEST_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+
 #[derive(Default)]
 pub struct Metrics {
+    /// Ingest requests (`POST /v1/events` and `/v1/events/batch`) by the
+    /// class of their answer.
+    ingest: [AtomicU64; 3],
     attempts: [AtomicU64; 3],
     retries: AtomicU64,
     succeeded: AtomicU64,
@@ -49,6 +55,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts an ingest request's answer.
+    pub fn observe_ingest(&self, status: u16) {
+        let class = match status {
+            200..=399 => 0,
+            400..=499 => 1,
+            _ => 2,
+        };
+        self.ingest[class].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a settled attempt.
     pub fn observe(&self, s: &Settlement) {
         let result = match s.attempt.status_code {
@@ -84,6 +100,17 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        let ingest: Vec<(String, String)> = INGEST_CLASSES
+            .iter()
+            .zip(&self.ingest)
+            .map(|(class, n)| (format!("{{code=\"{class}\"}}"), get(n).to_string()))
+            .collect();
+        family(
+            "hookline_ingest_requests_total",
+            "counter",
+            "Ingest requests (POST /v1/events and /v1/events/batch), by the class of their answer.",
+            &ingest,
+        );
         let attempts: Vec<(String, String)> = RESULTS
             .iter()
             .map(|(result, label)| {
@@ -184,4 +211,19 @@ async fn scrape(State(s): State<Scraped>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(s.queue.queued(), age),
     )
+}
+
+/// Counts ingest requests' answers around the API's router.
+pub async fn count_ingest(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ingest = request.method() == axum::http::Method::POST
+        && matches!(request.uri().path(), "/v1/events" | "/v1/events/batch");
+    let response = next.run(request).await;
+    if ingest {
+        metrics.observe_ingest(response.status().as_u16());
+    }
+    response
 }

@@ -146,7 +146,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     println!("hookline listening on http://{local}");
 
-    http_server::serve(listener, router(api), args.http_limits(), shutdown_signal()).await;
+    let app = router(api).layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        crate::metrics::count_ingest,
+    ));
+    http_server::serve(listener, app, args.http_limits(), shutdown_signal()).await;
     tracing::info!("stopped taking work; finishing deliveries in flight");
     let _ = stop_tx.send(true);
     let _ = worker.await;
