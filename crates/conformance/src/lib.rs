@@ -93,7 +93,8 @@ fn key(b: u8) -> WebhookKey {
     WebhookKey::from_bytes(&[b; 32]).expect("32 bytes make a key")
 }
 
-async fn tenant(b: &dyn Store, id: &str) {
+/// Creates tenant `id` with webhook key 1.
+pub async fn tenant(b: &dyn Store, id: &str) {
     let t = NewTenant {
         id: tid(id),
         api_key_hash: format!("hash-{id}"),
@@ -112,7 +113,7 @@ fn rule(tenant: &str, id: &str, trigger: Trigger, scope: Scope, per_line: bool) 
 }
 
 /// Stores a universal `order.paid` rule.
-async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
+pub async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
     b.insert_rule(
         &rule(tenant, id, Trigger::OrderPaid, Scope::Universal, false),
         100,

@@ -61,28 +61,9 @@ impl Harness for Sqlite {
 hookline_conformance::conformance_tests!(harness());
 
 async fn one_queued_delivery(b: &SqliteBackend) {
-    let key = WebhookKey::from_bytes(&[1; 32]).unwrap();
     let now = suite::now();
-    b.create_tenant(NewTenant {
-        id: TenantId::stored("a"),
-        api_key_hash: "h".into(),
-        webhook_key: key,
-        created_at: now,
-    })
-    .await
-    .unwrap();
-    let draft = RuleDraft::new(
-        "r",
-        Trigger::OrderPaid,
-        "https://example.com/",
-        Scope::Universal,
-    );
-    b.insert_rule(
-        &Rule::new(RuleId::stored("r"), TenantId::stored("a"), draft, now),
-        100,
-    )
-    .await
-    .unwrap();
+    suite::tenant(b, "a").await;
+    suite::paid_rule(b, "a", "r").await;
     let body = r#"{"id":"e","tenant_id":"a","type":"order.paid","occurred_at":"2026-11-29T12:00:00Z","data":{}}"#;
     b.accept_event(
         &hookline_core::Event::from_json(body.as_bytes()).unwrap(),

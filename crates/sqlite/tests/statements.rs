@@ -2,9 +2,9 @@
 //! receive, attempt recorded), counted through SQLite's trace hook on every
 //! connection of the store. Its own test binary: the count is per process.
 
-use hookline_core::id::{RuleId, TenantId};
-use hookline_core::ports::{DeliveryQueue, NewTenant, Store};
-use hookline_core::{Event, Rule, RuleDraft, Scope, Timestamp, Trigger, WebhookKey};
+use hookline_core::id::TenantId;
+use hookline_core::ports::{DeliveryQueue, Store};
+use hookline_core::{Event, Timestamp};
 use hookline_sqlite::{
     SqliteBackend, SqliteOptions, StatementsRun, count_statements, statements_run,
 };
@@ -39,26 +39,8 @@ async fn a_delivery_costs_at_most_four_statements_at_steady_state() {
     let dir = tempfile::tempdir().unwrap();
     let b = SqliteBackend::open(dir.path().join("hookline.db"), SqliteOptions::default()).unwrap();
     let now = Timestamp::from_millis(1_795_953_600_000);
-    b.create_tenant(NewTenant {
-        id: TenantId::stored("a"),
-        api_key_hash: "h".into(),
-        webhook_key: WebhookKey::from_bytes(&[1; 32]).unwrap(),
-        created_at: now,
-    })
-    .await
-    .unwrap();
-    let draft = RuleDraft::new(
-        "r",
-        Trigger::OrderPaid,
-        "https://example.com/",
-        Scope::Universal,
-    );
-    b.insert_rule(
-        &Rule::new(RuleId::stored("r"), TenantId::stored("a"), draft, now),
-        10,
-    )
-    .await
-    .unwrap();
+    hookline_conformance::tenant(&b, "a").await;
+    hookline_conformance::paid_rule(&b, "a", "r").await;
     // The first delivery reads its rule and the tenant's keys, which later
     // ones find kept.
     assert_eq!(deliver(&b, 0, 1, now).await, 1);

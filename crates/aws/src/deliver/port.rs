@@ -7,8 +7,9 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use hookline_core::Timestamp;
-use hookline_core::ports::{DeliveryJob, DeliveryQueue, Lease, Settlement, StoreError};
+use hookline_core::ports::{DeliveryJob, DeliveryQueue, Settlement, StoreError};
 
+use super::settle::sqs_lease;
 use super::{Taken, finish, take};
 use crate::backend::AwsBackend;
 use crate::calls::Calls;
@@ -35,7 +36,11 @@ impl DeliveryQueue for AwsBackend {
         // A job's message is named here by its receipt handle.
         let finished: Vec<(String, Settlement)> = settlements
             .into_iter()
-            .map(|s| (receipt(s.lease.as_ref()), s))
+            .map(|s| {
+                let receipt = sqs_lease(s.lease.as_ref())
+                    .map_or_else(|_| String::new(), |(r, _)| r.to_owned());
+                (receipt, s)
+            })
             .collect();
         let handles: Vec<String> = finished.iter().map(|(h, _)| h.clone()).collect();
         let stays: HashSet<String> = finish(self, finished).await.into_iter().collect();
@@ -50,12 +55,5 @@ impl DeliveryQueue for AwsBackend {
                 Calls::count_event_source,
             )
             .await
-    }
-}
-
-fn receipt(lease: Option<&Lease>) -> String {
-    match lease {
-        Some(Lease::Message { receipt, .. }) => receipt.clone(),
-        _ => String::new(),
     }
 }

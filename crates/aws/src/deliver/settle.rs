@@ -26,7 +26,7 @@ use crate::queues::{Outgoing, outgoing};
 struct ForeignLease;
 
 /// The receipt handle and body of the message a settlement's lease names.
-fn sqs_lease(lease: Option<&Lease>) -> Result<(&str, &str), StoreError> {
+pub(super) fn sqs_lease(lease: Option<&Lease>) -> Result<(&str, &str), StoreError> {
     match lease {
         Some(Lease::Message { receipt, body, .. }) => Ok((receipt, body)),
         _ => Err(StoreError::unavailable("settle", ForeignLease)),
