@@ -101,11 +101,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 listener.local_addr()?
             );
             let app = crate::metrics::router(metrics.clone(), backend.clone(), clock.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            }))
+            // The API's listener limits (header and request timeouts, a
+            // connection cap) hold here too; it stops with the process.
+            let limits = args.http_limits();
+            Some(tokio::spawn(http_server::serve(
+                listener,
+                app,
+                limits,
+                std::future::pending(),
+            )))
         }
         None => None,
     };
