@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookline_core::breaker::{Breaker, Health};
+use hookline_core::traffic::TrafficBuffer;
 
 use crate::calls::Calls;
 use crate::items::RuleItem;
@@ -35,6 +36,10 @@ pub struct AwsBackend {
     pub(crate) rules: Arc<Mutex<HashMap<(String, String), CachedRule>>>,
     pub(crate) rule_cache_for: Duration,
     pub(crate) vault: Vault,
+    /// Rules' traffic this process counted and has not yet written, and
+    /// how long a count may wait ([`TRAFFIC_WRITE_EVERY`]).
+    pub(crate) traffic: Arc<Mutex<TrafficBuffer>>,
+    pub(crate) traffic_every: Duration,
 }
 
 /// A rule as read (`None`: gone), and when.
@@ -43,6 +48,13 @@ pub(crate) type CachedRule = (Option<RuleItem>, Instant);
 /// How long a deliverer uses a rule it read (docs/cost.md: one read a rule
 /// a function process in that time, instead of one a batch).
 pub const RULE_CACHE_FOR: Duration = Duration::from_secs(15);
+
+/// How long a deliverer process adds up rules' traffic before writing it:
+/// one write per busy rule this often, instead of one per batch (a rule
+/// with a batch of ten a second would otherwise add 0.1 write units to
+/// each delivery). What a reclaimed function process had not written is
+/// lost: counts, never deliveries.
+pub const TRAFFIC_WRITE_EVERY: Duration = Duration::from_secs(10);
 
 impl AwsBackend {
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
@@ -68,6 +80,8 @@ impl AwsBackend {
             health_seen: Arc::default(),
             rules: Arc::default(),
             rule_cache_for: RULE_CACHE_FOR,
+            traffic: Arc::default(),
+            traffic_every: TRAFFIC_WRITE_EVERY,
         }
     }
 
@@ -76,6 +90,14 @@ impl AwsBackend {
         AwsBackend {
             rule_cache_for: ttl,
             rules: Arc::default(),
+            ..self
+        }
+    }
+
+    /// The same backend writing the traffic it counts once it is `every` old.
+    pub fn with_traffic_every(self, every: Duration) -> Self {
+        AwsBackend {
+            traffic_every: every,
             ..self
         }
     }
@@ -98,6 +120,8 @@ impl AwsBackend {
             rules: Arc::default(),
             rule_cache_for: self.rule_cache_for,
             vault: self.vault.clone(),
+            traffic: Arc::default(),
+            traffic_every: self.traffic_every,
         }
     }
 

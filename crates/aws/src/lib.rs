@@ -7,8 +7,9 @@
 //! every call; `items` is the table's layout and `messages` what the queues
 //! carry; `backend` holds them together. On top: `store` (the `Store` port),
 //! `log` (the delivery log read across its shards),
-//! `queue` (loading and settling deliveries, and the `DeliveryQueue` port),
-//! `router` and `deliver` (the Lambda handlers), `poller` and `redrive`;
+//! `router` and `deliver` (the Lambda handlers, `deliver` with the
+//! `DeliveryQueue` port), `traffic` (rules' counted attempts), `poller` and
+//! `redrive`;
 //! `migrate` moves what an earlier Hookline wrote;
 //! `vault` seals webhook keys with KMS data keys.
 //! This file only declares and re-exports.
@@ -30,9 +31,10 @@ mod secrets;
 mod settings;
 mod store;
 mod table;
+mod traffic;
 mod vault;
 
-pub use backend::AwsBackend;
+pub use backend::{AwsBackend, TRAFFIC_WRITE_EVERY};
 pub use calls::{CallCount, Calls};
 pub use deliver::Deliverer;
 pub use items::{

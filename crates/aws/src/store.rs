@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::delivery::{Delivery, DeliveryStatus, Waiting};
 use hookline_core::id::{DeliveryId, RuleId, TenantId};
 use hookline_core::ports::{
-    Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor, parse_key_cursor,
+    Acceptance, DeliveryFilter, NewTenant, Page, RuleHealth, Store, StoreError, key_cursor,
+    parse_key_cursor,
 };
 use hookline_core::signing::{StoredKey, may_rotate};
 use hookline_core::{Event, Rule, SigningKeys, Timestamp, WebhookKey};
@@ -366,6 +367,30 @@ impl Store for AwsBackend {
     ) -> Result<Option<Rule>, StoreError> {
         let item: Option<RuleItem> = self.table.get(rule_key(tenant_id, rule_id)).await?;
         item.map(|r| r.rule(tenant_id)).transpose()
+    }
+
+    async fn rule_health(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+        now: Timestamp,
+    ) -> Result<Option<RuleHealth>, StoreError> {
+        let Some(item) = self
+            .table
+            .get::<RuleItem>(rule_key(tenant_id, rule_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut buckets = crate::traffic::read(self, tenant_id, rule_id, now).await?;
+        if let Ok(counted) = self.traffic.lock() {
+            buckets.extend(counted.of_rule(tenant_id, rule_id));
+        }
+        Ok(Some(RuleHealth {
+            health: item.health(),
+            buckets,
+            concurrency: None,
+        }))
     }
 
     async fn rules(

@@ -20,7 +20,9 @@ async fn harness() -> Aws {
     let env = support::create_resources(3, VISIBILITY.as_secs() as u32);
     Aws(support::backend(&env)
         .await
-        .with_breaker(hookline_conformance::BREAKER))
+        .with_breaker(hookline_conformance::BREAKER)
+        // Counted traffic is written at once, so the suite reads it back.
+        .with_traffic_every(Duration::ZERO))
 }
 
 #[async_trait]

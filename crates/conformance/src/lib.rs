@@ -1070,6 +1070,91 @@ pub async fn test_sends_are_limited_per_tenant_and_minute(h: &dyn Harness) {
     );
 }
 
+/// A rule's health counts its attempts that reached the receiver (every
+/// harness writes counted traffic at once): a receiver failing one in three
+/// shows its rate, latency, last error and failures in a row, across several
+/// writes into one bucket; attempts that made no request are not counted;
+/// another tenant sees nothing of it.
+pub async fn rule_health_counts_what_receivers_did(h: &dyn Harness) {
+    use hookline_core::traffic::Traffic;
+    let b = h.store();
+    tenant(b, "a").await;
+    tenant(b, "b").await;
+    paid_rule(b, "a", "r").await;
+    paid_rule(b, "a", "quiet").await;
+    paid_orders(b, "a", 9).await;
+    h.route().await;
+    let attempt = |ok: bool, ms: u64| Attempt {
+        at: now(),
+        status_code: Some(if ok { 200 } else { 500 }),
+        duration_ms: ms,
+        error: (!ok).then(|| "receiver answered 500".to_owned()),
+        response_body: None,
+    };
+    // The receiver of `r` takes attempt i unless `fails(i)`; `quiet`'s
+    // attempts make no request.
+    let settle_all = |jobs: Vec<DeliveryJob>, fails: fn(usize) -> bool| async move {
+        let (mine, quiet): (Vec<_>, Vec<_>) =
+            jobs.into_iter().partition(|j| j.rule_id.as_str() == "r");
+        for (i, job) in mine.iter().enumerate() {
+            let ok = !fails(i);
+            let outcome = if ok {
+                Outcome::Succeeded
+            } else {
+                Outcome::Dead
+            };
+            let s = Settlement {
+                receiver_ok: Some(ok),
+                ..Settlement::new(job, attempt(ok, 20 * (i as u64 + 1)), outcome)
+            };
+            h.queue().settle(vec![s]).await.unwrap();
+        }
+        let unsent = quiet.iter().map(|j| settle(j, Outcome::Dead)).collect();
+        h.queue().settle(unsent).await.unwrap();
+    };
+    settle_all(receive_n(h, 18, 18).await, |i| i % 3 == 0).await;
+    let health = |tenant: &'static str, rule: &'static str| async move {
+        b.rule_health(&tid(tenant), &rid(rule), now())
+            .await
+            .expect("rule health")
+    };
+    let seen = health("a", "r").await.expect("the rule exists");
+    let traffic = Traffic::of(&seen.buckets, now());
+    assert_eq!(
+        (
+            traffic.hour.attempts,
+            traffic.hour.successes,
+            traffic.day.failures
+        ),
+        (9, 6, 3)
+    );
+    assert_eq!(traffic.last_error.as_deref(), Some("receiver answered 500"));
+    assert!(traffic.last_success.is_some() && traffic.last_failure.is_some());
+    assert_eq!(
+        traffic.consecutive_failures, 0,
+        "the last attempt succeeded"
+    );
+    // 20, 40, ... 180 ms: the median in the 100 ms bin, the 99th the slowest.
+    assert_eq!(
+        (traffic.hour.p50_ms, traffic.hour.p99_ms),
+        (Some(100), Some(180))
+    );
+
+    // Two more orders, whose attempts fail, settled apart.
+    paid_orders(b, "a", 11).await;
+    h.route().await;
+    settle_all(receive_n(h, 4, 4).await, |_| true).await;
+    let traffic = Traffic::of(&health("a", "r").await.unwrap().buckets, now());
+    assert_eq!(traffic.day.attempts, 11);
+    assert_eq!(traffic.consecutive_failures, 2);
+
+    let quiet = health("a", "quiet").await.expect("the rule exists");
+    assert_eq!(Traffic::of(&quiet.buckets, now()).day.attempts, 0);
+    assert_eq!(quiet.health, hookline_core::breaker::Health::default());
+    assert!(health("b", "r").await.is_none(), "another tenant's rule");
+    assert!(health("a", "nope").await.is_none());
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
@@ -1089,6 +1174,7 @@ macro_rules! conformance_tests {
             failing_rules_are_disabled_with_an_alert,
             rules_follow_their_scope,
             test_sends_are_limited_per_tenant_and_minute,
+            rule_health_counts_what_receivers_did,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

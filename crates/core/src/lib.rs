@@ -9,6 +9,7 @@
 //!    [`ingest_token`],
 //!    [`event`], [`rule`], [`delivery`], and [`record`] (how a rule is stored);
 //! 2. logic on the data: [`filter`], [`fanout`], [`retry`], [`breaker`], [`rate`], [`target`],
+//!    [`traffic`] (what a rule's receiver did, counted in buckets),
 //!    [`sealing`] (webhook keys at rest), [`settings`];
 //! 3. [`ports`]: the traits adapters implement and every type they exchange;
 //! 4. [`attempt`]: the one attempt, which drives the sender and clock ports.
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod signing;
 pub mod target;
 pub mod time;
+pub mod traffic;
 pub mod trigger;
 
 pub use attempt::Attempter;

@@ -9,6 +9,7 @@ mod readers;
 mod schedule;
 mod sealing;
 mod store;
+mod traffic;
 mod writer;
 
 pub use schedule::Fairness;
@@ -30,6 +31,7 @@ use hookline_core::rate::TokenBucket;
 use hookline_core::record::decode_rule;
 use hookline_core::sealing::KeySealer;
 use hookline_core::signing::StoredKey;
+use hookline_core::traffic::TrafficBuffer;
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
@@ -71,6 +73,9 @@ pub struct SqliteOptions {
     /// The most pending deliveries the queue holds in memory; the rest wait
     /// in the file until it drains (about 200 bytes each).
     pub queue_in_memory: usize,
+    /// How long rules' counted traffic waits in memory before it is
+    /// written: each busy rule costs a write this often.
+    pub traffic_every: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -81,6 +86,7 @@ impl Default for SqliteOptions {
             breaker: Breaker::default(),
             sealing_key: None,
             queue_in_memory: 100_000,
+            traffic_every: Duration::from_secs(10),
         }
     }
 }
@@ -122,6 +128,8 @@ struct Inner {
     /// one plans without looking it up. One made by another process (the
     /// `tenant create` command) is looked up once.
     tenants: Mutex<HashSet<String>>,
+    /// Rules' traffic counted by settles and not yet written.
+    traffic: Mutex<TrafficBuffer>,
 }
 
 /// How many rules are kept for attempts; past it the copies are dropped
@@ -443,6 +451,7 @@ impl SqliteBackend {
                 signing: Mutex::default(),
                 rules: Mutex::default(),
                 tenants: Mutex::default(),
+                traffic: Mutex::default(),
             }),
         })
     }
@@ -569,6 +578,10 @@ impl SqliteBackend {
         if let Ok(mut health) = self.health().lock() {
             health.remove(&(tenant_id.to_string(), rule_id.to_string()));
         }
+    }
+
+    pub(crate) fn traffic(&self) -> &Mutex<TrafficBuffer> {
+        &self.inner.traffic
     }
 
     pub(crate) fn test_sends(&self) -> &Mutex<HashMap<String, (i64, u32)>> {

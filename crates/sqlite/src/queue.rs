@@ -24,6 +24,7 @@ use crate::due::{Change, DueQueue, Fresh};
 use crate::error::unavailable;
 use crate::schedule::{Admission, pick};
 use crate::store::{accept, rule_from_row, stored_keys};
+use crate::traffic;
 use crate::writer::Effects;
 
 #[derive(Debug, thiserror::Error)]
@@ -214,27 +215,7 @@ fn record_health(
         return Ok(());
     }
     let millis = |t: Option<Timestamp>| t.map(|t| t.as_millis());
-    let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
-    let before = conn
-        .prepare_cached(
-            "SELECT attempts, failures, window_start, open_until, trips, failing_since
-             FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![s.tenant_id.as_str(), s.rule_id.as_str()], |r| {
-                Ok(Health {
-                    attempts: r.get(0)?,
-                    failures: r.get(1)?,
-                    window_start: stamp(r.get(2)?),
-                    open_until: stamp(r.get(3)?),
-                    trips: r.get(4)?,
-                    failing_since: stamp(r.get(5)?),
-                })
-            })
-            .optional()
-        })
-        .map_err(unavailable)?
-        .unwrap_or_default();
+    let before = stored_health(conn, &s.tenant_id, &s.rule_id)?;
     let after = breaker.after(&before, ok, s.attempt.at);
     if after == before {
         return Ok(());
@@ -279,6 +260,34 @@ fn record_health(
         }
     }
     Ok(())
+}
+
+/// The rule's health as its `rule_health` row has it (none: healthy).
+pub(crate) fn stored_health(
+    conn: &Connection,
+    tenant_id: &TenantId,
+    rule_id: &RuleId,
+) -> Result<Health, StoreError> {
+    let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
+    conn.prepare_cached(
+        "SELECT attempts, failures, window_start, open_until, trips, failing_since
+         FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![tenant_id.as_str(), rule_id.as_str()], |r| {
+            Ok(Health {
+                attempts: r.get(0)?,
+                failures: r.get(1)?,
+                window_start: stamp(r.get(2)?),
+                open_until: stamp(r.get(3)?),
+                trips: r.get(4)?,
+                failing_since: stamp(r.get(5)?),
+            })
+        })
+        .optional()
+    })
+    .map_err(unavailable)
+    .map(Option::unwrap_or_default)
 }
 
 /// Disables a rule that has failed too long and raises `rule.disabled`.
@@ -487,6 +496,16 @@ impl DeliveryQueue for SqliteBackend {
                     .observe(&s.attempt, s.receiver_ok, cap);
             }
         }
+        let due_traffic = settlements
+            .iter()
+            .map(|s| s.attempt.at)
+            .max()
+            .and_then(|latest| {
+                let mut counted = self.traffic().lock().ok()?;
+                settlements.iter().for_each(|s| s.count_in(&mut counted));
+                let tallies = counted.take_due(latest, self.options().traffic_every);
+                (!tallies.is_empty()).then_some((tallies, latest))
+            });
         let backend = self.clone();
         self.writer()
             .write_relaxed(move |conn, effects| {
@@ -496,6 +515,9 @@ impl DeliveryQueue for SqliteBackend {
                 for s in &settlements {
                     settle_one(conn, s, backend.queue(), effects)?;
                     record_health(conn, s, &breaker, &backend, effects)?;
+                }
+                if let Some((tallies, latest)) = due_traffic {
+                    traffic::write(conn, tallies, latest)?;
                 }
                 Ok(())
             })

@@ -77,3 +77,14 @@ CREATE TABLE IF NOT EXISTS rule_health (
     failing_since INTEGER,
     PRIMARY KEY (tenant_id, rule_id)
 ) WITHOUT ROWID;
+
+-- Each rule's traffic in five-minute buckets (hookline_core::traffic): a
+-- day of them, each a Tally as JSON, written a few seconds' worth at a time.
+CREATE TABLE IF NOT EXISTS rule_traffic (
+    tenant_id  TEXT NOT NULL,
+    rule_id    TEXT NOT NULL,
+    bucket     INTEGER NOT NULL,
+    tally      TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, rule_id, bucket)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rule_traffic_by_age ON rule_traffic (bucket);

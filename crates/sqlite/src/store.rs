@@ -8,7 +8,7 @@ use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::{MAX_DELIVERIES_PER_EVENT, PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
 use hookline_core::ports::{
-    Acceptance, DeliveryFilter, NewTenant, Page, Store, StoreError, parse_row_cursor,
+    Acceptance, DeliveryFilter, NewTenant, Page, RuleHealth, Store, StoreError, parse_row_cursor,
 };
 use hookline_core::record::{AttemptRecord, SubjectRecord, decode_rule, encode_rule};
 use hookline_core::sealing::KeySealer;
@@ -575,16 +575,62 @@ impl Store for SqliteBackend {
         let deleted = self
             .writer()
             .write(move |conn, _| {
-                conn.execute(
-                    "DELETE FROM rules WHERE tenant_id = ?1 AND id = ?2",
-                    params![tenant.as_str(), id.as_str()],
-                )
-                .map(|n| n > 0)
-                .map_err(unavailable)
+                let deleted = conn
+                    .execute(
+                        "DELETE FROM rules WHERE tenant_id = ?1 AND id = ?2",
+                        params![tenant.as_str(), id.as_str()],
+                    )
+                    .map_err(unavailable)?;
+                crate::traffic::forget(conn, tenant.as_str(), id.as_str())?;
+                Ok(deleted > 0)
             })
             .await?;
         self.rule_changed(tenant_id, rule_id, None);
         Ok(deleted)
+    }
+
+    async fn rule_health(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+        now: Timestamp,
+    ) -> Result<Option<RuleHealth>, StoreError> {
+        let (tenant, id) = (tenant_id.to_owned(), rule_id.to_owned());
+        let stored = self
+            .read(move |conn| {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM rules WHERE tenant_id = ?1 AND id = ?2")
+                    .and_then(|mut st| st.exists(params![tenant.as_str(), id.as_str()]))
+                    .map_err(unavailable)?;
+                if !exists {
+                    return Ok(None);
+                }
+                let health = crate::queue::stored_health(conn, &tenant, &id)?;
+                Ok(Some((
+                    health,
+                    crate::traffic::read(conn, &tenant, &id, now)?,
+                )))
+            })
+            .await?;
+        let Some((health, mut buckets)) = stored else {
+            return Ok(None);
+        };
+        if let Ok(counted) = self.traffic().lock() {
+            buckets.extend(counted.of_rule(tenant_id, rule_id));
+        }
+        let cap = self.options().fairness.per_rule;
+        let concurrency = self.schedule().lock().ok().map(|s| {
+            s.limits
+                .get(rule_id.as_str())
+                .copied()
+                .unwrap_or_default()
+                .limit(cap)
+        });
+        Ok(Some(RuleHealth {
+            health,
+            buckets,
+            concurrency,
+        }))
     }
 
     async fn accept_event(&self, event: &Event, now: Timestamp) -> Result<Acceptance, StoreError> {

@@ -31,6 +31,9 @@ fn options() -> SqliteOptions {
             adaptive: false,
             ..Fairness::default()
         },
+        // Counted traffic is written at once, so the suite reads it back
+        // from the file.
+        traffic_every: Duration::ZERO,
         ..SqliteOptions::default()
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! Modules by concern: `load` (a batch's messages into jobs), `record` (an
 //! attempt onto its delivery's item), `health` (the rule's breaker and
-//! auto-disable), `settle` (what is left of each message).
+//! auto-disable), `settle` (what is left of each message); `finish` also
+//! counts each attempt in its rule's traffic (`crate::traffic`).
 
 mod health;
 mod load;
@@ -149,9 +150,33 @@ pub(crate) async fn finish(
     finished: Vec<(String, Settlement)>,
 ) -> Vec<String> {
     let (ids, settlements): (Vec<String>, Vec<Settlement>) = finished.into_iter().unzip();
-    ids.into_iter()
+    let stays = ids
+        .into_iter()
         .zip(settle(backend, &settlements).await)
         .filter(|(_, d)| *d == Disposition::Stays)
         .map(|(id, _)| id)
-        .collect()
+        .collect();
+    count_traffic(backend, &settlements).await;
+    stays
+}
+
+/// Counts the attempts in their rules' traffic, and writes what has waited
+/// long enough. Counts are not deliveries: a failed write is logged, and
+/// its messages are done with all the same.
+async fn count_traffic(backend: &AwsBackend, settlements: &[Settlement]) {
+    let Some(latest) = settlements.iter().map(|s| s.attempt.at).max() else {
+        return;
+    };
+    let due = match backend.traffic.lock() {
+        Ok(mut counted) => {
+            settlements.iter().for_each(|s| s.count_in(&mut counted));
+            counted.take_due(latest, backend.traffic_every)
+        }
+        Err(_) => return,
+    };
+    if !due.is_empty()
+        && let Err(e) = crate::traffic::write(backend, due).await
+    {
+        log_failure(&e, "-", "write rules' traffic; those counts are lost");
+    }
 }

@@ -15,6 +15,6 @@ pub use queue::{
 };
 pub use sender::{OutgoingRequest, Response, Sender, Sent};
 pub use store::{
-    Acceptance, BoxError, DeliveryFilter, NewTenant, Page, Store, StoreError, key_cursor,
-    parse_key_cursor, parse_row_cursor,
+    Acceptance, BoxError, DeliveryFilter, NewTenant, Page, RuleHealth, Store, StoreError,
+    key_cursor, parse_key_cursor, parse_row_cursor,
 };

@@ -14,6 +14,7 @@ use crate::ports::store::StoreError;
 use crate::rule::{PayloadFormat, Rule};
 use crate::signing::SigningKeys;
 use crate::time::Timestamp;
+use crate::traffic::TrafficBuffer;
 use crate::trigger::Trigger;
 
 /// Which receive of a queued delivery an attempt runs under: what the
@@ -155,6 +156,14 @@ impl Settlement {
             line: job.line.clone(),
             receiver_ok: None,
             rule_health: job.rule_health,
+        }
+    }
+
+    /// Counts the attempt in its rule's traffic, if it made a request (one
+    /// that made none says nothing of the receiver).
+    pub fn count_in(&self, traffic: &mut TrafficBuffer) {
+        if let Some(ok) = self.receiver_ok {
+            traffic.record(&self.tenant_id, &self.rule_id, ok, &self.attempt);
         }
     }
 

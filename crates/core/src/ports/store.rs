@@ -1,10 +1,11 @@
 //! The store port: durable state (tenants, keys, rules, events, the
 //! delivery log) and what it exchanges: its error, a new tenant, what ingest
-//! made of an event, and pages with their cursors.
+//! made of an event, a rule's health, and pages with their cursors.
 
 use async_trait::async_trait;
 
 use crate::api_key::{api_key_from_bytes, hash_api_key};
+use crate::breaker::Health;
 use crate::delivery::{Delivery, DeliveryStatus};
 use crate::error::FieldError;
 use crate::event::Event;
@@ -12,6 +13,7 @@ use crate::id::{DeliveryId, EventId, RuleId, TenantId};
 use crate::rule::Rule;
 use crate::signing::{MAX_SIGNING_KEYS, SigningKeys, WebhookKey};
 use crate::time::Timestamp;
+use crate::traffic::Tally;
 
 /// The error behind a store failure, kept for whoever walks the chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -150,6 +152,20 @@ pub enum Acceptance {
     TooLarge(crate::fanout::FanoutTooLarge),
 }
 
+/// What a store knows of how a rule's receiver is doing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleHealth {
+    /// The breaker's view.
+    pub health: Health,
+    /// Its traffic's buckets of the last [`KEPT`](crate::traffic::KEPT),
+    /// each with its start: what is written and what this process has
+    /// counted and not yet written.
+    pub buckets: Vec<(Timestamp, Tally)>,
+    /// How many attempts its receiver is given at once now, where the
+    /// deliverer that learns it is this process.
+    pub concurrency: Option<usize>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub rule_id: Option<RuleId>,
@@ -251,6 +267,14 @@ pub trait Store: Send + Sync {
     async fn update_rule(&self, rule: &Rule) -> Result<bool, StoreError>;
     async fn delete_rule(&self, tenant_id: &TenantId, rule_id: &RuleId)
     -> Result<bool, StoreError>;
+    /// How the rule's receiver is doing as of `now`; `None` when the rule
+    /// does not exist.
+    async fn rule_health(
+        &self,
+        tenant_id: &TenantId,
+        rule_id: &RuleId,
+        now: Timestamp,
+    ) -> Result<Option<RuleHealth>, StoreError>;
 
     /// Makes `event` durable (answering `duplicate` for a known id) and sees
     /// to it that it is routed to the matching rules' deliveries.
