@@ -12,6 +12,7 @@ mod e2e {
     mod durability;
     mod fairness;
     mod hardening;
+    mod health;
     mod matching;
     mod metrics;
     mod options;

@@ -7,6 +7,7 @@ mod dashboard;
 mod deliveries;
 mod error;
 mod events;
+mod health;
 mod keys;
 pub mod openapi;
 mod rules;
@@ -38,6 +39,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/rules/{id}",
             get(rules::get).patch(rules::update).delete(rules::delete),
         )
+        .route("/v1/rules/{id}/health", get(health::get))
         .route("/v1/rules/{id}/recover", post(deliveries::recover))
         .route("/v1/rules/{id}/test", post(rules::test))
         .route("/v1/webhook-key", get(keys::current))

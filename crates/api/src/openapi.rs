@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{deliveries, events, keys, rules};
+use crate::{deliveries, events, health, keys, rules};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,7 @@ use crate::{deliveries, events, keys, rules};
         rules::update,
         rules::delete,
         rules::test,
+        health::get,
         deliveries::recover,
         keys::current,
         keys::rotate,
@@ -142,9 +143,10 @@ mod tests {
     }
 
     /// Every field an answer may carry is described, and only those: the
-    /// optional ones (`line_id`, `waiting`) are set here so they show.
+    /// optional ones (`line_id`, `waiting`, `last_failure`) are set here so
+    /// they show.
     #[test]
-    fn a_rule_and_a_delivery_answer_with_the_described_properties() {
+    fn a_rule_a_delivery_and_a_health_answer_with_the_described_properties() {
         use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
         let at = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
         let draft = RuleDraft::new(
@@ -186,6 +188,22 @@ mod tests {
         assert_eq!(keys(&json), properties("DeliveryOut"));
         assert_eq!(keys(&json["attempts"][0]), properties("AttemptOut"));
         assert_eq!(keys(&json["waiting"]), properties("WaitingOut"));
+
+        let mut tally = hookline_core::traffic::Tally::default();
+        tally.record(false, at, 40, Some("receiver answered 500"));
+        let health = crate::health::RuleHealthOut::of(
+            RuleId::stored("rul_1"),
+            &hookline_core::ports::RuleHealth {
+                buckets: vec![(hookline_core::traffic::bucket_of(at), tally)],
+                ..Default::default()
+            },
+            at,
+        );
+        let json = serde_json::to_value(&health).unwrap();
+        assert_eq!(keys(&json), properties("RuleHealthOut"));
+        assert_eq!(keys(&json["last_failure"]), properties("FailureOut"));
+        assert_eq!(keys(&json["last_day"]), properties("WindowOut"));
+        assert_eq!(json["last_day"]["failures"], 1);
     }
 
     fn enum_of(schema_name: &str) -> Vec<Value> {

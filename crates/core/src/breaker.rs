@@ -77,13 +77,20 @@ pub enum Circuit {
     Probing,
 }
 
-impl Breaker {
-    pub fn circuit(&self, health: &Health, now: Timestamp) -> Circuit {
-        match health.open_until {
+impl Health {
+    /// What the breaker lets through now, by this health.
+    pub fn circuit(&self, now: Timestamp) -> Circuit {
+        match self.open_until {
             Some(until) if until > now => Circuit::Open { until },
             Some(_) => Circuit::Probing,
             None => Circuit::Closed,
         }
+    }
+}
+
+impl Breaker {
+    pub fn circuit(&self, health: &Health, now: Timestamp) -> Circuit {
+        health.circuit(now)
     }
 
     /// The health after an attempt that ended at `at`, which the receiver

@@ -252,6 +252,11 @@ impl TrafficBuffer {
         if !due {
             return Vec::new();
         }
+        self.take_all()
+    }
+
+    /// Every tally, taken out of the buffer: for a process that stops.
+    pub fn take_all(&mut self) -> Tallies {
         self.since = None;
         self.tallies.drain().collect()
     }

@@ -125,7 +125,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     let api = ApiState::new(
         Arc::new(backend.clone()),
-        clock,
+        clock.clone(),
         ApiConfig {
             ingest_tokens,
             policy,
@@ -158,6 +158,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!("stopped taking work; finishing deliveries in flight");
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Err(e) = backend.write_traffic(clock.now()).await {
+        tracing::warn!(error = %e, "could not write the last seconds of rules' traffic; those counts are lost");
+    }
     if let Some(server) = metrics_server {
         server.abort();
     }

@@ -419,6 +419,22 @@ impl SqliteBackend {
         })
     }
 
+    /// Writes every tally of rules' traffic counted and not yet written, as
+    /// of `now`: what a process that stops does last, so that a restart
+    /// loses no counts.
+    pub async fn write_traffic(&self, now: Timestamp) -> Result<(), StoreError> {
+        let tallies = match self.traffic().lock() {
+            Ok(mut counted) => counted.take_all(),
+            Err(_) => return Ok(()),
+        };
+        if tallies.is_empty() {
+            return Ok(());
+        }
+        self.writer()
+            .write(move |conn, _| traffic::write(conn, tallies, now))
+            .await
+    }
+
     /// Reads pending deliveries the queue let spill into the file back into
     /// it, once it has drained to half its size.
     async fn refill(&self) -> Result<(), StoreError> {

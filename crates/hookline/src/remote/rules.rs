@@ -1,4 +1,4 @@
-//! `hookline rules list|show|create|update|delete`.
+//! `hookline rules list|show|health|create|update|delete`.
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -12,6 +12,9 @@ pub enum RulesCommand {
     List,
     /// One rule.
     Show { id: String },
+    /// How a rule's receiver is doing: success rate and latency over the
+    /// last hour and day, the last success and failure, its circuit.
+    Health { id: String },
     /// A new rule, from flags or from a JSON body (--from).
     Create {
         #[command(flatten)]
@@ -159,6 +162,12 @@ pub async fn run(remote: RemoteArgs, command: RulesCommand) -> Result<(), Remote
             let rule = client.get(&format!("/v1/rules/{}", segment(&id))).await?;
             print(remote.output, &rule, show);
         }
+        RulesCommand::Health { id } => {
+            let health = client
+                .get(&format!("/v1/rules/{}/health", segment(&id)))
+                .await?;
+            print(remote.output, &health, health_text);
+        }
         RulesCommand::Create { fields } => {
             let body = fields.body()?;
             if !body.get("url").is_some_and(Value::is_string) {
@@ -229,4 +238,46 @@ fn show(rule: &Value) -> String {
         rows.push(vec![k.clone(), text]);
     }
     table(&["FIELD", "VALUE"], &rows)
+}
+
+/// A rule's health as a person reads it: a line per figure, the two
+/// windows side by side.
+fn health_text(h: &Value) -> String {
+    let rate = |w: &Value| match w["success_rate"].as_f64() {
+        Some(r) => format!("{:.1}%", r * 100.0),
+        None => "-".into(),
+    };
+    let ms = |v: &Value| v.as_u64().map_or("-".into(), |ms| format!("{ms} ms"));
+    let window = |name: &str, w: &Value| {
+        vec![
+            name.to_owned(),
+            rate(w),
+            format!("{} ({} failed)", cell(&w["attempts"]), cell(&w["failures"])),
+            ms(&w["latency_p50_ms"]),
+            ms(&w["latency_p99_ms"]),
+        ]
+    };
+    let mut text = table(
+        &["WINDOW", "SUCCESS", "ATTEMPTS", "P50", "P99"],
+        &[
+            window("last hour", &h["last_hour"]),
+            window("last day", &h["last_day"]),
+        ],
+    );
+    let failure = &h["last_failure"];
+    let rows = [
+        ("circuit", cell(&h["circuit"])),
+        ("open until", cell(&h["circuit_open_until"])),
+        ("consecutive failures", cell(&h["consecutive_failures"])),
+        ("last success", cell(&h["last_success_at"])),
+        ("last failure", cell(&failure["at"])),
+        ("last error", cell(&failure["error"])),
+        ("concurrency", cell(&h["concurrency"])),
+    ];
+    text.push('\n');
+    text.push_str(&table(
+        &["FIGURE", "VALUE"],
+        &rows.map(|(k, v)| vec![k.to_owned(), v]),
+    ));
+    text
 }
