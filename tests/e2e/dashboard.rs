@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium against `hookline serve`: sign
-//! in, add a webhook, see a delivery and its attempt, retry it, rotate the
-//! key, read an API error in words, and fit a 360 px screen. Each step's
+//! in, add a webhook, see a delivery and its attempt, retry it, see the
+//! webhook's health, rotate the key, read an API error in words, and fit a
+//! 360 px screen. Each step's
 //! screenshot lands in `<target>/dashboard-screenshots/`.
 
 use std::path::PathBuf;
@@ -97,6 +98,21 @@ async fn a_merchant_manages_webhooks_in_the_dashboard() {
     .await;
     b.screenshot(&shots.join("04-delivery-retried.png")).await;
 
+    // The webhook's health: one failure (the 503) and one success.
+    b.click("[data-tab=rules]").await;
+    let rule = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let line = format!(".rule[data-id='{rule}'] .health");
+    b.wait_text(&line, |t| t.contains("50.0% delivered of 2")).await;
+    b.click(&format!(".rule[data-id='{rule}'] .health-open")).await;
+    let health = b
+        .wait_text("#rule-health", |t| t.contains("Health of paid orders"))
+        .await;
+    assert!(
+        health.contains("receiver answered 503") && health.contains("50.0%"),
+        "{health}"
+    );
+    b.screenshot(&shots.join("05-webhook-health.png")).await;
+
     // The webhook key: reveal, then rotate.
     b.click("[data-tab=key]").await;
     b.click("#key-reveal").await;
@@ -110,7 +126,7 @@ async fn a_merchant_manages_webhooks_in_the_dashboard() {
         .await;
     let (_, current) = h.admin(&t, "GET", "/v1/webhook-key", None).await;
     assert_eq!(current["key"], rotated.as_str());
-    b.screenshot(&shots.join("05-key-rotated.png")).await;
+    b.screenshot(&shots.join("06-key-rotated.png")).await;
 
     // A phone's width: nothing wider than the screen.
     b.resize(360, 800).await;
@@ -123,6 +139,6 @@ async fn a_merchant_manages_webhooks_in_the_dashboard() {
         overflow.as_i64().unwrap() <= 0,
         "wider than 360 px by {overflow}"
     );
-    b.screenshot(&shots.join("06-phone.png")).await;
+    b.screenshot(&shots.join("07-phone.png")).await;
     b.quit().await;
 }

@@ -130,6 +130,7 @@ function signOut(message) {
 function showTab(name) {
   for (const b of document.querySelectorAll("[data-tab]")) b.setAttribute("aria-selected", String(b.dataset.tab === name));
   for (const s of document.querySelectorAll(".tab")) s.hidden = s.id !== `tab-${name}`;
+  if (name === "rules") loadHealth().catch(fail);
   if (name === "key") loadKey().catch(fail);
   if (name === "deliveries") loadDeliveries(false).catch(fail);
 }
@@ -146,6 +147,7 @@ async function loadRules() {
   } while (cursor);
   state.rules = rules;
   renderRules();
+  loadHealth().catch(fail);
   for (const select of document.querySelectorAll("select[name=rule_id]")) {
     const keep = select.value;
     const all = select.closest("#delivery-filter") ? [el("option", { value: "" }, "All")] : [];
@@ -166,12 +168,76 @@ function renderRules() {
         el("span", { class: `badge ${r.enabled ? "on" : "off"}` }, r.enabled ? "enabled" : "disabled"),
         r.disabled_reason ? el("span", { class: "badge failing", title: `since ${when(r.disabled_at)}` }, "disabled for failing") : null),
       el("div", { class: "meta" }, `${label(r.trigger)} · ${scopeText(r.scope)}${r.per_order_line ? " · per order line" : ""}${r.first_payment_only ? " · first payment only" : ""}${r.payload === "thin" ? " · thin body" : ""}${r.rate_limit ? ` · at most ${r.rate_limit}/s` : ""}`),
-      el("div", { class: "meta" }, r.url)),
+      el("div", { class: "meta" }, r.url),
+      el("div", { class: "meta health" }, "…")),
     el("div", { class: "actions" },
+      el("button", { class: "health-open", onclick: () => showHealth(r).catch(fail) }, "Health"),
       el("button", { class: "test", onclick: () => testRule(r).catch(fail) }, "Send test"),
       el("button", { class: "toggle", onclick: () => toggleRule(r).catch(fail) }, r.enabled ? "Disable" : "Enable"),
       el("button", { class: "edit", onclick: () => openRuleForm(r) }, "Edit"),
       el("button", { class: "delete danger", onclick: () => deleteRule(r).catch(fail) }, "Delete")))));
+}
+
+// ---- a rule's health -------------------------------------------------------
+
+const percent = (w) => (w.success_rate === null ? "no attempts" : `${(w.success_rate * 100).toFixed(1)}% delivered of ${w.attempts}`);
+const ms = (v) => (v === null ? "—" : `${v} ms`);
+
+// One line under a webhook: its circuit when not closed, the last day's
+// success rate and median latency, and failures in a row when there are.
+function healthLine(h) {
+  const circuit = h.circuit === "closed" ? null
+    : el("span", { class: "badge failing" }, h.circuit === "open" ? `paused until ${when(h.circuit_open_until)}` : "probing");
+  const day = h.last_day;
+  const parts = [`Last 24 h: ${percent(day)}`];
+  if (day.latency_p50_ms !== null) parts.push(`median ${ms(day.latency_p50_ms)}`);
+  if (h.consecutive_failures > 0) parts.push(`${h.consecutive_failures} failed in a row`);
+  return [circuit, parts.join(" · ")].filter((part) => part !== null);
+}
+
+async function loadHealth() {
+  await Promise.all(state.rules.map(async (r) => {
+    const row = document.querySelector(`.rule[data-id="${CSS.escape(r.id)}"] .health`);
+    try {
+      const h = await api("GET", `/v1/rules/${encodeURIComponent(r.id)}/health`);
+      if (row) row.replaceChildren(...healthLine(h));
+    } catch (e) {
+      if (row) row.textContent = `Health unavailable: ${e.message}`;
+    }
+  }));
+}
+
+async function showHealth(r) {
+  const h = await api("GET", `/v1/rules/${encodeURIComponent(r.id)}/health`);
+  const row = document.querySelector(`.rule[data-id="${CSS.escape(r.id)}"] .health`);
+  if (row) row.replaceChildren(...healthLine(h));
+  const windows = [["Last hour", h.last_hour], ["Last 24 hours", h.last_day]];
+  const facts = [
+    ["Circuit", h.circuit === "open" ? `open: deliveries wait until ${when(h.circuit_open_until)}` : h.circuit],
+    ["Failed in a row", String(h.consecutive_failures)],
+    ["Failing since", h.failing_since ? when(h.failing_since) : "—"],
+    ["Last success", h.last_success_at ? when(h.last_success_at) : "—"],
+    ["Last failure", h.last_failure ? `${when(h.last_failure.at)}: ${h.last_failure.error || "failed"}` : "—"],
+    ["Attempts at once", h.concurrency === null ? "—" : String(h.concurrency)],
+  ];
+  const box = $("#rule-health");
+  box.hidden = false;
+  box.replaceChildren(
+    el("div", { class: "row spread" },
+      el("h3", {}, `Health of ${r.name}`),
+      el("button", { onclick: () => { box.hidden = true; } }, "Close")),
+    el("div", { class: "scroll" }, el("table", { class: "windows" },
+      el("thead", {}, el("tr", {}, ["", "Delivered", "Attempts", "Failed", "Median", "99th"].map((t) => el("th", {}, t)))),
+      el("tbody", {}, windows.map(([name, w]) => el("tr", {},
+        el("th", {}, name),
+        el("td", {}, w.success_rate === null ? "—" : `${(w.success_rate * 100).toFixed(1)}%`),
+        el("td", {}, String(w.attempts)),
+        el("td", {}, String(w.failures)),
+        el("td", {}, ms(w.latency_p50_ms)),
+        el("td", {}, ms(w.latency_p99_ms))))))),
+    el("dl", { class: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    el("p", { class: "muted" }, "Counted per attempt that reached (or tried to reach) your receiver; latency is given as the bound of its range."));
+  box.scrollIntoView({ block: "nearest" });
 }
 
 function openRuleForm(rule) {
