@@ -102,8 +102,10 @@ async fn a_merchant_manages_webhooks_in_the_dashboard() {
     b.click("[data-tab=rules]").await;
     let rule = listed["data"][0]["id"].as_str().unwrap().to_owned();
     let line = format!(".rule[data-id='{rule}'] .health");
-    b.wait_text(&line, |t| t.contains("50.0% delivered of 2")).await;
-    b.click(&format!(".rule[data-id='{rule}'] .health-open")).await;
+    b.wait_text(&line, |t| t.contains("50.0% delivered of 2"))
+        .await;
+    b.click(&format!(".rule[data-id='{rule}'] .health-open"))
+        .await;
     let health = b
         .wait_text("#rule-health", |t| t.contains("Health of paid orders"))
         .await;

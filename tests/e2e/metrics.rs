@@ -124,3 +124,55 @@ async fn metrics_count_attempts_and_ended_deliveries_on_their_own_listener() {
     assert_eq!(m["hookline_deliveries_queued"], 0.0);
     assert_eq!(m["hookline_oldest_due_age_seconds"], 0.0);
 }
+
+#[tokio::test]
+async fn metrics_count_circuits_that_open_and_time_the_stores_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hookline::start_with(
+        &db_in(&dir),
+        &[
+            ("HOOKLINE_RETRY_SCHEDULE", ""),
+            ("HOOKLINE_BREAKER_THRESHOLD", "3"),
+        ],
+        &["--allow-private-targets", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let url = h.metrics.clone().expect("serve printed its metrics URL");
+    let scrape = || async {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        promtool_accepts(&text);
+        samples(&text)
+    };
+    let before = scrape().await;
+    assert_eq!(before["hookline_circuit_opens_total"], 0.0);
+
+    let shop = h.tenant("shop_1");
+    let receiver = Receiver::start_with(|_, _| Reply::Status(500)).await;
+    h.paid_orders_to(&shop, receiver.url("/")).await;
+    for i in 0..3 {
+        h.paid_order(&shop, &format!("evt_{i}")).await;
+    }
+    receiver.wait_for(3).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let m = scrape().await;
+        if m["hookline_circuit_opens_total"] >= 1.0 {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "{m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        after["hookline_circuit_opens_total"], 1.0,
+        "three failures, one trip"
+    );
+    let commits = after["hookline_store_commit_seconds_count"];
+    assert!(
+        commits > before["hookline_store_commit_seconds_count"],
+        "accepting and settling commit: {commits}"
+    );
+    assert_eq!(
+        after["hookline_store_commit_seconds_bucket{le=\"+Inf\"}"],
+        commits
+    );
+    assert!(after["hookline_store_commit_seconds_sum"] > 0.0);
+}

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use hookline_core::Settlement;
 use hookline_core::ports::{Clock, Outcome};
-use hookline_sqlite::SqliteBackend;
+use hookline_sqlite::{SqliteBackend, StoreMetrics};
 
 /// Upper bounds of the attempt duration histogram, in milliseconds.
 const DURATION_BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 15_000];
@@ -89,9 +89,14 @@ impl Metrics {
         self.duration_sum_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4): the counters, and the
-    /// queue as it is now.
-    pub fn render(&self, queued: usize, oldest_due_age_seconds: f64) -> String {
+    /// The Prometheus text exposition (format 0.0.4): the counters, the
+    /// store's own, and the queue as it is now.
+    pub fn render(
+        &self,
+        queued: usize,
+        oldest_due_age_seconds: f64,
+        store: &StoreMetrics,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
@@ -168,6 +173,26 @@ impl Metrics {
             &buckets,
         );
         family(
+            "hookline_circuit_opens_total",
+            "counter",
+            "Times a rule's circuit opened: its receiver failed too often, or a probe failed.",
+            &[(String::new(), store.circuits_opened.to_string())],
+        );
+        let mut commits: Vec<(String, String)> = store
+            .commit_buckets
+            .iter()
+            .map(|(bound, n)| (format!("_bucket{{le=\"{bound}\"}}"), n.to_string()))
+            .collect();
+        commits.push(("_bucket{le=\"+Inf\"}".into(), store.commits.to_string()));
+        commits.push(("_sum".into(), store.commit_seconds.to_string()));
+        commits.push(("_count".into(), store.commits.to_string()));
+        family(
+            "hookline_store_commit_seconds",
+            "histogram",
+            "The store's transactions, from BEGIN to COMMIT done (with its fsync when one is due): what every write waits for at least.",
+            &commits,
+        );
+        family(
             "hookline_deliveries_queued",
             "gauge",
             "Pending deliveries the queue holds: due, leased, or waiting for a retry.",
@@ -209,7 +234,7 @@ async fn scrape(State(s): State<Scraped>) -> impl IntoResponse {
         .map_or(0.0, |due| (now - due.as_millis()).max(0) as f64 / 1000.0);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(s.queue.queued(), age),
+        s.metrics.render(s.queue.queued(), age, &s.queue.metrics()),
     )
 }
 

@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 use crate::due::{DueQueue, Entry};
 use crate::error::unavailable;
 use crate::readers::Readers;
-use crate::writer::Writer;
+use crate::writer::{COMMIT_BUCKETS_US, CommitTimes, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -130,6 +130,21 @@ struct Inner {
     tenants: Mutex<HashSet<String>>,
     /// Rules' traffic counted by settles and not yet written.
     traffic: Mutex<TrafficBuffer>,
+    commit_times: Arc<CommitTimes>,
+    /// Times a rule's circuit opened: a trip, or a probe that failed.
+    circuits_opened: AtomicU64,
+}
+
+/// What the store counts of itself, for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreMetrics {
+    /// Times a rule's circuit opened: a trip, or a probe that failed.
+    pub circuits_opened: u64,
+    /// The writer's transactions, from `BEGIN` to `COMMIT` done: how many
+    /// took at most each bound (in seconds), their count and their sum.
+    pub commit_buckets: Vec<(f64, u64)>,
+    pub commits: u64,
+    pub commit_seconds: f64,
 }
 
 /// How many rules are kept for attempts; past it the copies are dropped
@@ -434,7 +449,8 @@ impl SqliteBackend {
         pending(&conn, &mut queue).map_err(err)?;
         let queue = Arc::new(Mutex::new(queue));
         let work = Arc::new(Notify::new());
-        let writer = Writer::spawn(conn, work.clone(), queue.clone())?;
+        let commit_times = Arc::new(CommitTimes::default());
+        let writer = Writer::spawn(conn, work.clone(), queue.clone(), commit_times.clone())?;
         let readers = Readers::spawn(path.clone(), READERS, connect_reader)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -452,6 +468,8 @@ impl SqliteBackend {
                 rules: Mutex::default(),
                 tenants: Mutex::default(),
                 traffic: Mutex::default(),
+                commit_times,
+                circuits_opened: AtomicU64::new(0),
             }),
         })
     }
@@ -577,6 +595,27 @@ impl SqliteBackend {
         }
         if let Ok(mut health) = self.health().lock() {
             health.remove(&(tenant_id.to_string(), rule_id.to_string()));
+        }
+    }
+
+    /// Counts a circuit that opened.
+    pub(crate) fn circuit_opened(&self) {
+        self.inner.circuits_opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the store has counted of itself since it was opened.
+    pub fn metrics(&self) -> StoreMetrics {
+        let times = &self.inner.commit_times;
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        StoreMetrics {
+            circuits_opened: get(&self.inner.circuits_opened),
+            commit_buckets: COMMIT_BUCKETS_US
+                .iter()
+                .zip(&times.buckets)
+                .map(|(us, n)| (*us as f64 / 1e6, get(n)))
+                .collect(),
+            commits: get(&times.count),
+            commit_seconds: get(&times.sum_us) as f64 / 1e6,
         }
     }
 

@@ -229,6 +229,9 @@ fn record_health(
         }
         return Ok(());
     }
+    if after.open_until.is_some() && after.open_until != before.open_until {
+        backend.circuit_opened();
+    }
     if let Ok(mut rows) = rows.lock() {
         rows.insert(key.clone(), millis(after.open_until));
     }

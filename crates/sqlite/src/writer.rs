@@ -10,7 +10,9 @@
 //! costs a repeated attempt, never an event, and the next fsynced commit
 //! makes them durable with it (the WAL is written in order).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use hookline_core::ports::StoreError;
 use rusqlite::Connection;
@@ -39,6 +41,34 @@ struct Job {
 
 const MAX_BATCH: usize = 2048;
 
+/// Upper bounds, in microseconds, of the commit latency histogram.
+pub const COMMIT_BUCKETS_US: [u64; 10] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+/// How long the writer's transactions took, from `BEGIN` to `COMMIT`
+/// done (the fsync with it when one was due): what every write waits for
+/// at least, counted as each transaction ends.
+#[derive(Debug, Default)]
+pub struct CommitTimes {
+    /// Transactions that took at most each bound of [`COMMIT_BUCKETS_US`].
+    pub(crate) buckets: [AtomicU64; COMMIT_BUCKETS_US.len()],
+    pub(crate) count: AtomicU64,
+    pub(crate) sum_us: AtomicU64,
+}
+
+impl CommitTimes {
+    fn observe(&self, us: u64) {
+        for (bucket, bound) in self.buckets.iter().zip(COMMIT_BUCKETS_US) {
+            if us <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
 /// The writer thread's name.
 pub(crate) const THREAD: &str = "hookline-sqlite-writer";
 
@@ -60,11 +90,12 @@ impl Writer {
         conn: Connection,
         work: Arc<Notify>,
         queue: Arc<Mutex<DueQueue>>,
+        times: Arc<CommitTimes>,
     ) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || run(conn, rx, &work, &queue))?;
+            .spawn(move || run(conn, rx, &work, &queue, &times))?;
         Ok(Writer { jobs })
     }
 
@@ -120,6 +151,7 @@ fn run(
     mut rx: mpsc::UnboundedReceiver<Job>,
     work: &Notify,
     queue: &Mutex<DueQueue>,
+    times: &CommitTimes,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     // The connection opens with synchronous = FULL.
@@ -153,6 +185,7 @@ fn run(
                 Err(e) => tracing::warn!(error = %e, "could not relax the commit; it is fsynced"),
             }
         }
+        let began = Instant::now();
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "could not begin a transaction");
             // Dropping a job drops its reply: its caller hears the store is unavailable.
@@ -180,6 +213,7 @@ fn run(
             tracing::error!(error = %e, "commit failed");
             Arc::new(e)
         });
+        times.observe(began.elapsed().as_micros().try_into().unwrap_or(u64::MAX));
         let mut wake = effects.queued;
         if commit.is_ok() && !effects.changes.is_empty() {
             // Before the replies: a caller that hears its write committed
@@ -220,10 +254,12 @@ mod tests {
     #[tokio::test]
     async fn only_durable_jobs_pay_for_an_fsync() {
         let dir = tempfile::tempdir().unwrap();
+        let times = Arc::new(CommitTimes::default());
         let writer = Writer::spawn(
             crate::connect(&dir.path().join("w.db")).unwrap(),
             Arc::default(),
             Arc::new(Mutex::new(DueQueue::new(1))),
+            times.clone(),
         )
         .unwrap();
         assert_eq!(writer.write(|c, _| synchronous(c)).await.unwrap(), 2);
@@ -236,5 +272,9 @@ mod tests {
             1
         );
         assert_eq!(writer.write(|c, _| synchronous(c)).await.unwrap(), 2);
+        // Each of the four transactions was timed.
+        assert_eq!(times.count.load(Ordering::Relaxed), 4);
+        let slowest = &times.buckets[COMMIT_BUCKETS_US.len() - 1];
+        assert!(slowest.load(Ordering::Relaxed) <= 4);
     }
 }
