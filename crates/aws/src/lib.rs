@@ -11,12 +11,14 @@
 //! `DeliveryQueue` port), `traffic` (rules' counted attempts), `poller` and
 //! `redrive`;
 //! `migrate` moves what an earlier Hookline wrote;
-//! `vault` seals webhook keys with KMS data keys.
+//! `vault` seals webhook keys with KMS data keys; `emf` prints the
+//! deliverer's metrics as CloudWatch embedded metric format.
 //! This file only declares and re-exports.
 
 mod backend;
 mod calls;
 mod deliver;
+pub mod emf;
 mod error;
 mod items;
 mod log;

@@ -71,6 +71,42 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
+/// How an attempt went, by what the receiver did: the class the metrics
+/// of both forms count attempts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// It answered 2xx.
+    Success,
+    /// It answered, but not 2xx.
+    Failure,
+    /// No answer: refused, timed out, not allowed, or no request was made.
+    Error,
+}
+
+impl AttemptResult {
+    pub const ALL: [AttemptResult; 3] = [
+        AttemptResult::Success,
+        AttemptResult::Failure,
+        AttemptResult::Error,
+    ];
+
+    pub fn of(attempt: &Attempt) -> Self {
+        match attempt.status_code {
+            Some(code) if (200..300).contains(&code) => AttemptResult::Success,
+            Some(_) => AttemptResult::Failure,
+            None => AttemptResult::Error,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Success => "success",
+            AttemptResult::Failure => "failure",
+            AttemptResult::Error => "error",
+        }
+    }
+}
+
 /// How many attempts a delivery's log keeps: the most recent ones. The total
 /// is in [`Delivery::attempt_count`].
 pub const ATTEMPT_LOG_LIMIT: usize = 20;

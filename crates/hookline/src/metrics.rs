@@ -14,28 +14,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hookline_core::Settlement;
+use hookline_core::delivery::AttemptResult;
 use hookline_core::ports::{Clock, Outcome};
 use hookline_sqlite::{SqliteBackend, StoreMetrics};
 
 /// Upper bounds of the attempt duration histogram, in milliseconds.
 const DURATION_BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 15_000];
-
-/// How an attempt went, by what the receiver did.
-#[derive(Clone, Copy)]
-enum AttemptResult {
-    /// It answered 2xx.
-    Success,
-    /// It answered, but not 2xx.
-    Failure,
-    /// No answer: refused, timed out, not allowed, or no request was made.
-    Error,
-}
-
-const RESULTS: [(AttemptResult, &str); 3] = [
-    (AttemptResult::Success, "success"),
-    (AttemptResult::Failure, "failure"),
-    (AttemptResult::Error, "error"),
-];
 
 /// Status classes of ingest answers.
 const INGEST_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
@@ -67,12 +51,7 @@ impl Metrics {
 
     /// Counts a settled attempt.
     pub fn observe(&self, s: &Settlement) {
-        let result = match s.attempt.status_code {
-            Some(code) if (200..300).contains(&code) => AttemptResult::Success,
-            Some(_) => AttemptResult::Failure,
-            None => AttemptResult::Error,
-        };
-        self.attempts[result as usize].fetch_add(1, Ordering::Relaxed);
+        self.attempts[AttemptResult::of(&s.attempt) as usize].fetch_add(1, Ordering::Relaxed);
         match s.outcome {
             Outcome::Succeeded => &self.succeeded,
             Outcome::RetryAt(_) => &self.retries,
@@ -116,11 +95,11 @@ impl Metrics {
             "Ingest requests (POST /v1/events and /v1/events/batch), by the class of their answer.",
             &ingest,
         );
-        let attempts: Vec<(String, String)> = RESULTS
+        let attempts: Vec<(String, String)> = AttemptResult::ALL
             .iter()
-            .map(|(result, label)| {
+            .map(|result| {
                 (
-                    format!("{{result=\"{label}\"}}"),
+                    format!("{{result=\"{}\"}}", result.as_str()),
                     get(&self.attempts[*result as usize]).to_string(),
                 )
             })

@@ -96,5 +96,8 @@ pub fn deliverer(backend: AwsBackend, settings: &Settings) -> Result<Deliverer, 
         sender: Arc::new(sender(settings)?),
         clock: Arc::new(SystemClock),
         attempter: Arc::new(Attempter::new(settings.retry_schedule.clone())),
+        metrics_namespace: std::env::var(hookline_aws::emf::NAMESPACE_VAR)
+            .ok()
+            .filter(|ns| !ns.is_empty()),
     })
 }

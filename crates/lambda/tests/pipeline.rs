@@ -1243,3 +1243,99 @@ async fn an_overlong_path_id_is_not_found() {
         );
     }
 }
+
+/// What the deliverer tells of its batches, through the pipeline: its EMF
+/// lines count each attempt by result and each ended delivery by outcome,
+/// with the wait for a first attempt; and a rule's health, as another
+/// process (the admin function) reads it from the table, shows the
+/// receiver's rate and last error.
+#[tokio::test]
+async fn the_deliverer_reports_metrics_and_rule_health_through_the_pipeline() {
+    use hookline_core::traffic::Traffic;
+
+    let mut p = pipeline(1, "").await;
+    // Counted traffic is written after every batch here.
+    p.deliverer.backend = p
+        .deliverer
+        .backend
+        .clone()
+        .with_traffic_every(Duration::ZERO);
+    let r = receiver(&p.key).await;
+    let rule = p
+        .rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    let lines = Mutex::new(Vec::new());
+    let url = p.backend.settings().deliveries_queue_url.clone();
+    let deliver = || async {
+        p.route_all().await;
+        while poll_once(&p.backend, &url, 0, |b| async {
+            let (answer, metrics) = p.deliverer.handle_counted(b).await;
+            lines
+                .lock()
+                .unwrap()
+                .extend(metrics.lines("hookline/test", SystemClock.now()));
+            answer
+        })
+        .await
+        .unwrap()
+            > 0
+        {}
+    };
+    for id in ["evt_1", "evt_2"] {
+        p.ingest(event(id, "order.paid", json!({}))).await;
+    }
+    deliver().await;
+    *r.status.lock().unwrap() = 500;
+    p.ingest(event("evt_3", "order.paid", json!({}))).await;
+    deliver().await;
+    assert_eq!(r.hits.lock().unwrap().len(), 3);
+
+    // Sums of what the lines declare, by metric and dimension value.
+    let mut sums: HashMap<String, f64> = HashMap::new();
+    for line in lines.lock().unwrap().iter() {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "hookline/test");
+        let dimension = directive["Dimensions"][0][0].as_str();
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            let key = match dimension {
+                Some(d) => format!("{name}{{{}}}", doc[d].as_str().unwrap()),
+                None => name.to_owned(),
+            };
+            let value = match &doc[name] {
+                Value::Array(values) => values.len() as f64,
+                v => v.as_f64().unwrap(),
+            };
+            *sums.entry(key).or_default() += value;
+        }
+    }
+    assert_eq!(sums["hookline_attempts_total{success}"], 2.0, "{sums:?}");
+    assert_eq!(sums["hookline_attempts_total{failure}"], 1.0);
+    assert_eq!(sums["hookline_deliveries_ended_total{succeeded}"], 2.0);
+    assert_eq!(sums["hookline_deliveries_ended_total{dead}"], 1.0);
+    assert_eq!(
+        sums["hookline_attempt_duration_seconds"], 3.0,
+        "one value an attempt"
+    );
+    assert!(
+        sums.contains_key("hookline_oldest_due_age_seconds"),
+        "moto's SentTimestamp gives first receives a wait: {sums:?}"
+    );
+
+    let admin = support::backend(&p.env).await;
+    let health = admin
+        .rule_health(
+            &TenantId::stored("shop_1"),
+            &RuleId::stored(&rule),
+            SystemClock.now(),
+        )
+        .await
+        .unwrap()
+        .expect("the rule exists");
+    let traffic = Traffic::of(&health.buckets, SystemClock.now());
+    assert_eq!((traffic.day.attempts, traffic.day.failures), (3, 1));
+    assert_eq!(traffic.last_error.as_deref(), Some("receiver answered 500"));
+    assert_eq!(traffic.consecutive_failures, 1);
+    assert_eq!(health.concurrency, None);
+}

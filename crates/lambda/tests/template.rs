@@ -372,3 +372,84 @@ async fn every_http_route_is_served_by_the_router() {
     }
     assert_eq!(routes, 14);
 }
+
+/// The deliverer's metrics namespace as the template sets it.
+fn metrics_namespace(t: &Yaml) -> String {
+    let deliver = functions(t)
+        .into_iter()
+        .find(|(name, _)| name == "DeliverFunction")
+        .map(|(_, f)| f)
+        .unwrap();
+    deliver["Properties"]["Environment"]["Variables"][hookline_aws::emf::NAMESPACE_VAR]
+        .as_str()
+        .expect("the deliverer prints its metrics to a namespace")
+        .to_owned()
+}
+
+/// Whether the deliverer emits `metric` with exactly `dimensions`.
+fn emitted(metric: &str, dimensions: &[&str]) -> bool {
+    hookline_aws::emf::METRICS
+        .iter()
+        .any(|(name, dim)| *name == metric && dim.iter().copied().eq(dimensions.iter().copied()))
+}
+
+#[test]
+fn every_alarm_on_hooklines_metrics_is_on_one_the_deliverer_emits() {
+    let t = template();
+    let namespace = metrics_namespace(&t);
+    let mut on_ours = Vec::new();
+    for (name, r) in t["Resources"].as_hash().unwrap() {
+        let p = &r["Properties"];
+        if r["Type"].as_str() != Some("AWS::CloudWatch::Alarm")
+            || p["Namespace"].as_str() != Some(namespace.as_str())
+        {
+            continue;
+        }
+        let metric = p["MetricName"].as_str().unwrap();
+        let dimensions: Vec<&str> = p["Dimensions"]
+            .as_vec()
+            .map(|d| d.iter().map(|d| d["Name"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert!(
+            emitted(metric, &dimensions),
+            "{name:?}: the deliverer emits no {metric} with {dimensions:?}"
+        );
+        on_ours.push(metric.to_owned());
+    }
+    on_ours.sort();
+    assert_eq!(
+        on_ours,
+        [
+            "hookline_deliveries_ended_total",
+            "hookline_oldest_due_age_seconds"
+        ],
+        "an alarm on dead deliveries and one on the wait for a first attempt"
+    );
+}
+
+#[test]
+fn the_dashboard_shows_only_metrics_the_deliverer_emits() {
+    let t = template();
+    let namespace = metrics_namespace(&t);
+    let body = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+        .as_str()
+        .unwrap()
+        .replace("${AWS::Region}", "eu-west-1");
+    let dashboard: serde_json::Value = serde_json::from_str(&body).expect("the body is JSON");
+    let mut shown = 0;
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        for line in widget["properties"]["metrics"].as_array().unwrap() {
+            let parts: Vec<&str> = line
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|p| p.as_str())
+                .collect();
+            assert_eq!(parts[0], namespace, "{line}");
+            let dimensions: Vec<&str> = parts[2..].iter().step_by(2).copied().collect();
+            assert!(emitted(parts[1], &dimensions), "{line}");
+            shown += 1;
+        }
+    }
+    assert!(shown >= hookline_aws::emf::METRICS.len(), "{shown} lines");
+}

@@ -31,6 +31,7 @@ use hookline_core::ports::{Clock, DeliveryJob, Sender, Settlement};
 use tokio::task::JoinSet;
 
 use crate::backend::AwsBackend;
+use crate::emf::BatchMetrics;
 use crate::error::log_failure;
 use crate::poller::batch_response;
 use load::{Loaded, load, parse};
@@ -41,10 +42,28 @@ pub struct Deliverer {
     pub sender: Arc<dyn Sender>,
     pub clock: Arc<dyn Clock>,
     pub attempter: Arc<Attempter>,
+    /// The CloudWatch namespace each batch's metrics are printed to as
+    /// EMF lines ([`crate::emf`]); none prints none.
+    pub metrics_namespace: Option<String>,
 }
 
 impl Deliverer {
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
+        // Boxed: the attempt futures nest deep enough that the function's
+        // `main` would otherwise pass the compiler's layout depth limit.
+        let (response, metrics) = Box::pin(self.handle_counted(batch)).await;
+        if let Some(namespace) = &self.metrics_namespace {
+            for line in metrics.lines(namespace, self.clock.now()) {
+                println!("{line}");
+            }
+        }
+        response
+    }
+
+    /// [`Deliverer::handle`], answering what the batch did as well.
+    pub async fn handle_counted(&self, batch: SqsEvent) -> (SqsBatchResponse, BatchMetrics) {
+        let mut metrics = BatchMetrics::default();
+        metrics.received(&batch.records, self.clock.now());
         let Taken { jobs, mut failed } = take(&self.backend, batch, self.clock.now()).await;
         let mut attempts = JoinSet::new();
         // Which message each attempt is for, so that a panicking attempt is
@@ -76,9 +95,10 @@ impl Deliverer {
                 }
                 next = attempts.try_join_next_with_id();
             }
+            finished.iter().for_each(|(_, s)| metrics.settled(s));
             failed.extend(finish(&self.backend, finished).await);
         }
-        batch_response(failed)
+        (batch_response(failed), metrics)
     }
 }
 
