@@ -18,4 +18,5 @@ mod e2e {
     mod options;
     mod security;
     mod surfaces;
+    mod traces;
 }

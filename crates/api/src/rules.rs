@@ -450,6 +450,7 @@ pub async fn test(
         lease: None,
         attempt: 1,
         rule_health: Default::default(),
+        trace: None,
     };
     let attempter = Attempter::new(RetrySchedule::default());
     let settled = attempter.attempt(&job, &*sender, &*state.clock).await;

@@ -58,10 +58,13 @@ enum QueueName {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = hookline::init_logging() {
-        eprintln!("hookline-aws: {e}");
-        return ExitCode::FAILURE;
-    }
+    let _telemetry = match hookline::init_logging() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("hookline-aws: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Tenant(TenantCommand::Create { tenant_id }) => create_tenant(&tenant_id).await,
         Command::Dlq(DlqCommand::Redrive { queue }) => redrive(queue).await,

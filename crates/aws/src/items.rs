@@ -353,6 +353,7 @@ impl EventItem {
             first_payment: self.first_payment,
             lines: self.lines.into_iter().map(Line::from).collect(),
             subject: self.subject.map(Subject::from),
+            trace: None,
         })
     }
 }

@@ -30,6 +30,10 @@ pub struct EventMessage {
     /// for the deliveries a first routing may have made before it writes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeat: bool,
+    /// The `traceparent` its routing continues; sent as a message
+    /// attribute, not in the body.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 impl EventMessage {
@@ -40,6 +44,7 @@ impl EventMessage {
             event_id: event.id.clone(),
             event: Some(event),
             repeat,
+            trace: None,
         };
         if !fits(&message) {
             message.event = None;
@@ -76,6 +81,10 @@ pub struct DeliveryMessage {
     /// over, so the attempt number is this plus the receive count.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts_before: u32,
+    /// The `traceparent` its attempt continues; sent as a message
+    /// attribute, not in the body.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 impl DeliveryMessage {
@@ -122,10 +131,16 @@ impl ForTenant for EventMessage {
     fn tenant(&self) -> &str {
         &self.tenant_id
     }
+    fn trace(&self) -> Option<&str> {
+        self.trace.as_deref()
+    }
 }
 
 impl ForTenant for DeliveryMessage {
     fn tenant(&self) -> &str {
         &self.tenant_id
+    }
+    fn trace(&self) -> Option<&str> {
+        self.trace.as_deref()
     }
 }

@@ -2,15 +2,17 @@
 //! Messages come back in the shape Lambda's event source mapping hands a
 //! function, so the handlers and the pollers read them one way.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsMessage;
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use hookline_core::ports::StoreError;
+use hookline_telemetry::TRACEPARENT;
 
 use crate::calls::Calls;
 use crate::error::{build_error, sdk_error};
@@ -23,21 +25,45 @@ pub(crate) struct Queues {
 
 /// A message to send, and the tenant it is for: its `MessageGroupId`, with
 /// which SQS fair queues (standard queues) keep one tenant's backlog from
-/// holding up the others' messages.
+/// holding up the others' messages. Its trace context, if any, goes as the
+/// `traceparent` message attribute.
 pub(crate) struct Outgoing {
     pub body: String,
     pub tenant: Option<String>,
+    pub trace: Option<String>,
 }
 
-/// What the queues carry, each for one tenant.
+/// What the queues carry, each for one tenant, and the trace it continues.
 pub(crate) trait ForTenant: serde::Serialize {
     fn tenant(&self) -> &str;
+    fn trace(&self) -> Option<&str>;
 }
 
 impl<T: ForTenant> ForTenant for &T {
     fn tenant(&self) -> &str {
         (**self).tenant()
     }
+    fn trace(&self) -> Option<&str> {
+        (**self).trace()
+    }
+}
+
+/// A received record's `traceparent` attribute.
+pub(crate) fn trace_of(record: &SqsMessage) -> Option<String> {
+    record
+        .message_attributes
+        .get(TRACEPARENT)
+        .and_then(|a| a.string_value.clone())
+}
+
+/// The `traceparent` attribute of a message to send.
+fn trace_attribute(trace: Option<&String>) -> Option<HashMap<String, MessageAttributeValue>> {
+    let value = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(trace?)
+        .build()
+        .ok()?;
+    Some(HashMap::from([(TRACEPARENT.to_owned(), value)]))
 }
 
 /// A batch entry SQS refused although the call as a whole succeeded.
@@ -54,6 +80,7 @@ pub(crate) fn outgoing<T: ForTenant>(message: &T) -> Result<Outgoing, StoreError
     Ok(Outgoing {
         body: serde_json::to_string(message).map_err(|e| build_error("encode message", e))?,
         tenant: Some(message.tenant().to_owned()),
+        trace: message.trace().map(str::to_owned),
     })
 }
 
@@ -79,6 +106,7 @@ impl Queues {
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names(TRACEPARENT)
             .send()
             .await
             .map_err(|e| sdk_error("ReceiveMessage", e))?;
@@ -96,6 +124,17 @@ impl Queues {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                record.message_attributes = m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.string_value = v.string_value;
+                        attribute.data_type = Some(v.data_type);
+                        (k, attribute)
+                    })
                     .collect();
                 record.event_source = Some("aws:sqs".into());
                 record
@@ -122,6 +161,7 @@ impl Queues {
                 .queue_url(queue_url)
                 .message_body(&one.body)
                 .set_message_group_id(one.tenant.clone())
+                .set_message_attributes(trace_attribute(one.trace.as_ref()))
                 .set_delay_seconds(delay_seconds)
                 .send()
                 .await
@@ -137,6 +177,7 @@ impl Queues {
                         .id(i.to_string())
                         .message_body(&m.body)
                         .set_message_group_id(m.tenant.clone())
+                        .set_message_attributes(trace_attribute(m.trace.as_ref()))
                         .set_delay_seconds(delay_seconds)
                         .build()
                 })

@@ -30,6 +30,7 @@ pub async fn redrive(
             .map(|m| Outgoing {
                 body: m.body.clone().unwrap_or_default(),
                 tenant: m.attributes.get("MessageGroupId").cloned(),
+                trace: crate::queues::trace_of(m),
             })
             .collect();
         backend.queues.send(queue_url, outgoing).await?;

@@ -22,7 +22,9 @@ use crate::error::unreadable;
 use crate::items::*;
 use crate::messages::{DeliveryMessage, EventMessage, Payload};
 use crate::poller::batch_response;
+use crate::queues::trace_of;
 use crate::table::from_item;
+use hookline_telemetry::TRACE;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the message is not an event message: {0}")]
@@ -33,6 +35,17 @@ struct Received {
     message_id: String,
     message: EventMessage,
     again: bool,
+}
+
+/// An event the batch names, once: carried by its message or to be read,
+/// whether it may have been routed before, and the trace of its first
+/// message.
+struct Named<'a> {
+    tenant: &'a str,
+    id: &'a str,
+    item: Option<EventItem>,
+    again: bool,
+    trace: Option<&'a str>,
 }
 
 /// An event to route, and whether it may have been routed before.
@@ -84,8 +97,10 @@ pub async fn route_batch(backend: &AwsBackend, batch: SqsEvent) -> SqsBatchRespo
 }
 
 fn parse(record: &SqsMessage) -> Result<EventMessage, StoreError> {
-    serde_json::from_str(record.body.as_deref().unwrap_or(""))
-        .map_err(|e| unreadable("event message", NotAnEvent(e.to_string())))
+    let mut message: EventMessage = serde_json::from_str(record.body.as_deref().unwrap_or(""))
+        .map_err(|e| unreadable("event message", NotAnEvent(e.to_string())))?;
+    message.trace = trace_of(record);
+    Ok(message)
 }
 
 /// A record without a readable count is taken as received before: that
@@ -107,22 +122,35 @@ async fn route(
     let rules = rules_of(backend, &routings).await?;
     let mut refused = HashSet::new();
     let mut planned = Vec::new();
+    // Each event's fan-out span, continuing its ingest's trace; its
+    // deliveries' attempts continue it. They end once the deliveries are
+    // queued.
+    let mut spans = Vec::new();
     for routing in &routings {
         let event = &routing.event;
+        let span = tracing::info_span!(target: TRACE, "fan_out",
+            event_id = %event.id, tenant_id = %event.tenant_id, deliveries = tracing::field::Empty);
+        hookline_telemetry::follow(&span, event.trace.as_deref());
+        let trace = hookline_telemetry::traceparent(&span);
         match plan(event, &rules[&(&event.tenant_id, event.trigger.as_str())]) {
-            Ok(deliveries) => planned.push((routing, deliveries)),
+            Ok(deliveries) => {
+                span.record("deliveries", deliveries.len());
+                planned.push((routing, deliveries, trace));
+            }
             Err(why) => {
                 tracing::error!(tenant = %event.tenant_id, event = %event.id, error = %why,
                     "event refused at routing; SQS will retry it, then dead-letter it");
                 refused.insert((event.tenant_id.to_string(), event.id.to_string()));
             }
         }
+        spans.push(span);
     }
     let queued = deliveries_to_queue(backend, planned).await?;
     backend
         .queues
         .send_json(&backend.settings.deliveries_queue_url, &queued)
         .await?;
+    drop(spans);
     Ok(refused)
 }
 
@@ -134,42 +162,59 @@ async fn events_of(
     backend: &AwsBackend,
     received: &[Received],
 ) -> Result<Vec<Routing>, StoreError> {
-    let mut events: Vec<(&str, &str, Option<EventItem>, bool)> = Vec::new();
+    let mut events: Vec<Named> = Vec::new();
     for r in received {
         let m = &r.message;
         match events
             .iter_mut()
-            .find(|(t, e, _, _)| (*t, *e) == (m.tenant_id.as_str(), m.event_id.as_str()))
+            .find(|n| (n.tenant, n.id) == (m.tenant_id.as_str(), m.event_id.as_str()))
         {
-            Some(seen) => seen.3 |= r.again,
-            None => events.push((&m.tenant_id, &m.event_id, m.event.clone(), r.again)),
+            Some(seen) => seen.again |= r.again,
+            None => events.push(Named {
+                tenant: &m.tenant_id,
+                id: &m.event_id,
+                item: m.event.clone(),
+                again: r.again,
+                trace: m.trace.as_deref(),
+            }),
         }
     }
     let named: Vec<Item> = events
         .iter()
-        .filter(|(_, _, item, _)| item.is_none())
-        .map(|(tenant, id, _, _)| event_key(tenant, id))
+        .filter(|n| n.item.is_none())
+        .map(|n| event_key(n.tenant, n.id))
         .collect();
     if !named.is_empty() {
         for item in backend.table.batch_get(named).await? {
             let item: EventItem = from_item(item)?;
             if let Some(slot) = events
                 .iter_mut()
-                .find(|(t, e, _, _)| (*t, *e) == (item.tenant_id.as_str(), item.id.as_str()))
+                .find(|n| (n.tenant, n.id) == (item.tenant_id.as_str(), item.id.as_str()))
             {
-                slot.2 = Some(item);
+                slot.item = Some(item);
             }
         }
     }
     let mut routings = Vec::with_capacity(events.len());
-    for (tenant, id, item, again) in events {
+    for Named {
+        tenant,
+        id,
+        item,
+        again,
+        trace,
+    } in events
+    {
         let Some(item) = item else {
             tracing::warn!(tenant, event = id, "no such event; nothing to route");
             continue;
         };
         let received_at = item.received_at;
+        let event = Event {
+            trace: trace.map(str::to_owned),
+            ..item.event()?
+        };
         routings.push(Routing {
-            event: item.event()?,
+            event,
             received_at,
             again,
         });
@@ -246,11 +291,11 @@ async fn rules_for(
 /// attempt (one queued before and not yet attempted then goes once).
 async fn deliveries_to_queue(
     backend: &AwsBackend,
-    planned: Vec<(&Routing, Vec<PlannedDelivery>)>,
+    planned: Vec<(&Routing, Vec<PlannedDelivery>, Option<String>)>,
 ) -> Result<Vec<DeliveryMessage>, StoreError> {
     let mut messages = Vec::new();
     let mut maybe_made = Vec::new();
-    for (routing, deliveries) in planned {
+    for (routing, deliveries, trace) in planned {
         let event = &routing.event;
         let payload = Payload::from(event);
         for d in deliveries {
@@ -269,6 +314,7 @@ async fn deliveries_to_queue(
                     replay: false,
                     check: routing.again,
                     attempts_before: 0,
+                    trace: trace.clone(),
                 }
                 .within_limit(),
             );

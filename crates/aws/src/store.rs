@@ -79,6 +79,7 @@ impl AwsBackend {
                     replay: true,
                     check: false,
                     attempts_before: 0,
+                    trace: None,
                 })
                 .collect();
             self.queues
@@ -122,13 +123,18 @@ impl AwsBackend {
             return Ok((Acceptance::UnknownTenant, None));
         }
         let item = EventItem::new(event, now);
-        match self.table.put_new(to_item(&item)?).await? {
-            None => Ok((Acceptance::Accepted, Some(EventMessage::of(item, false)))),
-            Some(stored) => Ok((
+        let (acceptance, message) = match self.table.put_new(to_item(&item)?).await? {
+            None => (Acceptance::Accepted, EventMessage::of(item, false)),
+            Some(stored) => (
                 Acceptance::Duplicate,
-                Some(EventMessage::of(from_item(stored)?, true)),
-            )),
-        }
+                EventMessage::of(from_item(stored)?, true),
+            ),
+        };
+        let message = EventMessage {
+            trace: event.trace.clone(),
+            ..message
+        };
+        Ok((acceptance, Some(message)))
     }
 
     /// Seals anew a key an earlier Hookline stored in clear or without the

@@ -55,6 +55,11 @@ pub struct Event {
     /// The object receivers get, kept byte for byte as ingested.
     pub data: Box<RawValue>,
     pub subject: Option<Subject>,
+    /// The W3C `traceparent` of the ingest that accepted it, when traced:
+    /// what its deliveries' spans join. Carried beside the event through
+    /// queues, never stored with it and never sent to a receiver.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 /// A business event the platform reports. Fields Hookline does not read are
@@ -207,6 +212,7 @@ impl Event {
             lines,
             data,
             subject,
+            trace: None,
         })
     }
 }
@@ -245,6 +251,7 @@ impl Event {
                 kind: "rule".into(),
                 id: rule.id.to_string(),
             }),
+            trace: None,
         }
     }
 }

@@ -218,6 +218,7 @@ mod tests {
                 .collect(),
             data: RawValue::from_string("{}".into()).unwrap(),
             subject: None,
+            trace: None,
         }
     }
 

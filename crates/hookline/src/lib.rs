@@ -20,14 +20,16 @@ pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// Logs to stderr at `HOOKLINE_LOG`'s level (info by default); an unknown
-/// level is refused by name.
-pub fn init_logging() -> Result<(), String> {
+/// Logs to stderr at `HOOKLINE_LOG`'s level (info by default), and traces
+/// over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; an unknown level is
+/// refused by name. Keep what it answers until the process ends: dropping
+/// it exports the last spans.
+pub fn init_logging() -> Result<hookline_telemetry::Telemetry, String> {
     let level = hookline_core::settings::log_level_from_env().map_err(|e| e.to_string())?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level.parse().unwrap_or(tracing::Level::INFO))
-        .with_target(false)
-        .init();
-    Ok(())
+    hookline_telemetry::init(
+        "hookline",
+        hookline_telemetry::LogFormat::Text,
+        level.parse().unwrap_or(tracing::Level::INFO),
+    )
+    .map_err(|e| e.to_string())
 }

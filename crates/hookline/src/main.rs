@@ -92,10 +92,13 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = hookline::init_logging() {
-        eprintln!("hookline: {e}");
-        return ExitCode::FAILURE;
-    }
+    let _telemetry = match hookline::init_logging() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("hookline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => hookline::serve::serve(args)
             .await

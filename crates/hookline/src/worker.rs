@@ -8,6 +8,7 @@ use std::time::Duration;
 use hookline_core::ports::{Clock, DeliveryQueue, Sender};
 use hookline_core::{Attempter, Settlement};
 use hookline_sqlite::SqliteBackend;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use tokio::sync::{mpsc, watch};
@@ -35,10 +36,12 @@ pub struct Worker {
 async fn record(queue: SqliteBackend, mut settlements: mpsc::UnboundedReceiver<Settlement>) {
     let mut batch = Vec::new();
     while settlements.recv_many(&mut batch, 512).await > 0 {
+        let spans = hookline_telemetry::settle_spans(&batch);
         if let Err(e) = queue.settle(std::mem::take(&mut batch)).await {
             // Their leases run out and the deliveries are received again.
             tracing::error!(error = %e, "could not record attempts");
         }
+        drop(spans);
     }
 }
 
@@ -82,7 +85,12 @@ impl Worker {
                     self.metrics.clone(),
                 );
                 in_flight.spawn(async move {
-                    let settlement = attempter.attempt(&job, &*sender, &*clock).await;
+                    let span = hookline_telemetry::attempt_span(&job);
+                    let mut settlement = attempter
+                        .attempt(&job, &*sender, &*clock)
+                        .instrument(span.clone())
+                        .await;
+                    settlement.trace = hookline_telemetry::traceparent(&span);
                     metrics.observe(&settlement);
                     let _ = settled.send(settlement);
                 });

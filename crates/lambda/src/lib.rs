@@ -9,6 +9,7 @@ use hookline_aws::{AwsBackend, AwsSettings, Deliverer};
 use hookline_core::Attempter;
 use hookline_core::ingest_token::IngestTokens;
 use hookline_sender::{HttpSender, SenderConfig};
+use hookline_telemetry::{LogFormat, Telemetry};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -16,18 +17,41 @@ pub use hookline_core::SystemClock;
 /// The settings `hookline serve` reads too, parsed by the same code.
 pub use hookline_core::settings::Settings;
 
-/// JSON logs for CloudWatch; `HOOKLINE_LOG` sets the level.
-pub fn init_logging() -> Result<(), Error> {
+/// JSON logs for CloudWatch (`HOOKLINE_LOG` sets the level), and traces
+/// over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the ADOT collector
+/// extension's `http://localhost:4318`, say), as `service`.
+pub fn init_logging(service: &str) -> Result<Arc<Telemetry>, Error> {
     let level = hookline_core::settings::log_level_from_env()?
         .parse()
         .unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_target(false)
-        .without_time()
-        .init();
-    Ok(())
+    Ok(Arc::new(hookline_telemetry::init(
+        service,
+        LogFormat::Json,
+        level,
+    )?))
+}
+
+/// Exports an invocation's spans before Lambda may freeze the process;
+/// nothing when traces are off.
+pub async fn flush(telemetry: &Arc<Telemetry>) {
+    if telemetry.traces() {
+        let telemetry = telemetry.clone();
+        let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
+    }
+}
+
+/// The API's router, flushing the spans of each request once it is answered.
+fn flushing(router: axum::Router, telemetry: Arc<Telemetry>) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let telemetry = telemetry.clone();
+            async move {
+                let response = next.run(request).await;
+                flush(&telemetry).await;
+                response
+            }
+        },
+    ))
 }
 
 pub async fn backend() -> Result<AwsBackend, Error> {
@@ -50,7 +74,7 @@ fn api_state(backend: AwsBackend, settings: &Settings, ingest_tokens: IngestToke
 /// `hookline-ingest`: the tokens from the secret `HOOKLINE_INGEST_TOKEN_SECRET`
 /// names, read once at cold start (on AWS no function's environment holds a
 /// token), else from `HOOKLINE_INGEST_TOKEN` (local runs).
-pub async fn serve_ingest() -> Result<(), Error> {
+pub async fn serve_ingest(telemetry: Arc<Telemetry>) -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let aws = AwsSettings::from_env()?;
     let sdk = hookline_aws::sdk_config().await;
@@ -62,15 +86,15 @@ pub async fn serve_ingest() -> Result<(), Error> {
             .ok_or("neither HOOKLINE_INGEST_TOKEN_SECRET nor HOOKLINE_INGEST_TOKEN is set")?,
     };
     let state = api_state(AwsBackend::new(&sdk, aws), &settings, tokens);
-    lambda_http::run(hookline_api::router(state)).await
+    lambda_http::run(flushing(hookline_api::router(state), telemetry)).await
 }
 
 /// `hookline-admin`: no ingest token, and the sender a rule's test send uses.
-pub async fn serve_admin() -> Result<(), Error> {
+pub async fn serve_admin(telemetry: Arc<Telemetry>) -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let state = api_state(backend().await?, &settings, IngestTokens::default())
         .with_sender(Arc::new(sender(&settings)?));
-    lambda_http::run(hookline_api::router(state)).await
+    lambda_http::run(flushing(hookline_api::router(state), telemetry)).await
 }
 
 /// The HTTP sender, as the deliverer and a rule's test send use it.

@@ -1339,3 +1339,45 @@ async fn the_deliverer_reports_metrics_and_rule_health_through_the_pipeline() {
     assert_eq!(traffic.consecutive_failures, 1);
     assert_eq!(health.concurrency, None);
 }
+
+/// Each event is one trace through the queues: its ingest (the ingest
+/// function), its fan-out (the router, from the events queue's message
+/// attribute), its delivery's attempt (the deliverer, from the deliveries
+/// queue's) and the attempt's settle, exported over OTLP/HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_one_trace_through_the_queues() {
+    use hookline_telemetry::{LogFormat, Traces};
+    use hookline_test_support::otlp::{OtlpReceiver, one_trace_per_event};
+
+    let otlp = OtlpReceiver::start().await;
+    let traces_url = format!("{}/v1/traces", otlp.url);
+    let telemetry = hookline_telemetry::init_with(
+        "pipeline",
+        LogFormat::Json,
+        tracing::Level::WARN,
+        Traces::To(&traces_url),
+    )
+    .unwrap();
+    let p = pipeline(8, "1s").await;
+    let r = receiver(&p.key).await;
+    p.rule(json!({"name": "all", "trigger": "order.paid", "url": format!("{}/a", r.base)}))
+        .await;
+    for id in ["evt_1", "evt_2"] {
+        p.ingest(event(id, "order.paid", json!({}))).await;
+    }
+    p.route_all().await;
+    p.deliver_all(Duration::from_millis(300)).await;
+    assert_eq!(r.hits.lock().unwrap().len(), 2);
+    // As each function does after its invocation.
+    tokio::task::spawn_blocking(move || telemetry.flush())
+        .await
+        .unwrap();
+    let spans = otlp
+        .wait_for(|spans| spans.iter().filter(|s| s.name == "settle").count() >= 2)
+        .await;
+    one_trace_per_event(
+        &spans,
+        &["evt_1", "evt_2"],
+        &["ingest", "fan_out", "attempt", "settle"],
+    );
+}

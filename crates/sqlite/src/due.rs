@@ -39,6 +39,14 @@ impl Fresh {
     }
 }
 
+/// What a lease hands out of a delivery: its receive count, and, at its
+/// first receive, what was kept of it.
+pub(crate) struct Leased {
+    pub receive_count: u32,
+    pub fresh: Option<Fresh>,
+    pub trace: Option<Arc<str>>,
+}
+
 /// A pending delivery as the queue keeps it.
 pub(crate) struct Entry {
     pub tenant_id: Arc<str>,
@@ -48,6 +56,9 @@ pub(crate) struct Entry {
     pub receive_count: u32,
     pub leased: bool,
     pub fresh: Option<Fresh>,
+    /// The `traceparent` its event's ingest was traced under, which each
+    /// of its attempts in this process continues.
+    pub trace: Option<Arc<str>>,
 }
 
 /// What a commit did to the queue.
@@ -126,6 +137,10 @@ impl DueQueue {
                     self.spills += 1;
                     return false;
                 }
+                let trace = fresh
+                    .as_ref()
+                    .and_then(|f| f.event.trace.as_deref())
+                    .map(Arc::from);
                 let fresh = fresh.filter(|f| self.event_bytes + f.bytes() <= EVENT_BYTES);
                 self.put(
                     seq,
@@ -136,6 +151,7 @@ impl DueQueue {
                         receive_count,
                         leased: false,
                         fresh,
+                        trace,
                     },
                 );
                 true
@@ -173,13 +189,17 @@ impl DueQueue {
 
     /// Leases a due delivery until `until`; answers its receive count and,
     /// at its first receive, what this process kept of it.
-    pub fn lease(&mut self, seq: i64, until: i64) -> Option<(u32, Option<Fresh>)> {
+    pub fn lease(&mut self, seq: i64, until: i64) -> Option<Leased> {
         self.reschedule(seq, until, true)?;
         let entry = self.entries.get_mut(&seq)?;
         entry.receive_count += 1;
         let fresh = entry.fresh.take();
         self.event_bytes -= fresh.as_ref().map_or(0, Fresh::bytes);
-        Some((entry.receive_count, fresh))
+        Some(Leased {
+            receive_count: entry.receive_count,
+            fresh,
+            trace: entry.trace.clone(),
+        })
     }
 
     /// Forgets a delivery (it ended, or is gone from the file).
@@ -295,12 +315,12 @@ mod tests {
         let mut q = DueQueue::new(10);
         q.apply(queued(1, 100));
         assert_eq!(q.oldest_due(100).count(), 1);
-        assert_eq!(q.lease(1, 200).map(|(n, _)| n), Some(1));
+        assert_eq!(q.lease(1, 200).map(|l| l.receive_count), Some(1));
         assert_eq!(q.oldest_due(150).count(), 0);
         assert_eq!(q.in_flight(150).count(), 1);
         assert_eq!(q.oldest_due(200).count(), 1, "due again when it runs out");
         assert_eq!(q.in_flight(200).count(), 0);
-        assert_eq!(q.lease(1, 300).map(|(n, _)| n), Some(2));
+        assert_eq!(q.lease(1, 300).map(|l| l.receive_count), Some(2));
         // The first lease's settlement moves nothing; the second's does.
         assert!(!q.apply(Change::Settle {
             seq: 1,

@@ -369,6 +369,7 @@ pub(crate) fn pending(conn: &Connection, queue: &mut DueQueue) -> rusqlite::Resu
                     receive_count: r.get(4)?,
                     leased: false,
                     fresh: None,
+                    trace: None,
                 },
             ))
         })?

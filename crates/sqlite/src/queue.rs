@@ -136,6 +136,8 @@ fn load_job(
         // an attempt: the count is the attempt number, as on SQS.
         attempt: receive_count,
         rule_health,
+        // The queue keeps the trace, if any.
+        trace: None,
     }))
 }
 
@@ -335,17 +337,19 @@ fn disable_for_failing(
 }
 
 /// A delivery this receive leased, with what this process kept of it (its
-/// tenant and rule with it) if this is its first receive.
-struct Leased {
+/// tenant and rule with it) if this is its first receive, and the trace its
+/// attempt continues.
+struct Taken {
     seq: i64,
     receive_count: u32,
     fresh: Option<(Fresh, std::sync::Arc<str>, std::sync::Arc<str>)>,
+    trace: Option<String>,
 }
 
 impl SqliteBackend {
     /// Leases up to `max` due deliveries in the queue, as fairness, the
     /// circuits and the rate limits allow: no statement.
-    fn lease(&self, max: usize, now: Timestamp) -> Result<Vec<Leased>, StoreError> {
+    fn lease(&self, max: usize, now: Timestamp) -> Result<Vec<Taken>, StoreError> {
         let poisoned =
             || StoreError::unavailable("receive", std::io::Error::other("a lock was poisoned"));
         let until = now
@@ -376,17 +380,18 @@ impl SqliteBackend {
         state.held_back = admission.held_back();
         let mut leased = Vec::with_capacity(picked.len());
         for seq in picked {
-            let Some((receive_count, fresh)) = queue.lease(seq, until) else {
+            let Some(lease) = queue.lease(seq, until) else {
                 continue;
             };
-            let fresh = fresh.and_then(|f| {
+            let fresh = lease.fresh.and_then(|f| {
                 let e = queue.entry(seq)?;
                 Some((f, e.tenant_id.clone(), e.rule_id.clone()))
             });
-            leased.push(Leased {
+            leased.push(Taken {
                 seq,
-                receive_count,
+                receive_count: lease.receive_count,
                 fresh,
+                trace: lease.trace.as_deref().map(str::to_owned),
             });
         }
         Ok(leased)
@@ -394,7 +399,7 @@ impl SqliteBackend {
 
     /// A first attempt's job from what this process kept of its delivery,
     /// when its rule and its tenant's keys are kept too: no statement.
-    fn fresh_job(&self, leased: &mut Leased, now: Timestamp) -> Option<DeliveryJob> {
+    fn fresh_job(&self, leased: &mut Taken, now: Timestamp) -> Option<DeliveryJob> {
         let (_, tenant, rule_id) = leased.fresh.as_ref()?;
         let tenant_id = TenantId::stored(&**tenant);
         let rule = self.kept_rule(rule_id)?;
@@ -419,6 +424,7 @@ impl SqliteBackend {
             }),
             attempt: leased.receive_count,
             rule_health: Health::default(),
+            trace: leased.trace.take(),
         })
     }
 
@@ -474,7 +480,7 @@ impl DeliveryQueue for SqliteBackend {
         for mut leased in self.lease(max, now)? {
             match self.fresh_job(&mut leased, now) {
                 Some(job) => jobs.push(job),
-                None => unread.push((leased.seq, leased.receive_count)),
+                None => unread.push((leased.seq, leased.receive_count, leased.trace)),
             }
         }
         if unread.is_empty() {
@@ -485,9 +491,9 @@ impl DeliveryQueue for SqliteBackend {
             .read(move |conn| {
                 let mut keys = KeyCache::default();
                 let (mut jobs, mut gone) = (Vec::with_capacity(unread.len()), Vec::new());
-                for (seq, receive_count) in unread {
+                for (seq, receive_count, trace) in unread {
                     match load_job(conn, seq, receive_count, now, &backend, &mut keys)? {
-                        Some(job) => jobs.push(job),
+                        Some(job) => jobs.push(DeliveryJob { trace, ..job }),
                         None => gone.push(seq),
                     }
                 }

@@ -1,6 +1,8 @@
 //! What Hookline's tests share across crates: a local AWS endpoint (moto's
 //! server) and fresh resources on it per test, made by the same script
-//! developers use.
+//! developers use; and a receiver of OTLP traces ([`otlp`]).
+
+pub mod otlp;
 
 use std::collections::HashMap;
 use std::net::TcpStream;

@@ -41,8 +41,9 @@ pub(crate) enum BadRecord {
 /// without one is refused rather than taken for a first attempt.
 pub(crate) fn parse(record: &SqsMessage) -> Result<Received, BadRecord> {
     let body = record.body.clone().unwrap_or_default();
-    let message: DeliveryMessage =
+    let mut message: DeliveryMessage =
         serde_json::from_str(&body).map_err(|e| BadRecord::Body(e.to_string()))?;
+    message.trace = crate::queues::trace_of(record);
     let receipt = record.receipt_handle.clone().ok_or(BadRecord::NoReceipt)?;
     let receive_count = record
         .attributes
@@ -216,6 +217,7 @@ pub(crate) async fn load(
             lease: Some(lease),
             attempt,
             rule_health,
+            trace: m.trace,
         })));
     }
     Ok(out)

@@ -29,6 +29,7 @@ use hookline_core::Attempter;
 use hookline_core::Timestamp;
 use hookline_core::ports::{Clock, DeliveryJob, Sender, Settlement};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::backend::AwsBackend;
 use crate::emf::BatchMetrics;
@@ -77,7 +78,15 @@ impl Deliverer {
             );
             let task = attempts.spawn({
                 let id = id.clone();
-                async move { (id, attempter.attempt(&job, &*sender, &*clock).await) }
+                async move {
+                    let span = hookline_telemetry::attempt_span(&job);
+                    let mut settled = attempter
+                        .attempt(&job, &*sender, &*clock)
+                        .instrument(span.clone())
+                        .await;
+                    settled.trace = hookline_telemetry::traceparent(&span);
+                    (id, settled)
+                }
             });
             messages.insert(task.id(), id);
         }
@@ -96,7 +105,9 @@ impl Deliverer {
                 next = attempts.try_join_next_with_id();
             }
             finished.iter().for_each(|(_, s)| metrics.settled(s));
+            let spans = hookline_telemetry::settle_spans(finished.iter().map(|(_, s)| s));
             failed.extend(finish(&self.backend, finished).await);
+            drop(spans);
         }
         (batch_response(failed), metrics)
     }

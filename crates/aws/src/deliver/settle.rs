@@ -86,6 +86,7 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
                 Outgoing {
                     body: body.to_owned(),
                     tenant: Some(s.tenant_id.to_string()),
+                    trace: s.trace.clone(),
                 },
             )),
         }

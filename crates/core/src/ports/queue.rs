@@ -111,6 +111,9 @@ pub struct DeliveryJob {
     pub attempt: u32,
     /// The rule's receiver health as loaded, for the breaker's bookkeeping.
     pub rule_health: Health,
+    /// The `traceparent` of the span its attempt continues (its event's
+    /// ingest or routing), when traced.
+    pub trace: Option<String>,
 }
 
 /// What comes of an attempt.
@@ -140,6 +143,9 @@ pub struct Settlement {
     pub receiver_ok: Option<bool>,
     /// The rule's health when the job was loaded.
     pub rule_health: Health,
+    /// The `traceparent` of the attempt's span, when traced: what the
+    /// settle's span joins.
+    pub trace: Option<String>,
 }
 
 impl Settlement {
@@ -156,6 +162,7 @@ impl Settlement {
             line: job.line.clone(),
             receiver_ok: None,
             rule_health: job.rule_health,
+            trace: job.trace.clone(),
         }
     }
 

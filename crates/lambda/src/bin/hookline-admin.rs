@@ -4,6 +4,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::init_logging()?;
-    hookline_lambda::serve_admin().await
+    let telemetry = hookline_lambda::init_logging("hookline-admin")?;
+    hookline_lambda::serve_admin(telemetry).await
 }

@@ -7,15 +7,19 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::init_logging()?;
+    let telemetry = hookline_lambda::init_logging("hookline-deliver")?;
     let settings = hookline_lambda::Settings::from_env()?;
     let deliverer = Arc::new(hookline_lambda::deliverer(
         hookline_lambda::backend().await?,
         &settings,
     )?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let deliverer = deliverer.clone();
-        async move { Ok::<_, hookline_lambda::Error>(deliverer.handle(event.payload).await) }
+        let (deliverer, telemetry) = (deliverer.clone(), telemetry.clone());
+        async move {
+            let answer = deliverer.handle(event.payload).await;
+            hookline_lambda::flush(&telemetry).await;
+            Ok::<_, hookline_lambda::Error>(answer)
+        }
     }))
     .await
 }

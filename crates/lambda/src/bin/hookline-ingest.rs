@@ -3,6 +3,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), hookline_lambda::Error> {
-    hookline_lambda::init_logging()?;
-    hookline_lambda::serve_ingest().await
+    let telemetry = hookline_lambda::init_logging("hookline-ingest")?;
+    hookline_lambda::serve_ingest(telemetry).await
 }
