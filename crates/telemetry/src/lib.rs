@@ -1,9 +1,9 @@
 //! Logs and traces for every Hookline process. Logs go to stderr (text) or
 //! stdout (JSON, for CloudWatch) at `HOOKLINE_LOG`'s level. Traces are
-//! spans of target [`TRACE`] (ingest, fan-out, route, attempt, settle),
-//! exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; unset, no layer wants them
-//! and they cost a disabled callsite. Between processes and queues, a span's
+//! spans of target [`TRACE`] (ingest, fan-out, attempt, settle),
+//! exported over OTLP/HTTP (JSON, [`otlp`]) when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; unset, no layer wants
+//! them and they cost a disabled callsite. Between processes and queues, a span's
 //! context travels as a W3C `traceparent` string ([`traceparent`],
 //! [`follow`]), so one event's spans join one trace; [`attempt_span`] and
 //! [`settle_spans`] are a delivery's, the same on both forms.
@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use hookline_core::ports::{DeliveryJob, Settlement};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
@@ -37,10 +36,12 @@ pub enum LogFormat {
     Json,
 }
 
+mod otlp;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("cannot set up the OTLP trace exporter: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    Exporter(#[from] otlp::ExporterError),
     #[error("cannot install the log and trace subscriber: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),
 }
@@ -49,16 +50,6 @@ pub enum TelemetryError {
 /// (a Lambda function after each invocation) and shuts down at its end.
 pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
-}
-
-/// Whether traces are to be exported: an OTLP endpoint is configured.
-fn exporting() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
 }
 
 /// Where spans go.
@@ -71,7 +62,8 @@ pub enum Traces<'a> {
 }
 
 /// Installs logging at `level` in `format`, and the trace exporter when an
-/// OTLP endpoint is set, naming this process `service`.
+/// OTLP endpoint is set, naming this process `service`. Call it from
+/// within the async runtime: the exporter posts on it.
 pub fn init(service: &str, format: LogFormat, level: Level) -> Result<Telemetry, TelemetryError> {
     init_with(service, format, level, Traces::FromEnvironment)
 }
@@ -100,15 +92,11 @@ pub fn init_with(
             .boxed(),
     };
     let url = match traces {
-        Traces::FromEnvironment => None,
+        Traces::FromEnvironment => otlp::url_from_env(),
         Traces::To(url) => Some(url.to_owned()),
     };
-    let traces = if url.is_some() || exporting() {
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
-        if let Some(url) = url {
-            exporter = exporter.with_endpoint(url);
-        }
-        let exporter = exporter.build()?;
+    let traces = if let Some(url) = url {
+        let exporter = otlp::OtlpJson::new(url)?;
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(service.to_owned())
             .build();

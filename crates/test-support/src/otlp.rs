@@ -1,6 +1,9 @@
 //! A receiver of OTLP/HTTP traces on 127.0.0.1, as a collector is: it takes
-//! `POST /v1/traces` in protobuf (the exporters' default) and keeps each
-//! span with its trace, its parent, its service and its attributes.
+//! `POST /v1/traces` in OTLP's JSON encoding, decoded with the OpenTelemetry
+//! project's own message types (`opentelemetry-proto`, whose serde mapping
+//! is the protocol's), and keeps each span with its trace, its parent, its
+//! service and its attributes. A body they do not decode is refused, and
+//! counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,6 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use prost::Message;
 
 /// A span as the receiver got it, ids in hex.
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ pub struct OtlpReceiver {
     /// The base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` takes it.
     pub url: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -53,14 +56,28 @@ fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
 impl OtlpReceiver {
     pub async fn start() -> OtlpReceiver {
         let spans: Arc<Mutex<Vec<ReceivedSpan>>> = Arc::default();
-        let kept = spans.clone();
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (kept, why) = (spans.clone(), refused.clone());
         let app = axum::Router::new().route(
             "/v1/traces",
-            axum::routing::post(move |body: Bytes| {
-                let kept = kept.clone();
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
+                let (kept, why) = (kept.clone(), why.clone());
                 async move {
-                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-                        return StatusCode::BAD_REQUEST;
+                    let json = headers
+                        .get("content-type")
+                        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+                    let request = match serde_json::from_slice::<ExportTraceServiceRequest>(&body) {
+                        Ok(request) if json => request,
+                        Ok(_) => {
+                            why.lock()
+                                .unwrap()
+                                .push("not sent as application/json".into());
+                            return StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                        }
+                        Err(e) => {
+                            why.lock().unwrap().push(e.to_string());
+                            return StatusCode::BAD_REQUEST;
+                        }
                     };
                     let mut kept = kept.lock().unwrap();
                     for resource in request.resource_spans {
@@ -90,11 +107,20 @@ impl OtlpReceiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        OtlpReceiver { url, spans }
+        OtlpReceiver {
+            url,
+            spans,
+            refused,
+        }
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().unwrap().clone()
+    }
+
+    /// Why each export the receiver refused was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
     }
 
     /// Waits until the spans received satisfy `done`, for up to 30 s.
@@ -102,6 +128,7 @@ impl OtlpReceiver {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let spans = self.spans();
+            assert!(self.refused().is_empty(), "refused: {:?}", self.refused());
             if done(&spans) {
                 return spans;
             }
