@@ -123,6 +123,65 @@ async fn metrics_count_attempts_and_ended_deliveries_on_their_own_listener() {
     assert_eq!(m["hookline_ingest_requests_total{code=\"5xx\"}"], 0.0);
     assert_eq!(m["hookline_deliveries_queued"], 0.0);
     assert_eq!(m["hookline_oldest_due_age_seconds"], 0.0);
+    assert!(
+        !m.keys().any(|k| k.starts_with("hookline_rule_")),
+        "no series per rule unless asked for"
+    );
+}
+
+#[tokio::test]
+async fn metrics_per_rule_are_there_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hookline::start_with(
+        &db_in(&dir),
+        &[("HOOKLINE_RETRY_SCHEDULE", "")],
+        &[
+            "--allow-private-targets",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-per-rule",
+        ],
+    );
+    let url = h.metrics.clone().expect("serve printed its metrics URL");
+    let (shop, other) = (h.tenant("shop_1"), h.tenant("shop_2"));
+    let failing =
+        Receiver::start_with(|n, _| Reply::Status(if n % 2 == 0 { 500 } else { 204 })).await;
+    let fine = Receiver::start().await;
+    let rule = h.paid_orders_to(&shop, failing.url("/")).await;
+    let other_rule = h.paid_orders_to(&other, fine.url("/")).await;
+    for i in 0..4 {
+        h.paid_order(&shop, &format!("evt_{i}")).await;
+    }
+    h.paid_order(&other, "evt_x").await;
+    failing.wait_for(4).await;
+    fine.wait_for(1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let series = |tenant: &str, rule: &str, result: &str| {
+        format!(
+            "hookline_rule_attempts_total{{tenant=\"{tenant}\",rule=\"{rule}\",result=\"{result}\"}}"
+        )
+    };
+    let m = loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let m = samples(&text);
+        if m.get(&series("shop_2", &other_rule, "success")) == Some(&1.0)
+            && m.get(&series("shop_1", &rule, "success"))
+                .copied()
+                .unwrap_or(0.0)
+                + m.get(&series("shop_1", &rule, "failure"))
+                    .copied()
+                    .unwrap_or(0.0)
+                == 4.0
+        {
+            promtool_accepts(&text);
+            break m;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(m[&series("shop_1", &rule, "failure")], 2.0);
+    assert_eq!(m[&series("shop_1", &rule, "error")], 0.0);
+    assert_eq!(m["hookline_rule_series_dropped_total"], 0.0);
 }
 
 #[tokio::test]

@@ -2,8 +2,6 @@
 //! and the request and answer types they parse and return, and served at
 //! `GET /openapi.json`.
 
-use std::sync::LazyLock;
-
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -77,21 +75,30 @@ impl Modify for SecuritySchemes {
 pub const INGEST_TOKEN: &str = "ingest_token";
 pub const API_KEY: &str = "api_key";
 
-/// The document as served, rendered once.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!(r#"{{"error": "the OpenAPI document did not render: {e}"}}"#))
-});
+/// The document as served: the committed `docs/openapi.json`, which a test
+/// holds equal to the one the annotations generate (`document`, in tests).
+/// Served as committed, no binary links the code that generates it: 289
+/// KiB less in the ingest function on arm64 (`infra/sam-build`).
+pub const SERVED: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/openapi.json"
+));
 
-/// The document, pretty-printed as `docs/openapi.json` holds it.
+/// The document the annotations generate, pretty-printed as
+/// `docs/openapi.json` holds it.
+#[cfg(test)]
 pub fn document() -> &'static str {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| {
+            format!(r#"{{"error": "the OpenAPI document did not render: {e}"}}"#)
+        })
+    });
     &DOCUMENT
 }
 
 /// `GET /openapi.json`, without auth.
 pub async fn serve() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], document())
+    ([(CONTENT_TYPE, "application/json")], SERVED)
 }
 
 #[cfg(test)]

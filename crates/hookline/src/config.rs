@@ -86,6 +86,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Add `hookline_rule_attempts_total{tenant,rule,result}` to the
+    /// metrics: a series per rule, up to 10,000 (off by default: their
+    /// number is the merchants' to grow).
+    #[arg(long, env = "HOOKLINE_METRICS_PER_RULE", default_value = "0", value_parser = settings::flag,
+        num_args = 0..=1, default_missing_value = "1")]
+    pub metrics_per_rule: bool,
+
     /// How many connections are served at once; more wait in the listen backlog.
     #[arg(long, env = "HOOKLINE_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = settings::count)]
     pub http_max_connections: usize,

@@ -4,9 +4,10 @@
 //! as each attempt settles; the queue's gauges are read when scraped. No
 //! label names a tenant or a rule: their number is the merchants' to grow.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -36,9 +37,38 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; DURATION_BUCKETS_MS.len()],
     duration_count: AtomicU64,
     duration_sum_ms: AtomicU64,
+    /// Attempts by rule, when asked for (`--metrics-per-rule`).
+    per_rule: Option<Mutex<PerRule>>,
+}
+
+/// The most rules counted apart; attempts of rules past it are counted in
+/// `hookline_rule_series_dropped_total` only.
+const PER_RULE_SERIES: usize = 10_000;
+
+#[derive(Default)]
+struct PerRule {
+    /// Attempts by (tenant, rule), by result.
+    series: BTreeMap<(String, String), [u64; 3]>,
+    dropped: u64,
+}
+
+/// A label value as the text format writes it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
+    /// Metrics with a series per rule as well.
+    pub fn per_rule() -> Self {
+        Metrics {
+            per_rule: Some(Mutex::default()),
+            ..Metrics::default()
+        }
+    }
+
     /// Counts an ingest request's answer.
     pub fn observe_ingest(&self, status: u16) {
         let class = match status {
@@ -51,7 +81,21 @@ impl Metrics {
 
     /// Counts a settled attempt.
     pub fn observe(&self, s: &Settlement) {
-        self.attempts[AttemptResult::of(&s.attempt) as usize].fetch_add(1, Ordering::Relaxed);
+        let result = AttemptResult::of(&s.attempt) as usize;
+        self.attempts[result].fetch_add(1, Ordering::Relaxed);
+        if let Some(Ok(mut per)) = self.per_rule.as_ref().map(Mutex::lock) {
+            let key = (s.tenant_id.to_string(), s.rule_id.to_string());
+            let room = per.series.len() < PER_RULE_SERIES;
+            match per.series.get_mut(&key) {
+                Some(counts) => counts[result] += 1,
+                None if room => {
+                    let mut counts = [0; 3];
+                    counts[result] = 1;
+                    per.series.insert(key, counts);
+                }
+                None => per.dropped += 1,
+            }
+        }
         match s.outcome {
             Outcome::Succeeded => &self.succeeded,
             Outcome::RetryAt(_) => &self.retries,
@@ -151,6 +195,37 @@ impl Metrics {
             "How long attempts took, from the request to the receiver's answer or the timeout.",
             &buckets,
         );
+        if let Some(Ok(per)) = self.per_rule.as_ref().map(Mutex::lock) {
+            let series: Vec<(String, String)> = per
+                .series
+                .iter()
+                .flat_map(|((tenant, rule), counts)| {
+                    AttemptResult::ALL.iter().map(move |r| {
+                        (
+                            format!(
+                                "{{tenant=\"{}\",rule=\"{}\",result=\"{}\"}}",
+                                label(tenant),
+                                label(rule),
+                                r.as_str()
+                            ),
+                            counts[*r as usize].to_string(),
+                        )
+                    })
+                })
+                .collect();
+            family(
+                "hookline_rule_attempts_total",
+                "counter",
+                "Delivery attempts by tenant, rule and result (--metrics-per-rule).",
+                &series,
+            );
+            family(
+                "hookline_rule_series_dropped_total",
+                "counter",
+                "Attempts of rules past the 10,000 counted apart.",
+                &[(String::new(), per.dropped.to_string())],
+            );
+        }
         family(
             "hookline_circuit_opens_total",
             "counter",

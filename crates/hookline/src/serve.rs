@@ -89,7 +89,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ..SenderConfig::default()
     })?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(if args.metrics_per_rule {
+        Metrics::per_rule()
+    } else {
+        Metrics::default()
+    });
     let metrics_server = match args.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
