@@ -29,23 +29,27 @@ fn bucket_sk(bucket: Timestamp) -> String {
     format!("{:013}", bucket.as_millis())
 }
 
-/// Adds each tally into its bucket's item: one write per rule and bucket.
+/// The most tallies one settling of attempts writes, side by side: a batch
+/// is not held up by a flood of busy rules, which go a few batches at a
+/// time.
+pub(crate) const WRITES_PER_FINISH: usize = 16;
+
+/// Adds each tally into its bucket's item, the writes side by side: one
+/// write per rule and bucket.
 pub(crate) async fn write(backend: &AwsBackend, tallies: Tallies) -> Result<(), StoreError> {
-    for ((tenant, rule, bucket), tally) in tallies {
+    let writes = tallies.into_iter().map(|((tenant, rule, bucket), tally)| {
         let item_key = key(traffic_pk(&tenant, &rule), bucket_sk(bucket));
-        backend
-            .table
-            .update(item_key, |u| {
-                let (expression, values) = adding(&tally, bucket);
-                values
-                    .into_iter()
-                    .fold(u.update_expression(expression), |u, (name, value)| {
-                        u.expression_attribute_values(name, value)
-                    })
-                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            })
-            .await?;
-    }
+        backend.table.update(item_key, move |u| {
+            let (expression, values) = adding(&tally, bucket);
+            values
+                .into_iter()
+                .fold(u.update_expression(expression), |u, (name, value)| {
+                    u.expression_attribute_values(name, value)
+                })
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+        })
+    });
+    futures_util::future::try_join_all(writes).await?;
     Ok(())
 }
 

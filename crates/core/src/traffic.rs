@@ -224,8 +224,10 @@ pub struct TrafficBuffer {
     since: Option<Timestamp>,
 }
 
-/// The most tallies a buffer holds before it asks to be written whatever
-/// their age: a cap on its memory when very many rules are busy at once.
+/// The most tallies a buffer holds: past it they are due whatever their
+/// age, and an attempt of a rule and bucket not held is not counted (a cap
+/// on memory when very many rules are busy at once and the writes fall
+/// behind).
 const BUFFERED_MAX: usize = 10_000;
 
 /// Tallies taken from a buffer to write: (tenant, rule, bucket start).
@@ -235,16 +237,24 @@ impl TrafficBuffer {
     /// Counts an attempt of `rule` that the receiver took (`ok`) or did not.
     pub fn record(&mut self, tenant: &TenantId, rule: &RuleId, ok: bool, attempt: &Attempt) {
         let at = attempt.at;
+        let key = (tenant.clone(), rule.clone(), bucket_of(at));
+        if self.tallies.len() >= BUFFERED_MAX && !self.tallies.contains_key(&key) {
+            return;
+        }
         self.since.get_or_insert(at);
-        self.tallies
-            .entry((tenant.clone(), rule.clone(), bucket_of(at)))
-            .or_default()
-            .record(ok, at, attempt.duration_ms, attempt.error.as_deref());
+        self.tallies.entry(key).or_default().record(
+            ok,
+            at,
+            attempt.duration_ms,
+            attempt.error.as_deref(),
+        );
     }
 
-    /// The tallies to write now, taken out of the buffer: all of them once
-    /// the oldest was counted `every` before `now` or the buffer is full.
-    pub fn take_due(&mut self, now: Timestamp, every: Duration) -> Tallies {
+    /// The tallies to write now, at most `at_most`, taken out of the
+    /// buffer: once the oldest was counted `every` before `now`, or the
+    /// buffer is full. What is left over stays due, for the next write: so
+    /// one write never holds a store for every busy rule at once.
+    pub fn take_due(&mut self, now: Timestamp, every: Duration, at_most: usize) -> Tallies {
         let due = self
             .since
             .is_some_and(|since| now >= since.saturating_add(every))
@@ -252,7 +262,13 @@ impl TrafficBuffer {
         if !due {
             return Vec::new();
         }
-        self.take_all()
+        if self.tallies.len() <= at_most {
+            return self.take_all();
+        }
+        let keys: Vec<_> = self.tallies.keys().take(at_most).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.tallies.remove_entry(&k))
+            .collect()
     }
 
     /// Every tally, taken out of the buffer: for a process that stops.
@@ -364,13 +380,25 @@ mod tests {
         buffer.record(&tenant, &rule, true, &attempt(0));
         buffer.record(&tenant, &rule, false, &attempt(1));
         let every = Duration::from_secs(10);
-        assert!(buffer.take_due(at(9), every).is_empty());
+        assert!(buffer.take_due(at(9), every, 10).is_empty());
         let seen = buffer.of_rule(&tenant, &rule);
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].1.attempts(), 2);
         assert!(buffer.of_rule(&tenant, &RuleId::stored("other")).is_empty());
-        let taken = buffer.take_due(at(10), every);
+        let taken = buffer.take_due(at(10), every, 10);
         assert_eq!(taken.len(), 1);
-        assert!(buffer.take_due(at(100), every).is_empty(), "taken once");
+        assert!(buffer.take_due(at(100), every, 10).is_empty(), "taken once");
+
+        // Three rules due, two at a time: the third stays due.
+        for r in ["a", "b", "c"] {
+            buffer.record(&tenant, &RuleId::stored(r), true, &attempt(200));
+        }
+        assert_eq!(buffer.take_due(at(210), every, 2).len(), 2);
+        assert_eq!(
+            buffer.take_due(at(210), every, 2).len(),
+            1,
+            "left over, still due"
+        );
+        assert!(buffer.take_due(at(210), every, 2).is_empty());
     }
 }

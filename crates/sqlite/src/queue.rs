@@ -23,7 +23,7 @@ use crate::SqliteBackend;
 use crate::due::{Change, DueQueue, Fresh};
 use crate::error::unavailable;
 use crate::schedule::{Admission, pick};
-use crate::store::{accept, rule_from_row, stored_keys};
+use crate::store::{accept, rule_from_row, stored_health, stored_keys};
 use crate::traffic;
 use crate::writer::Effects;
 
@@ -267,34 +267,6 @@ fn record_health(
     Ok(())
 }
 
-/// The rule's health as its `rule_health` row has it (none: healthy).
-pub(crate) fn stored_health(
-    conn: &Connection,
-    tenant_id: &TenantId,
-    rule_id: &RuleId,
-) -> Result<Health, StoreError> {
-    let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
-    conn.prepare_cached(
-        "SELECT attempts, failures, window_start, open_until, trips, failing_since
-         FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
-    )
-    .and_then(|mut st| {
-        st.query_row(params![tenant_id.as_str(), rule_id.as_str()], |r| {
-            Ok(Health {
-                attempts: r.get(0)?,
-                failures: r.get(1)?,
-                window_start: stamp(r.get(2)?),
-                open_until: stamp(r.get(3)?),
-                trips: r.get(4)?,
-                failing_since: stamp(r.get(5)?),
-            })
-        })
-        .optional()
-    })
-    .map_err(unavailable)
-    .map(Option::unwrap_or_default)
-}
-
 /// Disables a rule that has failed too long and raises `rule.disabled`.
 fn disable_for_failing(
     conn: &Connection,
@@ -528,7 +500,11 @@ impl DeliveryQueue for SqliteBackend {
             .and_then(|latest| {
                 let mut counted = self.traffic().lock().ok()?;
                 settlements.iter().for_each(|s| s.count_in(&mut counted));
-                let tallies = counted.take_due(latest, self.options().traffic_every);
+                let tallies = counted.take_due(
+                    latest,
+                    self.options().traffic_every,
+                    traffic::WRITES_PER_COMMIT,
+                );
                 (!tallies.is_empty()).then_some((tallies, latest))
             });
         let backend = self.clone();

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hookline_core::breaker::Health;
 use hookline_core::delivery::{Attempt, Delivery, DeliveryStatus, Waiting};
 use hookline_core::fanout::{MAX_DELIVERIES_PER_EVENT, PlannedDelivery, plan, scope_keys};
 use hookline_core::id::{DeliveryId, EventId, RuleId, TenantId};
@@ -605,7 +606,7 @@ impl Store for SqliteBackend {
                 if !exists {
                     return Ok(None);
                 }
-                let health = crate::queue::stored_health(conn, &tenant, &id)?;
+                let health = stored_health(conn, &tenant, &id)?;
                 Ok(Some((
                     health,
                     crate::traffic::read(conn, &tenant, &id, now)?,
@@ -867,4 +868,32 @@ impl Store for SqliteBackend {
         *count += 1;
         Ok(true)
     }
+}
+
+/// The rule's health as its `rule_health` row has it (none: healthy).
+pub(crate) fn stored_health(
+    conn: &Connection,
+    tenant_id: &TenantId,
+    rule_id: &RuleId,
+) -> Result<Health, StoreError> {
+    let stamp = |v: Option<i64>| v.map(Timestamp::from_millis);
+    conn.prepare_cached(
+        "SELECT attempts, failures, window_start, open_until, trips, failing_since
+         FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![tenant_id.as_str(), rule_id.as_str()], |r| {
+            Ok(Health {
+                attempts: r.get(0)?,
+                failures: r.get(1)?,
+                window_start: stamp(r.get(2)?),
+                open_until: stamp(r.get(3)?),
+                trips: r.get(4)?,
+                failing_since: stamp(r.get(5)?),
+            })
+        })
+        .optional()
+    })
+    .map_err(unavailable)
+    .map(Option::unwrap_or_default)
 }

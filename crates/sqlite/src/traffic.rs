@@ -12,6 +12,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::unavailable;
 
+/// The most tallies one settle's transaction writes (three statements
+/// each): the writer thread is everyone's, so a flood of busy rules is
+/// written a few settles at a time.
+pub(crate) const WRITES_PER_COMMIT: usize = 64;
+
 /// Adds `tallies` into their stored buckets, and drops buckets older than
 /// a day as of `now`.
 pub(crate) fn write(conn: &Connection, tallies: Tallies, now: Timestamp) -> Result<(), StoreError> {

@@ -201,7 +201,11 @@ async fn count_traffic(backend: &AwsBackend, settlements: &[Settlement]) {
     let due = match backend.traffic.lock() {
         Ok(mut counted) => {
             settlements.iter().for_each(|s| s.count_in(&mut counted));
-            counted.take_due(latest, backend.traffic_every)
+            counted.take_due(
+                latest,
+                backend.traffic_every,
+                crate::traffic::WRITES_PER_FINISH,
+            )
         }
         Err(_) => return,
     };
