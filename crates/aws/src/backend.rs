@@ -50,11 +50,15 @@ pub(crate) type CachedRule = (Option<RuleItem>, Instant);
 pub const RULE_CACHE_FOR: Duration = Duration::from_secs(15);
 
 /// How long a deliverer process adds up rules' traffic before writing it:
-/// one write per busy rule this often, instead of one per batch (a rule
-/// with a batch of ten a second would otherwise add 0.1 write units to
-/// each delivery). What a reclaimed function process had not written is
-/// lost: counts, never deliveries.
-pub const TRAFFIC_WRITE_EVERY: Duration = Duration::from_secs(10);
+/// one write per busy rule and process this often, instead of one per
+/// batch (a rule with a batch of ten a second would add 0.1 write units to
+/// each delivery). At 10 s, `infra/cost`'s fan-out-10 run (about one
+/// delivery a second per rule, moto being slow) paid 0.10 write units a
+/// delivery for it, over the AWS path's budget; a minute is a sixth of
+/// that. A rule's health on AWS is so up to a minute behind, and what a
+/// reclaimed function process had not written is lost: counts, never
+/// deliveries.
+pub const TRAFFIC_WRITE_EVERY: Duration = Duration::from_secs(60);
 
 impl AwsBackend {
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
