@@ -17,6 +17,7 @@ mod e2e {
     mod metrics;
     mod options;
     mod security;
+    mod signals;
     mod surfaces;
     mod traces;
 }

@@ -104,7 +104,8 @@ async fn recover_replays_a_rules_dead_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let hookline = Hookline::start(&db_in(&dir), &[("HOOKLINE_RETRY_SCHEDULE", "")]);
     let shop = hookline.tenant("shop_1");
-    let receiver = Receiver::start_with(|_, _| Reply::Status(410)).await;
+    // A failing receiver (not 410, which says it is gone and disables the rule).
+    let receiver = Receiver::start_with(|_, _| Reply::Status(500)).await;
     let rule = hookline.paid_orders_to(&shop, receiver.url("/")).await;
     for i in 0..3 {
         hookline

@@ -15,6 +15,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hookline");
@@ -251,6 +252,8 @@ pub fn create_tenant(db: &Path, id: &str) -> Tenant {
 #[derive(Clone, Copy, Debug)]
 pub enum Reply {
     Status(u16),
+    /// A status with a `webhook-delivery` header of this value.
+    Signal(u16, &'static str),
     Hang,
 }
 
@@ -354,7 +357,7 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
     let hit = Hit {
         path: uri.path().to_owned(),
         headers,
@@ -368,10 +371,15 @@ async fn receive(
         (state.plan.lock().unwrap())(n, &hit)
     };
     match reply {
-        Reply::Status(s) => StatusCode::from_u16(s).unwrap(),
+        Reply::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
+        Reply::Signal(s, value) => (
+            StatusCode::from_u16(s).unwrap(),
+            [("webhook-delivery", value)],
+        )
+            .into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(120)).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
     }
 }

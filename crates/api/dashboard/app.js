@@ -166,7 +166,7 @@ function renderRules() {
     el("div", {},
       el("div", { class: "title" }, r.name,
         el("span", { class: `badge ${r.enabled ? "on" : "off"}` }, r.enabled ? "enabled" : "disabled"),
-        r.disabled_reason ? el("span", { class: "badge failing", title: `since ${when(r.disabled_at)}` }, "disabled for failing") : null),
+        r.disabled_reason ? el("span", { class: "badge failing", title: `since ${when(r.disabled_at)}` }, r.disabled_reason === "gone" ? "disabled: the receiver is gone" : "disabled for failing") : null),
       el("div", { class: "meta" }, `${label(r.trigger)} · ${scopeText(r.scope)}${r.per_order_line ? " · per order line" : ""}${r.first_payment_only ? " · first payment only" : ""}${r.payload === "thin" ? " · thin body" : ""}${r.rate_limit ? ` · at most ${r.rate_limit}/s` : ""}`),
       el("div", { class: "meta" }, r.url),
       el("div", { class: "meta health" }, "…")),

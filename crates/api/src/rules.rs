@@ -234,7 +234,9 @@ pub struct RuleOut {
     headers: BTreeMap<String, String>,
     #[schema(required = true)]
     rate_limit: Option<u32>,
-    /// `failing` when Hookline disabled the rule, until it is enabled again.
+    /// Why Hookline disabled the rule, until it is enabled again: `failing`
+    /// (no success for `HOOKLINE_DISABLE_AFTER`) or `gone` (its receiver
+    /// answered 410 or `webhook-delivery: disable`).
     #[schema(required = true)]
     disabled_reason: Option<DisabledReason>,
     #[schema(value_type = Option<String>, format = DateTime, required = true)]

@@ -1155,6 +1155,65 @@ pub async fn rule_health_counts_what_receivers_did(h: &dyn Harness) {
     assert!(health("a", "nope").await.is_none());
 }
 
+/// A receiver that says it is gone (410, or `webhook-delivery: disable`)
+/// has its rule disabled at its first such answer, with the reason `gone`
+/// and the `rule.disabled` alert raised (an alert rule is disabled too when
+/// its own receiver is gone); an ordinary failure disables nothing.
+pub async fn a_gone_receivers_rule_is_disabled_at_once(h: &dyn Harness) {
+    use hookline_core::rule::DisabledReason;
+    let b = h.store();
+    tenant(b, "a").await;
+    paid_rule(b, "a", "r").await;
+    b.insert_rule(
+        &rule(
+            "a",
+            "alerts",
+            Trigger::RuleDisabled,
+            Scope::Universal,
+            false,
+        ),
+        100,
+    )
+    .await
+    .unwrap();
+    paid_orders(b, "a", 2).await;
+    h.route().await;
+    let jobs = receive_n(h, 2, 10).await;
+    let failed = reported(&jobs[0], Outcome::RetryAt(after(now(), 600_000)), false);
+    h.queue().settle(vec![failed]).await.unwrap();
+    assert!(b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap().enabled);
+
+    let gone = Settlement {
+        gone: true,
+        ..reported(&jobs[1], Outcome::Dead, false)
+    };
+    h.queue().settle(vec![gone]).await.unwrap();
+    let disabled = b.rule(&tid("a"), &rid("r")).await.unwrap().unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.disabled_reason, Some(DisabledReason::Gone));
+    h.route().await;
+    let alert = receive_n(h, 1, 10).await;
+    assert_eq!(
+        (alert[0].rule_id.as_str(), alert[0].trigger),
+        ("alerts", Trigger::RuleDisabled)
+    );
+    let data: serde_json::Value = serde_json::from_str(alert[0].data.get()).unwrap();
+    assert_eq!(
+        (&data["rule_id"], &data["reason"]),
+        (&"r".into(), &"gone".into())
+    );
+
+    // The alert rule's own receiver is gone: it is disabled too, and its
+    // alert has no enabled rule left to go to.
+    let gone = Settlement {
+        gone: true,
+        ..reported(&alert[0], Outcome::Dead, false)
+    };
+    h.queue().settle(vec![gone]).await.unwrap();
+    let alerts = b.rule(&tid("a"), &rid("alerts")).await.unwrap().unwrap();
+    assert_eq!(alerts.disabled_reason, Some(DisabledReason::Gone));
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
@@ -1175,6 +1234,7 @@ macro_rules! conformance_tests {
             rules_follow_their_scope,
             test_sends_are_limited_per_tenant_and_minute,
             rule_health_counts_what_receivers_did,
+            a_gone_receivers_rule_is_disabled_at_once,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {$(

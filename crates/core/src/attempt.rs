@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::delivery::{Attempt, FullBody};
 use crate::event::Line;
 use crate::ports::{
-    Clock, DeliveryJob, Destination, Endpoint, Outcome, OutgoingRequest, Sender, Settlement,
+    Clock, DeliveryJob, Destination, Endpoint, Outcome, OutgoingRequest, ReceiverSignal, Sender,
+    Settlement,
 };
 use crate::retry::RetrySchedule;
 use crate::rule::PayloadFormat;
@@ -100,20 +101,24 @@ impl Attempter {
         }
         let sent = sender.send(self.request(job, endpoint, at)).await;
         let duration_ms = u64::try_from(sent.elapsed.as_millis()).unwrap_or(u64::MAX);
-        let (attempt, ok, retry_after) = match sent.result {
+        let (attempt, ok, retry_after, signal) = match sent.result {
             Ok(r) => {
                 let ok = (200..300).contains(&r.status);
                 let honoured = matches!(r.status, 429 | 503)
                     .then_some(r.retry_after)
                     .flatten();
+                // 410 Gone says what `webhook-delivery: disable` says.
+                let signal = r
+                    .signal
+                    .or((r.status == 410).then_some(ReceiverSignal::Disable));
                 let attempt = Attempt {
                     at,
                     status_code: Some(r.status),
                     duration_ms,
-                    error: (!ok).then(|| format!("receiver answered {}", r.status)),
+                    error: (!ok).then(|| failure(r.status, r.signal)),
                     response_body: Some(r.body),
                 };
-                (attempt, ok, honoured)
+                (attempt, ok, honoured, signal)
             }
             Err(error) => (
                 Attempt {
@@ -122,11 +127,15 @@ impl Attempter {
                 },
                 false,
                 None,
+                None,
             ),
         };
         let attempt_number = job.attempt;
         let outcome = if ok {
             Outcome::Succeeded
+        } else if signal.is_some() {
+            // Gone, or asked not to be retried: no retry would be taken.
+            Outcome::Dead
         } else {
             match self.schedule.next_delay(
                 attempt_number,
@@ -139,6 +148,7 @@ impl Attempter {
         };
         Settlement {
             receiver_ok: Some(ok),
+            gone: signal == Some(ReceiverSignal::Disable),
             ..Settlement::new(job, attempt, outcome)
         }
     }
@@ -181,6 +191,22 @@ fn jitter(delivery_id: &str, attempt: u32) -> f64 {
     (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Why an answer that is not 2xx failed, with what the receiver asked.
+fn failure(status: u16, signal: Option<ReceiverSignal>) -> String {
+    match (status, signal) {
+        (_, Some(ReceiverSignal::Disable)) => {
+            format!(
+                "receiver answered {status} with webhook-delivery: disable; the rule is disabled"
+            )
+        }
+        (_, Some(ReceiverSignal::AbortMessage)) => {
+            format!("receiver answered {status} with webhook-delivery: abort-message; not retried")
+        }
+        (410, None) => "receiver answered 410 Gone; the rule is disabled".to_owned(),
+        _ => format!("receiver answered {status}"),
+    }
+}
+
 fn failed(at: Timestamp, error: String) -> Attempt {
     Attempt {
         at,
@@ -193,7 +219,91 @@ fn failed(at: Timestamp, error: String) -> Attempt {
 
 #[cfg(test)]
 mod tests {
-    use super::jitter;
+    use super::*;
+    use crate::ports::Response;
+    use std::time::Duration;
+
+    /// Answers every request with `status` and `header`'s signal, if any.
+    struct Answers(u16, Option<&'static str>);
+
+    #[async_trait::async_trait]
+    impl Sender for Answers {
+        async fn send(&self, _: OutgoingRequest) -> crate::ports::Sent {
+            crate::ports::Sent {
+                result: Ok(Response {
+                    status: self.0,
+                    body: String::new(),
+                    retry_after: None,
+                    signal: self.1.and_then(ReceiverSignal::parse),
+                }),
+                elapsed: Duration::from_millis(3),
+            }
+        }
+    }
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(1_795_953_600_000)
+        }
+    }
+
+    fn job() -> DeliveryJob {
+        DeliveryJob {
+            delivery_id: crate::delivery::DeliveryId::stored("msg_1"),
+            tenant_id: crate::id::TenantId::stored("t"),
+            event_id: crate::id::EventId::stored("evt_1"),
+            rule_id: crate::id::RuleId::stored("rul_1"),
+            trigger: crate::trigger::Trigger::OrderPaid,
+            occurred_at: Timestamp::default(),
+            line: None,
+            data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            subject: None,
+            destination: Destination::Endpoint(Endpoint {
+                url: "https://example.com/hook".into(),
+                payload: PayloadFormat::Full,
+                headers: Vec::new(),
+            }),
+            keys: crate::signing::SigningKeys(vec![
+                crate::signing::WebhookKey::from_bytes(&[7; 32]).unwrap(),
+            ]),
+            lease: None,
+            attempt: 1,
+            rule_health: Default::default(),
+            trace: None,
+        }
+    }
+
+    /// A receiver's signals: 410 and `webhook-delivery: disable` end the
+    /// delivery and mark its rule gone; `abort-message` ends the delivery
+    /// only; a 2xx is delivered whatever it asks; anything else is retried.
+    #[tokio::test]
+    async fn a_receiver_can_ask_to_be_disabled_or_not_retried() {
+        let attempter = Attempter::new(RetrySchedule::parse("1s").unwrap());
+        let settle = |status, header| {
+            let attempter = attempter.clone();
+            async move {
+                attempter
+                    .attempt(&job(), &Answers(status, header), &Fixed)
+                    .await
+            }
+        };
+        let gone = settle(410, None).await;
+        assert_eq!((gone.outcome, gone.gone), (Outcome::Dead, true));
+        assert_eq!(
+            gone.attempt.error.as_deref(),
+            Some("receiver answered 410 Gone; the rule is disabled")
+        );
+        let disable = settle(503, Some("Disable")).await;
+        assert_eq!((disable.outcome, disable.gone), (Outcome::Dead, true));
+        let abort = settle(500, Some("abort-message")).await;
+        assert_eq!((abort.outcome, abort.gone), (Outcome::Dead, false));
+        assert!(abort.attempt.error.unwrap().contains("abort-message"));
+        let taken = settle(200, Some("disable")).await;
+        assert_eq!((taken.outcome, taken.gone), (Outcome::Succeeded, true));
+        let unknown = settle(500, Some("later")).await;
+        assert!(matches!(unknown.outcome, Outcome::RetryAt(_)) && !unknown.gone);
+    }
 
     #[test]
     fn jitter_is_reproducible_and_spread() {

@@ -232,6 +232,7 @@ impl Event {
             "rule_id": rule.id,
             "name": rule.name,
             "url": rule.url,
+            "reason": rule.disabled_reason,
             "disabled_at": at,
             "failing_since": failing_since,
             "last_error": last_error,

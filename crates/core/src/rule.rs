@@ -74,6 +74,9 @@ pub struct Rule {
 pub enum DisabledReason {
     /// Its deliveries failed without a success for `HOOKLINE_DISABLE_AFTER`.
     Failing,
+    /// Its receiver answered 410 Gone, or asked to be disabled
+    /// (`webhook-delivery: disable`).
+    Gone,
 }
 
 /// What a rule adds to its deliveries beyond Plug&Pay's fields.
@@ -154,15 +157,19 @@ impl Rule {
         }
     }
 
-    /// Disables the rule for failing, at `at`; false when there is nothing
-    /// to disable: it is disabled already, or it is a `rule.disabled` rule,
-    /// which is never disabled, so an alert rule cannot set off a loop.
-    pub fn disable_for_failing(&mut self, at: Timestamp) -> bool {
-        if !self.enabled || self.trigger == Trigger::RuleDisabled {
+    /// Disables the rule for `reason`, at `at`; false when there is nothing
+    /// to disable: it is disabled already, or it is a `rule.disabled` rule
+    /// failing, which is never disabled for it, so an alert rule cannot set
+    /// off a loop. A receiver that says it is gone is believed, alert rule
+    /// or not.
+    pub fn disable(&mut self, reason: DisabledReason, at: Timestamp) -> bool {
+        let alert_failing =
+            reason == DisabledReason::Failing && self.trigger == Trigger::RuleDisabled;
+        if !self.enabled || alert_failing {
             return false;
         }
         self.enabled = false;
-        self.disabled_reason = Some(DisabledReason::Failing);
+        self.disabled_reason = Some(reason);
         self.disabled_at = Some(at);
         true
     }
@@ -495,20 +502,26 @@ mod tests {
             draft(Trigger::OrderPaid),
             Timestamp::default(),
         );
-        assert!(paid.disable_for_failing(at));
+        assert!(paid.disable(DisabledReason::Failing, at));
         assert_eq!(
             (paid.enabled, paid.disabled_reason, paid.disabled_at),
             (false, Some(DisabledReason::Failing), Some(at))
         );
-        assert!(!paid.disable_for_failing(at), "once");
+        assert!(!paid.disable(DisabledReason::Failing, at), "once");
         let mut alerts = Rule::new(
             RuleId::stored("a"),
             TenantId::stored("t"),
             draft(Trigger::RuleDisabled),
             Timestamp::default(),
         );
-        assert!(!alerts.disable_for_failing(at));
+        assert!(!alerts.disable(DisabledReason::Failing, at));
         assert!(alerts.enabled);
+        let mut gone_alerts = alerts.clone();
+        assert!(
+            gone_alerts.disable(DisabledReason::Gone, at),
+            "a gone receiver is believed"
+        );
+        assert_eq!(gone_alerts.disabled_reason, Some(DisabledReason::Gone));
         paid.apply(RulePatch {
             enabled: Some(true),
             ..Default::default()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use hookline_core::delivery::RESPONSE_BODY_CAP;
-use hookline_core::ports::{OutgoingRequest, Response, Sender, Sent};
+use hookline_core::ports::{OutgoingRequest, ReceiverSignal, Response, Sender, Sent};
 use hookline_core::target::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Host;
@@ -117,6 +117,11 @@ impl HttpSender {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let signal = response
+            .headers()
+            .get(ReceiverSignal::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ReceiverSignal::parse);
         let mut body = Vec::new();
         while body.len() < RESPONSE_BODY_CAP {
             match response.chunk().await {
@@ -131,6 +136,7 @@ impl HttpSender {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
             retry_after,
+            signal,
         })
     }
 }

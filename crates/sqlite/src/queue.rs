@@ -15,6 +15,7 @@ use hookline_core::ports::{
     DeliveryJob, DeliveryQueue, Destination, KeyCache, Lease, Outcome, Settlement, StoreError,
 };
 use hookline_core::record::{AttemptRecord, SubjectRecord, encode_rule};
+use hookline_core::rule::DisabledReason;
 use hookline_core::{Event, SigningKeys, Timestamp, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -258,20 +259,19 @@ fn record_health(
     if let Some(since) = after.failing_since
         && breaker.should_disable(since, s.attempt.at)
     {
-        disable_for_failing(conn, s, since, effects)?;
-        backend.forget_rule(s.rule_id.as_str());
-        if let Ok(mut rows) = rows.lock() {
-            rows.remove(&key);
-        }
+        disable_rule(conn, s, DisabledReason::Failing, since, backend, effects)?;
     }
     Ok(())
 }
 
-/// Disables a rule that has failed too long and raises `rule.disabled`.
-fn disable_for_failing(
+/// Disables the rule of `s` for `reason` and raises `rule.disabled`, in the
+/// settle's transaction; what receiving keeps of the rule goes with it.
+fn disable_rule(
     conn: &Connection,
     s: &Settlement,
+    reason: DisabledReason,
     failing_since: Timestamp,
+    backend: &SqliteBackend,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
     let body: Option<String> = conn
@@ -287,7 +287,7 @@ fn disable_for_failing(
         return Ok(());
     };
     let at = s.attempt.at;
-    if !rule.disable_for_failing(at) {
+    if !rule.disable(reason, at) {
         return Ok(());
     }
     conn.prepare_cached("UPDATE rules SET body = ?3 WHERE tenant_id = ?1 AND id = ?2")
@@ -302,9 +302,13 @@ fn disable_for_failing(
     conn.prepare_cached("DELETE FROM rule_health WHERE tenant_id = ?1 AND rule_id = ?2")
         .and_then(|mut st| st.execute(params![s.tenant_id.as_str(), s.rule_id.as_str()]))
         .map_err(unavailable)?;
+    backend.forget_rule(s.rule_id.as_str());
+    if let Ok(mut rows) = backend.health().lock() {
+        rows.remove(&(s.tenant_id.to_string(), s.rule_id.to_string()));
+    }
     let alert = Event::rule_disabled(&rule, at, failing_since, s.attempt.error.as_deref());
     accept(conn, &alert, at, effects)?;
-    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, "disabled a rule that kept failing");
+    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, reason = ?reason, "disabled a rule");
     Ok(())
 }
 
@@ -516,6 +520,10 @@ impl DeliveryQueue for SqliteBackend {
                 for s in &settlements {
                     settle_one(conn, s, backend.queue(), effects)?;
                     record_health(conn, s, &breaker, &backend, effects)?;
+                    if s.gone {
+                        let at = s.attempt.at;
+                        disable_rule(conn, s, DisabledReason::Gone, at, &backend, effects)?;
+                    }
                 }
                 if let Some((tallies, latest)) = due_traffic {
                     traffic::write(conn, tallies, latest)?;

@@ -1,11 +1,13 @@
 //! A rule's health after an attempt: the breaker's step written on
-//! condition, and the rule disabled when it has failed too long.
+//! condition, and the rule disabled when it has failed too long or its
+//! receiver said it is gone.
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnValue;
 use hookline_core::breaker::Health;
 use hookline_core::ports::{Settlement, Store, StoreError};
+use hookline_core::rule::DisabledReason;
 use hookline_core::{Event, Timestamp};
 
 use crate::backend::AwsBackend;
@@ -60,7 +62,7 @@ pub(super) async fn record_health(backend: &AwsBackend, s: &Settlement) -> Resul
             && backend.breaker.should_disable(since, s.attempt.at)
         {
             let rule = from_item::<RuleItem>(item)?.rule(&s.tenant_id)?;
-            disable_for_failing(backend, s, rule, since).await?;
+            disable_rule(backend, s, rule, DisabledReason::Failing, since).await?;
         }
         return Ok(());
     }
@@ -141,16 +143,28 @@ fn health_step(
         .condition_expression(condition.join(" AND "))
 }
 
-/// Disables a rule that has failed too long (its health goes with the old
-/// item) and raises `rule.disabled` for the tenant's alert rules.
-async fn disable_for_failing(
+/// Disables the rule of a receiver that said it is gone (410, or
+/// `webhook-delivery: disable`).
+pub(super) async fn disable_gone(backend: &AwsBackend, s: &Settlement) -> Result<(), StoreError> {
+    let key = rule_key(&s.tenant_id, &s.rule_id);
+    let Some(item) = backend.table.get::<RuleItem>(key).await? else {
+        return Ok(());
+    };
+    let rule = item.rule(&s.tenant_id)?;
+    disable_rule(backend, s, rule, DisabledReason::Gone, s.attempt.at).await
+}
+
+/// Disables a rule for `reason` (its health goes with the old item) and
+/// raises `rule.disabled` for the tenant's alert rules.
+async fn disable_rule(
     backend: &AwsBackend,
     s: &Settlement,
     mut rule: hookline_core::Rule,
+    reason: DisabledReason,
     failing_since: Timestamp,
 ) -> Result<(), StoreError> {
     let at = s.attempt.at;
-    if !rule.disable_for_failing(at) {
+    if !rule.disable(reason, at) {
         return Ok(());
     }
     backend.forget_rule(&s.tenant_id, &s.rule_id);
@@ -163,6 +177,6 @@ async fn disable_for_failing(
     }
     let alert = Event::rule_disabled(&rule, at, failing_since, s.attempt.error.as_deref());
     backend.accept_event(&alert, at).await?;
-    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, "disabled a rule that kept failing");
+    tracing::warn!(tenant = %s.tenant_id, rule = %s.rule_id, reason = ?reason, "disabled a rule");
     Ok(())
 }

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::ports::{Lease, Outcome, Settlement, StoreError};
 use hookline_core::{DeliveryStatus, Timestamp};
 
-use super::health::record_health;
+use super::health::{disable_gone, record_health};
 use super::record::{described, record, set_fields};
 use crate::backend::AwsBackend;
 use crate::error::log_failure;
@@ -77,6 +77,12 @@ pub(crate) async fn settle(backend: &AwsBackend, settlements: &[Settlement]) -> 
         if let Err(e) = record_health(backend, s).await {
             // The breaker misses one data point; the delivery is settled all the same.
             log_failure(&e, &s.delivery_id, "record the rule's health");
+        }
+        if s.gone
+            && let Err(e) = disable_gone(backend, s).await
+        {
+            // Its next delivery to the receiver says so again.
+            log_failure(&e, &s.delivery_id, "disable a rule whose receiver is gone");
         }
         match s.outcome {
             Outcome::Succeeded => dispositions[i] = Disposition::Done,

@@ -13,7 +13,7 @@ pub use clock::{Clock, SystemClock};
 pub use queue::{
     DeliveryJob, DeliveryQueue, Destination, Endpoint, KeyCache, Lease, Outcome, Settlement,
 };
-pub use sender::{OutgoingRequest, Response, Sender, Sent};
+pub use sender::{OutgoingRequest, ReceiverSignal, Response, Sender, Sent};
 pub use store::{
     Acceptance, BoxError, DeliveryFilter, NewTenant, Page, RuleHealth, Store, StoreError,
     key_cursor, parse_key_cursor, parse_row_cursor,

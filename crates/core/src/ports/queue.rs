@@ -146,6 +146,11 @@ pub struct Settlement {
     /// The `traceparent` of the attempt's span, when traced: what the
     /// settle's span joins.
     pub trace: Option<String>,
+    /// The receiver said it is gone (410, or `webhook-delivery: disable`):
+    /// the store disables the rule ([`DisabledReason::Gone`]).
+    ///
+    /// [`DisabledReason::Gone`]: crate::rule::DisabledReason::Gone
+    pub gone: bool,
 }
 
 impl Settlement {
@@ -163,6 +168,7 @@ impl Settlement {
             receiver_ok: None,
             rule_health: job.rule_health,
             trace: job.trace.clone(),
+            gone: false,
         }
     }
 
