@@ -58,7 +58,7 @@ pub const RULE_CACHE_FOR: Duration = Duration::from_secs(15);
 /// that. A rule's health on AWS is so up to a minute behind, and what a
 /// reclaimed function process had not written is lost: counts, never
 /// deliveries.
-pub const TRAFFIC_WRITE_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const TRAFFIC_WRITE_EVERY: Duration = Duration::from_secs(60);
 
 impl AwsBackend {
     pub fn new(config: &aws_config::SdkConfig, settings: AwsSettings) -> Self {

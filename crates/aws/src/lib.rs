@@ -36,7 +36,7 @@ mod table;
 mod traffic;
 mod vault;
 
-pub use backend::{AwsBackend, TRAFFIC_WRITE_EVERY};
+pub use backend::AwsBackend;
 pub use calls::{CallCount, Calls};
 pub use deliver::Deliverer;
 pub use items::{

@@ -122,6 +122,16 @@ pub async fn paid_rule(b: &dyn Store, tenant: &str, id: &str) {
     .expect("insert rule");
 }
 
+/// Stores a universal `rule.disabled` rule: where the tenant's alerts go.
+async fn alert_rule(b: &dyn Store, tenant: &str, id: &str) {
+    b.insert_rule(
+        &rule(tenant, id, Trigger::RuleDisabled, Scope::Universal, false),
+        100,
+    )
+    .await
+    .expect("insert rule");
+}
+
 /// `n` paid orders of `tenant`, accepted now (`e00`, `e01`, ...).
 async fn paid_orders(b: &dyn Store, tenant: &str, n: usize) {
     for i in 0..n {
@@ -911,18 +921,7 @@ pub async fn failing_rules_are_disabled_with_an_alert(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     paid_rule(b, "a", "r").await;
-    b.insert_rule(
-        &rule(
-            "a",
-            "alerts",
-            Trigger::RuleDisabled,
-            Scope::Universal,
-            false,
-        ),
-        100,
-    )
-    .await
-    .unwrap();
+    alert_rule(b, "a", "alerts").await;
     b.accept_event(&event("a", "e1", Trigger::OrderPaid, &[]), now())
         .await
         .unwrap();
@@ -1164,18 +1163,7 @@ pub async fn a_gone_receivers_rule_is_disabled_at_once(h: &dyn Harness) {
     let b = h.store();
     tenant(b, "a").await;
     paid_rule(b, "a", "r").await;
-    b.insert_rule(
-        &rule(
-            "a",
-            "alerts",
-            Trigger::RuleDisabled,
-            Scope::Universal,
-            false,
-        ),
-        100,
-    )
-    .await
-    .unwrap();
+    alert_rule(b, "a", "alerts").await;
     paid_orders(b, "a", 2).await;
     h.route().await;
     let jobs = receive_n(h, 2, 10).await;

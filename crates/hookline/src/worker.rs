@@ -8,7 +8,6 @@ use std::time::Duration;
 use hookline_core::ports::{Clock, DeliveryQueue, Sender};
 use hookline_core::{Attempter, Settlement};
 use hookline_sqlite::SqliteBackend;
-use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use tokio::sync::{mpsc, watch};
@@ -85,12 +84,8 @@ impl Worker {
                     self.metrics.clone(),
                 );
                 in_flight.spawn(async move {
-                    let span = hookline_telemetry::attempt_span(&job);
-                    let mut settlement = attempter
-                        .attempt(&job, &*sender, &*clock)
-                        .instrument(span.clone())
-                        .await;
-                    settlement.trace = hookline_telemetry::traceparent(&span);
+                    let settlement =
+                        hookline_telemetry::attempt(&attempter, &job, &*sender, &*clock).await;
                     metrics.observe(&settlement);
                     let _ = settled.send(settlement);
                 });

@@ -5,17 +5,18 @@
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; unset, no layer wants
 //! them and they cost a disabled callsite. Between processes and queues, a span's
 //! context travels as a W3C `traceparent` string ([`traceparent`],
-//! [`follow`]), so one event's spans join one trace; [`attempt_span`] and
+//! [`follow`]), so one event's spans join one trace; [`attempt`] and
 //! [`settle_spans`] are a delivery's, the same on both forms.
 
 use std::collections::HashMap;
 
-use hookline_core::ports::{DeliveryJob, Settlement};
+use hookline_core::Attempter;
+use hookline_core::ports::{Clock, DeliveryJob, Sender, Settlement};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Level;
+use tracing::{Instrument, Level};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -169,8 +170,26 @@ pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
     let _ = span.set_parent(cx);
 }
 
+/// Runs `job`'s attempt in its span, in its event's trace, and answers its
+/// settlement carrying that span's context for the settle to join: the
+/// one way both deliverers attempt.
+pub async fn attempt(
+    attempter: &Attempter,
+    job: &DeliveryJob,
+    sender: &dyn Sender,
+    clock: &dyn Clock,
+) -> Settlement {
+    let span = attempt_span(job);
+    let mut settled = attempter
+        .attempt(job, sender, clock)
+        .instrument(span.clone())
+        .await;
+    settled.trace = traceparent(&span);
+    settled
+}
+
 /// The span of one attempt, in its event's trace.
-pub fn attempt_span(job: &DeliveryJob) -> tracing::Span {
+fn attempt_span(job: &DeliveryJob) -> tracing::Span {
     let span = tracing::info_span!(target: TRACE, parent: None, "attempt",
         delivery_id = %job.delivery_id, event_id = %job.event_id, rule_id = %job.rule_id,
         attempt = job.attempt);

@@ -29,7 +29,6 @@ use hookline_core::Attempter;
 use hookline_core::Timestamp;
 use hookline_core::ports::{Clock, DeliveryJob, Sender, Settlement};
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use crate::backend::AwsBackend;
 use crate::emf::BatchMetrics;
@@ -79,12 +78,8 @@ impl Deliverer {
             let task = attempts.spawn({
                 let id = id.clone();
                 async move {
-                    let span = hookline_telemetry::attempt_span(&job);
-                    let mut settled = attempter
-                        .attempt(&job, &*sender, &*clock)
-                        .instrument(span.clone())
-                        .await;
-                    settled.trace = hookline_telemetry::traceparent(&span);
+                    let settled =
+                        hookline_telemetry::attempt(&attempter, &job, &*sender, &*clock).await;
                     (id, settled)
                 }
             });
